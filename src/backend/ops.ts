@@ -1,0 +1,126 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * The op layer between the layers and the backends. Each op uses a fused kernel when the active
+ * backend registers one under the op's kernel name, and a composite of tfjs-core ops otherwise.
+ */
+export const KERNELS = {
+  attention: 'WanAttention',
+  rmsNorm: 'WanRmsNorm',
+  layerNorm: 'WanLayerNorm',
+  geluTanh: 'WanGeluTanh',
+} as const;
+
+function fused(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) !== undefined;
+}
+
+/** Most score elements one composite-attention chunk may hold (64 MiB of float32). */
+export const ATTENTION_CHUNK_ELEMENTS = 1 << 24;
+
+/** The additive mask value for dropped keys (float32 min, as the reference uses). */
+export const MASK_VALUE = -3.4028234663852886e38;
+
+export interface AttentionOptions {
+  /** Multiplies q·kᵀ; default 1/√D. umT5 uses 1. */
+  scale?: number;
+  /** Added to the scores; broadcastable to [B, H, Lq, Lk] (e.g. a relative position bias [1, H, Lq, Lk]). */
+  bias?: tf.Tensor;
+  /** [B, Lk] with 1 for keys to attend to and 0 for keys to drop. */
+  keyMask?: tf.Tensor;
+  /** Query rows per chunk of the composite; default keeps a chunk's scores under ATTENTION_CHUNK_ELEMENTS. */
+  chunkSize?: number;
+}
+
+/**
+ * Multi-head scaled dot-product attention without an [Lq, Lk] matrix for the whole sequence.
+ * q: [B, Lq, H, D], k: [B, Lk, H, D], v: [B, Lk, H, Dv] → [B, Lq, H, Dv].
+ * out = softmax(scale · q·kᵀ + bias + mask) · v, computed in query chunks (memory O(chunk × Lk)).
+ */
+export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: AttentionOptions = {}): tf.Tensor {
+  const [B, Lq, H, D] = q.shape as [number, number, number, number];
+  const Lk = k.shape[1] as number;
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  if (options.bias === undefined && options.keyMask === undefined && fused(KERNELS.attention)) {
+    return tf.engine().runKernel(KERNELS.attention, { q, k, v }, { scale }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const qt = tf.transpose(q, [0, 2, 1, 3]);
+    const kt = tf.transpose(k, [0, 2, 1, 3]);
+    const vt = tf.transpose(v, [0, 2, 1, 3]);
+    const mask = options.keyMask
+      ? tf.reshape(tf.mul(tf.sub(1, tf.cast(options.keyMask, 'float32')), MASK_VALUE), [B, 1, 1, Lk])
+      : undefined;
+    const chunk = Math.max(1, Math.min(Lq, options.chunkSize ?? Math.floor(ATTENTION_CHUNK_ELEMENTS / Math.max(1, B * H * Lk))));
+    const outs: tf.Tensor[] = [];
+    for (let s = 0; s < Lq; s += chunk) {
+      const n = Math.min(chunk, Lq - s);
+      const qc = n === Lq ? qt : tf.slice(qt, [0, 0, s, 0], [B, H, n, D]);
+      let scores = tf.matMul(qc, kt, false, true);
+      if (scale !== 1) scores = tf.mul(scores, scale);
+      if (options.bias) {
+        const b = options.bias;
+        const rows = b.rank < 4 || b.shape[2] === 1 || n === Lq ? b : tf.slice(b, [0, 0, s, 0], [-1, -1, n, -1]);
+        scores = tf.add(scores, rows);
+      }
+      if (mask) scores = tf.add(scores, mask);
+      outs.push(tf.matMul(tf.softmax(scores, -1), vt));
+    }
+    const o = outs.length === 1 ? outs[0] : tf.concat(outs, 2);
+    return tf.transpose(o, [0, 2, 1, 3]);
+  });
+}
+
+/** x · rsqrt(mean(x², last axis) + eps) · weight. x: [..., C], weight: [C]. */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor | undefined, eps: number): tf.Tensor {
+  if (weight && fused(KERNELS.rmsNorm)) return tf.engine().runKernel(KERNELS.rmsNorm, { x, weight }, { eps }) as tf.Tensor;
+  return tf.tidy(() => {
+    const y = tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)));
+    return weight ? tf.mul(y, weight) : y;
+  });
+}
+
+/** (x − mean) · rsqrt(var + eps) over the last axis (biased variance), then optional affine. */
+export function layerNorm(x: tf.Tensor, eps: number, weight?: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  if (fused(KERNELS.layerNorm)) {
+    const inputs: tf.NamedTensorMap = { x };
+    if (weight) inputs.weight = weight;
+    if (bias) inputs.bias = bias;
+    return tf.engine().runKernel(KERNELS.layerNorm, inputs, { eps }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+    if (weight) y = tf.mul(y, weight);
+    if (bias) y = tf.add(y, bias);
+    return y;
+  });
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  if (fused(KERNELS.geluTanh)) return tf.engine().runKernel(KERNELS.geluTanh, { x }) as tf.Tensor;
+  return tf.tidy(() => {
+    const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), SQRT_2_OVER_PI);
+    return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.tanh(inner)));
+  });
+}
+
+/** x · sigmoid(x). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+}
+
+/** y = x · wᵀ + b with a PyTorch-layout weight w: [out, in]. x: [..., in] → [..., out]. */
+export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const inDim = x.shape[x.rank - 1];
+    const outDim = w.shape[0];
+    const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
+    let y = tf.matMul(x2, w, false, true);
+    if (b) y = tf.add(y, b);
+    return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
+  });
+}

@@ -1,0 +1,49 @@
+/** Base class of every error the library throws on purpose. */
+export class WanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A checkpoint file, folder or tensor is missing, malformed or does not fit the model. */
+export class CheckpointError extends WanError {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly tensor?: string,
+  ) {
+    super(
+      [file ? `${file}` : undefined, tensor ? `tensor '${tensor}'` : undefined, message]
+        .filter((s) => s !== undefined)
+        .join(': '),
+    );
+  }
+}
+
+/** An argument has the wrong shape; the message names the argument, what was given and what is valid. */
+export class ShapeError extends WanError {
+  constructor(
+    readonly argument: string,
+    readonly got: string,
+    readonly expected: string,
+    readonly nearest?: string,
+  ) {
+    super(
+      `${argument}: got ${got}, expected ${expected}` + (nearest ? ` (nearest valid: ${nearest})` : ''),
+    );
+  }
+}
+
+/** A model or scheduler configuration is invalid or inconsistent. */
+export class ConfigError extends WanError {}
+
+/** A requested backend is unavailable or lacks a kernel a model needs. */
+export class BackendError extends WanError {}
+
+/** An operation was stopped through an AbortSignal. */
+export class AbortError extends WanError {
+  constructor(message = 'The operation was aborted') {
+    super(message);
+  }
+}

@@ -1,0 +1,22 @@
+import { selectBackend } from '../backend/select.js';
+import { runParity } from './runner.js';
+
+// npm run parity -- <dir> [--backend cpu|wasm|tensorflow|cuda]
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const bi = args.indexOf('--backend');
+  const backend = bi >= 0 ? args.splice(bi, 2)[1] : undefined;
+  const dir = args[0];
+  if (!dir) {
+    console.error('usage: npm run parity -- <fixtures dir> [--backend cpu|wasm|tensorflow|cuda]');
+    process.exit(2);
+  }
+  await selectBackend(backend);
+  const results = await runParity(dir, (r) => console.log(r.line));
+  const passed = results.filter((r) => r.status === 'PASS').length;
+  const failed = results.filter((r) => r.status === 'FAIL').length;
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed > 0 ? 1 : 0);
+}
+
+void main();

@@ -1,0 +1,77 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { CheckpointError } from '../src/errors.js';
+import type { HostTensor, TensorSource } from './safetensors.js';
+
+/**
+ * One weight of a model as the loader sees it: its shape in the checkpoint's (PyTorch) layout,
+ * and a way to set it from a tensor in that layout. A layer may store it in another layout.
+ */
+export interface WeightSlot {
+  readonly shape: readonly number[];
+  /** Sets the weight from a tensor in checkpoint layout. The callee takes ownership of `value`. */
+  assign(value: tf.Tensor): void;
+  /** The current value in checkpoint layout (a new tensor the caller disposes), if set. */
+  read(): tf.Tensor | undefined;
+}
+
+/** Anything whose weights are listed by dotted checkpoint names (every layer of the library). */
+export interface HasNamedWeights {
+  namedWeights(): Map<string, WeightSlot>;
+}
+
+export interface LoadOptions {
+  /** Maps a checkpoint key to the model's key; return undefined to ignore the tensor. */
+  rename?: (key: string) => string | undefined;
+  /** Keys of the model that may stay unset (e.g. buffers the reference does not store). */
+  optional?: (modelKey: string) => boolean;
+  /** Called after each tensor is loaded. */
+  onProgress?: (loaded: number, total: number, key: string) => void;
+}
+
+function shapeEq(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * Fills every weight of `model` from `source`, one tensor at a time (peak extra memory ≈ one
+ * tensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
+ * CheckpointError before anything is read.
+ */
+export function loadWeights(model: HasNamedWeights, source: TensorSource, options: LoadOptions = {}): void {
+  const slots = model.namedWeights();
+  const plan: Array<[string, string]> = [];
+  const unexpected: string[] = [];
+  const misShaped: string[] = [];
+  const seen = new Set<string>();
+  for (const key of source.keys()) {
+    const target = options.rename ? options.rename(key) : key;
+    if (target === undefined) continue;
+    const slot = slots.get(target);
+    if (!slot) {
+      unexpected.push(key);
+      continue;
+    }
+    seen.add(target);
+    const shape = source.info(key).shape;
+    if (!shapeEq(shape, slot.shape)) misShaped.push(`${key}: file [${shape}] vs model [${slot.shape}]`);
+    else plan.push([key, target]);
+  }
+  const missing = [...slots.keys()].filter((k) => !seen.has(k) && !(options.optional?.(k) ?? false));
+  if (missing.length || unexpected.length || misShaped.length) {
+    const parts: string[] = [];
+    const list = (xs: string[]) => xs.slice(0, 20).join(', ') + (xs.length > 20 ? `, … (${xs.length} in all)` : '');
+    if (missing.length) parts.push(`missing ${missing.length}: ${list(missing)}`);
+    if (unexpected.length) parts.push(`unexpected ${unexpected.length}: ${list(unexpected)}`);
+    if (misShaped.length) parts.push(`mis-shaped ${misShaped.length}: ${list(misShaped)}`);
+    throw new CheckpointError(`checkpoint does not fit the model; ${parts.join('; ')}`, source.label);
+  }
+  plan.forEach(([key, target], i) => {
+    slots.get(target)!.assign(hostToTensor(source.read(key)));
+    options.onProgress?.(i + 1, plan.length, key);
+  });
+}
+
+/** A decoded host tensor as a tfjs tensor (float32 or int32). */
+export function hostToTensor(t: HostTensor): tf.Tensor {
+  return tf.tensor(t.data, t.shape, t.dtype);
+}
