@@ -100,6 +100,12 @@ export abstract class WanModule extends layers.Layer {
     this.built = true;
   }
 
+  /** The serialisation name: the subclass's static `className`, else its JS class name. */
+  override getClassName(): string {
+    const ctor = this.constructor as { className?: string; name: string };
+    return ctor.className ?? ctor.name;
+  }
+
   /** Registers a sub-module under `name` (a path segment of the checkpoint keys). */
   protected addModule<T extends WanModule>(name: string, module: T): T {
     this.childModules.set(name, module);
