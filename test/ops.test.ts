@@ -1,0 +1,82 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { attention, geluTanh, layerNorm, linear, rmsNorm } from '../src/backend/ops.js';
+
+/** Plain float64 attention: q [B,Lq,H,D], k/v [B,Lk,H,D]; bias [H,Lq,Lk]; mask [B,Lk]. */
+function naiveAttention(
+  q: Float32Array, k: Float32Array, v: Float32Array,
+  B: number, Lq: number, Lk: number, H: number, D: number,
+  scale: number, bias?: Float32Array, mask?: number[],
+): Float64Array {
+  const out = new Float64Array(B * Lq * H * D);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < Lq; i++) {
+    const s = new Float64Array(Lk);
+    for (let j = 0; j < Lk; j++) {
+      let acc = 0;
+      for (let d = 0; d < D; d++) acc += q[((b * Lq + i) * H + h) * D + d] * k[((b * Lk + j) * H + h) * D + d];
+      s[j] = acc * scale + (bias ? bias[(h * Lq + i) * Lk + j] : 0) + (mask && mask[b * Lk + j] === 0 ? -1e30 : 0);
+    }
+    const m = Math.max(...s);
+    let z = 0;
+    for (let j = 0; j < Lk; j++) { s[j] = Math.exp(s[j] - m); z += s[j]; }
+    for (let d = 0; d < D; d++) {
+      let acc = 0;
+      for (let j = 0; j < Lk; j++) acc += (s[j] / z) * v[((b * Lk + j) * H + h) * D + d];
+      out[((b * Lq + i) * H + h) * D + d] = acc;
+    }
+  }
+  return out;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+describe('attention op', () => {
+  it('equals the plain formula for any chunk size, with bias and key mask, and leaks nothing', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ B: fc.integer({ min: 1, max: 2 }), Lq: fc.integer({ min: 1, max: 9 }), Lk: fc.integer({ min: 1, max: 9 }), H: fc.integer({ min: 1, max: 3 }), D: fc.integer({ min: 1, max: 6 }), chunk: fc.integer({ min: 1, max: 10 }), withBias: fc.boolean(), withMask: fc.boolean(), seed: fc.nat(1000) }),
+        ({ B, Lq, Lk, H, D, chunk, withBias, withMask, seed }) => {
+          const q = tf.randomNormal([B, Lq, H, D], 0, 1, 'float32', seed);
+          const k = tf.randomNormal([B, Lk, H, D], 0, 1, 'float32', seed + 1);
+          const v = tf.randomNormal([B, Lk, H, D], 0, 1, 'float32', seed + 2);
+          const bias = withBias ? tf.randomNormal([1, H, Lq, Lk], 0, 1, 'float32', seed + 3) : undefined;
+          const maskArr = Array.from({ length: B * Lk }, (_, i) => (i % Lk === 0 || (i * 7 + seed) % 3 !== 0 ? 1 : 0));
+          const mask = withMask ? tf.tensor2d(maskArr, [B, Lk]) : undefined;
+          const before = tf.memory().numTensors;
+          const got = attention(q, k, v, { scale: 0.7, bias, keyMask: mask, chunkSize: chunk });
+          expect(tf.memory().numTensors).toBe(before + 1);
+          expect(got.shape).toEqual([B, Lq, H, D]);
+          const want = naiveAttention(q.dataSync() as Float32Array, k.dataSync() as Float32Array, v.dataSync() as Float32Array, B, Lq, Lk, H, D, 0.7, bias?.dataSync() as Float32Array | undefined, withMask ? maskArr : undefined);
+          expect(maxDiff(got.dataSync(), want)).toBeLessThan(1e-5);
+          tf.dispose([q, k, v, got, bias, mask].filter((t): t is tf.Tensor => t !== undefined));
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('norm and activation ops', () => {
+  it('rmsNorm, layerNorm, geluTanh and linear match their formulas', () => {
+    const x = [0.5, -1.5, 2, 0.25];
+    const xt = tf.tensor2d([x]);
+    const w = tf.tensor1d([1, 2, 3, 4]);
+    const ms = x.reduce((a, b) => a + b * b, 0) / 4;
+    const rms = x.map((xi, i) => (xi / Math.sqrt(ms + 1e-6)) * (i + 1));
+    expect(maxDiff(rmsNorm(xt, w, 1e-6).dataSync(), rms)).toBeLessThan(1e-6);
+    const mean = x.reduce((a, b) => a + b) / 4;
+    const variance = x.reduce((a, b) => a + (b - mean) ** 2, 0) / 4;
+    const ln = x.map((xi) => (xi - mean) / Math.sqrt(variance + 1e-6));
+    expect(maxDiff(layerNorm(xt, 1e-6).dataSync(), ln)).toBeLessThan(1e-6);
+    const gelu = x.map((xi) => 0.5 * xi * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (xi + 0.044715 * xi ** 3))));
+    expect(maxDiff(geluTanh(xt).dataSync(), gelu)).toBeLessThan(1e-6);
+    const W = tf.tensor2d([[1, 0, 0, 0], [0, 1, 1, 0]]);
+    expect(Array.from(linear(tf.tensor3d([[x]]), W, tf.tensor1d([1, 2])).dataSync())).toEqual([1.5, 2.5]);
+  });
+});
