@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, isHeldOut, mulberry32,
+} from '../src/train/dataset.js';
+import { measureClip } from '../src/train/measure.js';
+
+describe('ShapesDataset', () => {
+  it('is deterministic from the seed and differs across seeds', () => {
+    const a = new ShapesDataset({ seed: 3 }).get(17);
+    const b = new ShapesDataset({ seed: 3 }).get(17);
+    const c = new ShapesDataset({ seed: 4 }).get(17);
+    expect(a.captionEn).toBe(b.captionEn);
+    expect(a.frames).toEqual(b.frames);
+    expect(a.frames).not.toEqual(c.frames);
+  });
+
+  it('gives frames [F, H, W, 3] in [-1, 1] and captions in both languages', () => {
+    const ds = new ShapesDataset({ seed: 1, frames: 5, height: 32, width: 32 });
+    const clip = ds.get(0);
+    expect(clip.shape).toEqual([5, 32, 32, 3]);
+    expect(clip.frames.length).toBe(5 * 32 * 32 * 3);
+    expect(Math.min(...clip.frames)).toBeGreaterThanOrEqual(-1);
+    expect(Math.max(...clip.frames)).toBeLessThanOrEqual(1);
+    expect(clip.captionEn).toContain(clip.spec.colour);
+    expect(clip.captionEn).toContain(clip.spec.direction);
+    expect(captionZh({ colour: 'red', shape: 'circle', direction: 'left', speed: 'slowly', background: 'black' }))
+      .toBe('一个红色的圆形在黑色背景上缓慢地向左移动');
+    expect(captionEn({ colour: 'red', shape: 'circle', direction: 'left', speed: 'slowly', background: 'black' }))
+      .toBe('a red circle moving left slowly on a black background');
+  });
+
+  it('never yields a held-out combination, and every colour, shape and direction still occurs', () => {
+    const ds = new ShapesDataset({ seed: 2 });
+    const seen = new Set<string>();
+    for (let i = 0; i < 400; i++) {
+      const s = ds.specAt(i);
+      expect(isHeldOut(s.colour, s.shape, s.direction)).toBe(false);
+      seen.add(s.colour).add(s.shape).add(s.direction);
+    }
+    for (const x of [...COLOURS, ...SHAPES, ...DIRECTIONS]) expect(seen.has(x)).toBe(true);
+    const held = COLOURS.flatMap((c) => SHAPES.flatMap((s) => DIRECTIONS.filter((d) => isHeldOut(c, s, d))));
+    expect(held.length).toBeGreaterThan(5);
+  });
+
+  it('keeps the object inside the frame for the whole clip', () => {
+    const ds = new ShapesDataset({ seed: 5 });
+    for (let i = 0; i < 50; i++) {
+      const s = ds.specAt(i);
+      const travel = ds.pixelsPerFrame[s.speed] * (ds.frames - 1);
+      for (const t of [0, travel]) {
+        const dx = s.direction === 'left' ? -t : s.direction === 'right' ? t : 0;
+        const dy = s.direction === 'up' ? -t : s.direction === 'down' ? t : 0;
+        expect(s.x0 + dx - s.size).toBeGreaterThanOrEqual(0);
+        expect(s.x0 + dx + s.size).toBeLessThanOrEqual(ds.width);
+        expect(s.y0 + dy - s.size).toBeGreaterThanOrEqual(0);
+        expect(s.y0 + dy + s.size).toBeLessThanOrEqual(ds.height);
+      }
+    }
+  });
+});
+
+describe('measureClip', () => {
+  it('recovers colour and direction of every combination rendered by the dataset', () => {
+    const ds = new ShapesDataset({ frames: 5, height: 32, width: 32, excludeHeldOut: false });
+    const rand = mulberry32(11);
+    let n = 0;
+    for (const colour of COLOURS) for (const shape of SHAPES) for (const direction of DIRECTIONS) {
+      const background = BACKGROUNDS[n % BACKGROUNDS.length];
+      const speed = SPEEDS[(n >> 1) % 2];
+      const clip = ds.render(ds.place({ colour, shape, direction, speed, background }, rand));
+      const m = measureClip(clip.frames, clip.shape);
+      expect(`${m.colour} ${m.direction}`, clip.captionEn).toBe(`${colour} ${direction}`);
+      n++;
+    }
+  });
+
+  it('recovers the speed as the centroid velocity within half a pixel per frame', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 10_000 }), (i) => {
+        const ds = new ShapesDataset({ seed: 9, height: 24, width: 24 });
+        const clip = ds.get(i);
+        const m = measureClip(clip.frames, clip.shape);
+        const speed = Math.hypot(...m.velocity);
+        expect(Math.abs(speed - ds.pixelsPerFrame[clip.spec.speed])).toBeLessThan(0.5);
+        expect(m.direction).toBe(clip.spec.direction);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('is robust to mild noise, as in a generated clip', () => {
+    const ds = new ShapesDataset({ seed: 12 });
+    const rand = mulberry32(5);
+    for (let i = 0; i < 20; i++) {
+      const clip = ds.get(i);
+      const noisy = clip.frames.map((v) => Math.max(-1, Math.min(1, v + (rand() - 0.5) * 0.3)));
+      const m = measureClip(noisy, clip.shape);
+      expect(`${m.colour} ${m.direction}`).toBe(`${clip.spec.colour} ${clip.spec.direction}`);
+    }
+  });
+
+  it('rejects a clip that is not [F, H, W, 3]', () => {
+    expect(() => measureClip(new Float32Array(12), [2, 2, 3])).toThrow(/frames/);
+  });
+});
