@@ -1,0 +1,148 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AbortError } from '../errors.js';
+import { VideoEncoderError } from './video-error.js';
+
+/** The optional npm package that ships an ffmpeg binary; never a dependency of this library. */
+const FFMPEG_INSTALLER = '@ffmpeg-installer/ffmpeg';
+
+/** The first executable named `name` on PATH. */
+export function findOnPath(name: string, envPath = process.env.PATH ?? ''): string | undefined {
+  const exts = process.platform === 'win32' ? (process.env.PATHEXT ?? '.EXE;.CMD;.BAT').split(';') : [''];
+  for (const dir of envPath.split(path.delimiter)) {
+    if (!dir) continue;
+    for (const ext of exts) {
+      const candidate = path.join(dir, name + ext);
+      try {
+        fs.accessSync(candidate, fs.constants.X_OK);
+        if (fs.statSync(candidate).isFile()) return candidate;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return undefined;
+}
+
+function installerPath(mod: unknown): string | undefined {
+  if (typeof mod !== 'object' || mod === null) return undefined;
+  const direct = (mod as { path?: unknown }).path;
+  if (typeof direct === 'string') return direct;
+  const dflt = (mod as { default?: unknown }).default;
+  if (typeof dflt === 'object' && dflt !== null && typeof (dflt as { path?: unknown }).path === 'string') return (dflt as { path: string }).path;
+  return undefined;
+}
+
+/**
+ * Locates ffmpeg: `$WAN_FFMPEG` if set, else `ffmpeg` on PATH, else the binary of the optional
+ * package @ffmpeg-installer/ffmpeg when it is installed. Undefined when there is none.
+ */
+export async function findFfmpeg(): Promise<string | undefined> {
+  const env = process.env.WAN_FFMPEG;
+  if (env) return env;
+  const onPath = findOnPath('ffmpeg');
+  if (onPath) return onPath;
+  try {
+    const spec = FFMPEG_INSTALLER;
+    const mod: unknown = await import(/* @vite-ignore */ spec);
+    return installerPath(mod);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `ffprobe` on PATH, if any. */
+export function findFfprobe(): string | undefined {
+  return findOnPath('ffprobe');
+}
+
+/** The message for a missing ffmpeg. */
+export const FFMPEG_MISSING =
+  'writing MP4 needs ffmpeg, which was not found: install it (apt install ffmpeg, brew install ffmpeg, or npm install @ffmpeg-installer/ffmpeg) or set WAN_FFMPEG, or write a GIF or PNG frames instead (format "gif" / "png", --format gif)';
+
+export interface Mp4EncodeOptions {
+  width: number;
+  height: number;
+  fps: number;
+  /** Written with -metadata key=value (MP4 keys: title, comment, description, artist, …). */
+  metadata?: Readonly<Record<string, string>>;
+  /** x264 constant rate factor (0–51, lower is better); default 18. */
+  crf?: number;
+  signal?: AbortSignal;
+  ffmpegPath?: string;
+}
+
+/** The ffmpeg command line for raw rgb24 frames on stdin → H.264 yuv420p MP4 at `out`. */
+export function ffmpegArgs(out: string, o: Mp4EncodeOptions): string[] {
+  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${o.width}x${o.height}`, '-r', String(o.fps), '-i', 'pipe:0'];
+  // yuv420p subsamples chroma 2×2, so x264 needs even sides: pad the odd ones by one pixel.
+  if (o.width % 2 || o.height % 2) args.push('-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2');
+  args.push('-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', String(o.crf ?? 18), '-movflags', '+faststart');
+  for (const [k, v] of Object.entries(o.metadata ?? {})) args.push('-metadata', `${k}=${v}`);
+  args.push('-f', 'mp4', out);
+  return args;
+}
+
+function writeChunk(child: ChildProcess, data: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stdin = child.stdin!;
+    const ok = stdin.write(data, (err) => (err ? reject(err) : undefined));
+    if (ok) resolve();
+    else {
+      const onDrain = () => {
+        stdin.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error) => {
+        stdin.off('drain', onDrain);
+        reject(err);
+      };
+      stdin.once('drain', onDrain);
+      stdin.once('error', onError);
+    }
+  });
+}
+
+/**
+ * Streams `frameCount` frames ([H, W, 3] uint8 each, from `frame(i)`) into ffmpeg, which writes an
+ * H.264 MP4 at `out` (the caller picks a temporary name and renames it). On failure or abort the
+ * process is stopped and the error thrown; the caller removes `out`.
+ */
+export async function encodeMp4(out: string, frameCount: number, frame: (i: number) => Promise<Uint8Array>, o: Mp4EncodeOptions): Promise<void> {
+  const bin = o.ffmpegPath ?? (await findFfmpeg());
+  if (!bin) throw new VideoEncoderError(FFMPEG_MISSING);
+  const child = spawn(bin, ffmpegArgs(out, o), { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString('utf-8')).slice(-4000);
+  });
+  child.stdin!.on('error', () => {
+    // EPIPE when ffmpeg exits early; the exit code and stderr carry the reason.
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>((resolve) => {
+    child.once('error', (e) => resolve({ code: null, signal: null, spawnError: e }));
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  const expected = o.width * o.height * 3;
+  try {
+    for (let i = 0; i < frameCount; i++) {
+      if (o.signal?.aborted) throw new AbortError('video writing was aborted');
+      const data = await frame(i);
+      if (data.length !== expected) throw new VideoEncoderError(`frame ${i} has ${data.length} bytes, expected ${o.width}×${o.height}×3 = ${expected}`);
+      if (child.exitCode !== null || child.signalCode !== null) break;
+      await writeChunk(child, data).catch(() => undefined);
+    }
+    if (o.signal?.aborted) throw new AbortError('video writing was aborted');
+    child.stdin!.end();
+  } catch (e) {
+    child.kill('SIGKILL');
+    await exited;
+    throw e;
+  }
+  const r = await exited;
+  if (r.spawnError) throw new VideoEncoderError(`cannot run ffmpeg at ${bin}: ${r.spawnError.message}`);
+  if (r.code !== 0) {
+    throw new VideoEncoderError(`ffmpeg failed (${r.code !== null ? `exit code ${r.code}` : `signal ${r.signal}`}): ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no message'}`);
+  }
+}

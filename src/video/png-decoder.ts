@@ -1,0 +1,89 @@
+import * as zlib from 'node:zlib';
+import { crc32 } from './png-encoder.js';
+import { VideoFormatError } from './video-error.js';
+
+/** A decoded PNG: RGB pixels [height, width, 3] and its text chunks. */
+export interface DecodedPng {
+  width: number;
+  height: number;
+  rgb: Uint8Array;
+  text: Record<string, string>;
+}
+
+function paeth(a: number, b: number, c: number): number {
+  const p = a + b - c;
+  const pa = Math.abs(p - a);
+  const pb = Math.abs(p - b);
+  const pc = Math.abs(p - c);
+  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/**
+ * Decodes the PNGs this library writes and other 8-bit RGB/RGBA non-interlaced PNGs (alpha is
+ * dropped). Checks every chunk's CRC. Throws VideoFormatError on anything else.
+ */
+export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
+  const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  if (bytes.length < 8 || sig.some((b, i) => bytes[i] !== b)) throw new VideoFormatError(`${label}: not a PNG file (bad signature)`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = 8;
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const idat: Uint8Array[] = [];
+  const text: Record<string, string> = {};
+  for (;;) {
+    if (off + 12 > bytes.length) throw new VideoFormatError(`${label}: truncated at byte ${off}`);
+    const len = dv.getUint32(off);
+    const type = String.fromCharCode(...bytes.subarray(off + 4, off + 8));
+    if (off + 12 + len > bytes.length) throw new VideoFormatError(`${label}: chunk ${type} runs past the end of the file`);
+    const data = bytes.subarray(off + 8, off + 8 + len);
+    if (crc32(bytes.subarray(off + 4, off + 8 + len)) !== dv.getUint32(off + 8 + len)) throw new VideoFormatError(`${label}: CRC mismatch in chunk ${type}`);
+    off += 12 + len;
+    if (type === 'IHDR') {
+      width = dv.getUint32(data.byteOffset - bytes.byteOffset);
+      height = dv.getUint32(data.byteOffset - bytes.byteOffset + 4);
+      const [depth, colour, , , interlace] = data.subarray(8, 13);
+      if (depth !== 8 || (colour !== 2 && colour !== 6) || interlace !== 0) {
+        throw new VideoFormatError(`${label}: only 8-bit RGB/RGBA non-interlaced PNGs are supported (depth ${depth}, colour type ${colour}, interlace ${interlace})`);
+      }
+      channels = colour === 2 ? 3 : 4;
+    } else if (type === 'IDAT') {
+      idat.push(data);
+    } else if (type === 'tEXt') {
+      const nul = data.indexOf(0);
+      text[String.fromCharCode(...data.subarray(0, nul))] = String.fromCharCode(...data.subarray(nul + 1));
+    } else if (type === 'iTXt') {
+      const nul = data.indexOf(0);
+      let p = nul + 3;
+      p = data.indexOf(0, p) + 1;
+      p = data.indexOf(0, p) + 1;
+      text[String.fromCharCode(...data.subarray(0, nul))] = Buffer.from(data.subarray(p)).toString('utf-8');
+    } else if (type === 'IEND') {
+      break;
+    }
+  }
+  if (channels === 0) throw new VideoFormatError(`${label}: no IHDR chunk`);
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  if (raw.length !== height * (stride + 1)) throw new VideoFormatError(`${label}: image data has ${raw.length} bytes, expected ${height * (stride + 1)}`);
+  const pix = new Uint8Array(height * stride);
+  for (let y = 0; y < height; y++) {
+    const type = raw[y * (stride + 1)];
+    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = pix.subarray(y * stride, (y + 1) * stride);
+    const prev = y > 0 ? pix.subarray((y - 1) * stride, y * stride) : undefined;
+    for (let i = 0; i < stride; i++) {
+      const a = i >= channels ? row[i - channels] : 0;
+      const b = prev ? prev[i] : 0;
+      const c = prev && i >= channels ? prev[i - channels] : 0;
+      const pred = type === 0 ? 0 : type === 1 ? a : type === 2 ? b : type === 3 ? (a + b) >> 1 : type === 4 ? paeth(a, b, c) : -1;
+      if (pred < 0) throw new VideoFormatError(`${label}: unknown filter type ${type} in row ${y}`);
+      row[i] = (src[i] + pred) & 0xff;
+    }
+  }
+  if (channels === 3) return { width, height, rgb: pix, text };
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0; i < width * height; i++) rgb.set(pix.subarray(i * 4, i * 4 + 3), i * 3);
+  return { width, height, rgb, text };
+}

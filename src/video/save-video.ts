@@ -1,0 +1,241 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { AbortError, ConfigError, ShapeError } from '../errors.js';
+import { encodeMp4 } from './ffmpeg.js';
+import { GifPaletteBuilder, GifWriter } from './gif-encoder.js';
+import { encodePng } from './png-encoder.js';
+import { VideoEncoderError } from './video-error.js';
+
+export type VideoFormat = 'mp4' | 'gif' | 'png';
+
+export const VIDEO_FORMATS: readonly VideoFormat[] = ['mp4', 'gif', 'png'];
+
+/**
+ * Frames on the host: [F, H, W, 3] (or [1, F, H, W, 3]) RGB, row-major. Uint8 data is 0–255,
+ * float data is in [0, 1] (clamped, then scaled to 0–255 with rounding).
+ */
+export interface RawVideo {
+  data: Uint8Array | Uint8ClampedArray | Float32Array;
+  shape: readonly number[];
+}
+
+/** A tf tensor [F, H, W, 3] or [1, F, H, W, 3] (float32 in [0, 1], or int32 0–255), or host frames. */
+export type VideoFrames = tf.Tensor | RawVideo;
+
+/** What is recorded in the file: the prompt, seed, model, library version … (strings and numbers). */
+export type VideoMetadata = Readonly<Record<string, string | number | boolean | undefined>>;
+
+export interface SaveVideoOptions {
+  fps: number;
+  /** Default: from the file extension (.mp4, .gif, .png), else mp4. */
+  format?: VideoFormat;
+  metadata?: VideoMetadata;
+  signal?: AbortSignal;
+  /** ffmpeg binary for MP4 (default: WAN_FFMPEG, PATH, then @ffmpeg-installer/ffmpeg). */
+  ffmpegPath?: string;
+  /** x264 CRF for MP4 (default 18). */
+  crf?: number;
+}
+
+export interface SavedVideo {
+  path: string;
+  format: VideoFormat;
+  frameCount: number;
+  width: number;
+  height: number;
+  fps: number;
+  /** Bytes written (for PNG, all frames together). */
+  bytes: number;
+}
+
+/** Random access to frames as rgb24 [H, W, 3] uint8. */
+interface FrameSource {
+  count: number;
+  height: number;
+  width: number;
+  frame(i: number): Promise<Uint8Array>;
+}
+
+function toUint8(src: ArrayLike<number>, float: boolean): Uint8Array {
+  if (!float && src instanceof Uint8Array) return src;
+  const out = new Uint8Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = float ? src[i] * 255 : src[i];
+    // NaN maps to 0.
+    out[i] = v > 0 ? (v < 255 ? Math.round(v) : 255) : 0;
+  }
+  return out;
+}
+
+function frameShape(shape: readonly number[]): [number, number, number] {
+  const s = shape.length === 5 && shape[0] === 1 ? shape.slice(1) : shape;
+  if (s.length !== 4 || s[3] !== 3 || s.some((d) => !Number.isInteger(d) || d < 1)) {
+    const hint = shape.length === 5 && shape[0] !== 1 ? ' (save one video of a batch at a time: frames[b])' : shape.length === 5 && shape[1] === 3 ? ' (channels-first [B, 3, F, H, W]? transpose to [B, F, H, W, 3])' : '';
+    throw new ShapeError('frames', `[${shape.join(', ')}]`, `[F, H, W, 3] or [1, F, H, W, 3]${hint}`);
+  }
+  return [s[0], s[1], s[2]];
+}
+
+function frameSource(frames: VideoFrames): FrameSource {
+  const [count, height, width] = frameShape(frames.shape);
+  const size = height * width * 3;
+  if (frames instanceof tf.Tensor) {
+    const x = frames;
+    const float = x.dtype === 'float32';
+    if (!float && x.dtype !== 'int32') throw new ShapeError('frames', `a ${x.dtype} tensor`, 'a float32 tensor in [0, 1] or an int32 tensor in 0–255');
+    return {
+      count,
+      height,
+      width,
+      async frame(i) {
+        const one = tf.tidy(() => tf.slice(tf.reshape(x, [count, height, width, 3]), [i, 0, 0, 0], [1, height, width, 3]));
+        try {
+          return toUint8(await one.data(), float);
+        } finally {
+          one.dispose();
+        }
+      },
+    };
+  }
+  const { data } = frames;
+  if (data.length !== count * size) throw new ShapeError('frames.data', `${data.length} values`, `${count * size} (the product of shape [${frames.shape.join(', ')}])`);
+  const float = data instanceof Float32Array;
+  return { count, height, width, frame: async (i) => toUint8(data.subarray(i * size, (i + 1) * size), float) };
+}
+
+/** The format a file name implies (.mp4, .gif, .png), if any. */
+export function formatFromPath(file: string): VideoFormat | undefined {
+  const ext = path.extname(file).toLowerCase().slice(1);
+  return (VIDEO_FORMATS as readonly string[]).includes(ext) ? (ext as VideoFormat) : undefined;
+}
+
+function metadataStrings(m: VideoMetadata | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m ?? {})) if (v !== undefined) out[k] = String(v);
+  return out;
+}
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError('video writing was aborted');
+}
+
+async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
+  const builder = new GifPaletteBuilder();
+  for (let i = 0; i < src.count; i++) {
+    checkAbort(o.signal);
+    builder.add(await src.frame(i));
+  }
+  const writer = new GifWriter(src.width, src.height, builder.build(), { fps: o.fps, comment: Object.keys(meta).length ? JSON.stringify(meta) : undefined });
+  const fd = fs.openSync(tmp, 'w');
+  let bytes = 0;
+  const put = (b: Uint8Array) => {
+    fs.writeSync(fd, b);
+    bytes += b.length;
+  };
+  try {
+    put(writer.header());
+    for (let i = 0; i < src.count; i++) {
+      checkAbort(o.signal);
+      put(writer.frame(await src.frame(i), i));
+    }
+    put(writer.trailer());
+  } finally {
+    fs.closeSync(fd);
+  }
+  return bytes;
+}
+
+function pngText(meta: Record<string, string>): Record<string, string> {
+  const text: Record<string, string> = {};
+  if (meta.prompt) text.Description = meta.prompt;
+  if (meta.software) text.Software = meta.software;
+  if (Object.keys(meta).length) text.Comment = JSON.stringify(meta);
+  return text;
+}
+
+/** PNG frames into the folder `tmp` as frame-00000.png, …; returns the bytes written. */
+async function writePngFolder(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
+  fs.mkdirSync(tmp);
+  const digits = Math.max(5, String(src.count - 1).length);
+  let bytes = 0;
+  for (let i = 0; i < src.count; i++) {
+    checkAbort(o.signal);
+    const png = encodePng(await src.frame(i), src.width, src.height, { ...pngText(meta), 'Frame rate': String(o.fps) });
+    fs.writeFileSync(path.join(tmp, `frame-${String(i).padStart(digits, '0')}.png`), png);
+    bytes += png.length;
+  }
+  return bytes;
+}
+
+/** Replaces `target` (absent, or a folder of our frames) by the finished folder `tmp`. */
+function installFolder(tmp: string, target: string): void {
+  if (!fs.existsSync(target)) {
+    fs.renameSync(tmp, target);
+    return;
+  }
+  if (!fs.statSync(target).isDirectory()) throw new VideoEncoderError(`${target} exists and is not a folder; PNG frames are written into a folder`);
+  const foreign = fs.readdirSync(target).filter((f) => !/^frame-\d+\.png$/.test(f));
+  if (foreign.length) throw new VideoEncoderError(`${target} exists and holds other files (${foreign.slice(0, 3).join(', ')}); choose an empty or new folder for PNG frames`);
+  const old = `${tmp}.old`;
+  fs.renameSync(target, old);
+  try {
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    fs.renameSync(old, target);
+    throw e;
+  }
+  fs.rmSync(old, { recursive: true, force: true });
+}
+
+/**
+ * Writes frames as a video: 'mp4' (H.264 through ffmpeg), 'gif' (pure JS, 256-colour global
+ * palette) or 'png' (one PNG per frame in a folder `file`, or a single file when there is one frame
+ * and `file` ends in .png). The output is written under a temporary name beside `file` and renamed
+ * when complete: after an error or an abort, nothing is left behind. Metadata (prompt, seed, model,
+ * library version …) goes into the container: MP4 title/comment tags, a GIF comment, PNG text chunks.
+ */
+export async function saveVideo(frames: VideoFrames, file: string, options: SaveVideoOptions): Promise<SavedVideo> {
+  const implied = formatFromPath(file);
+  const format = options.format ?? implied ?? 'mp4';
+  if (!VIDEO_FORMATS.includes(format)) throw new ConfigError(`format: got '${format}', expected one of ${VIDEO_FORMATS.join(', ')}`);
+  if (implied && implied !== format) throw new ConfigError(`format '${format}' does not match the file name ${file} (a .${implied} file); change one of them`);
+  if (!(Number.isFinite(options.fps) && options.fps > 0)) throw new ConfigError(`fps: got ${options.fps}, expected a positive number`);
+  const src = frameSource(frames);
+  checkAbort(options.signal);
+  const target = path.resolve(file);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
+  const meta = metadataStrings(options.metadata);
+  const singlePng = format === 'png' && src.count === 1 && implied === 'png';
+  let bytes = 0;
+  try {
+    if (format === 'mp4') {
+      const tags: Record<string, string> = {};
+      if (meta.prompt) tags.title = meta.prompt;
+      if (Object.keys(meta).length) tags.comment = JSON.stringify(meta);
+      await encodeMp4(tmp, src.count, (i) => src.frame(i), { width: src.width, height: src.height, fps: options.fps, metadata: tags, signal: options.signal, ffmpegPath: options.ffmpegPath, crf: options.crf });
+      checkAbort(options.signal);
+      bytes = fs.statSync(tmp).size;
+      fs.renameSync(tmp, target);
+    } else if (format === 'gif') {
+      bytes = await writeGif(tmp, src, options, meta);
+      checkAbort(options.signal);
+      fs.renameSync(tmp, target);
+    } else if (singlePng) {
+      const png = encodePng(await src.frame(0), src.width, src.height, pngText(meta));
+      checkAbort(options.signal);
+      fs.writeFileSync(tmp, png);
+      bytes = png.length;
+      fs.renameSync(tmp, target);
+    } else {
+      bytes = await writePngFolder(tmp, src, options, meta);
+      checkAbort(options.signal);
+      installFolder(tmp, target);
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes };
+}

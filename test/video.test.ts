@@ -1,0 +1,293 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, ConfigError, ShapeError } from '../src/errors.js';
+import { findFfmpeg, findFfprobe, findOnPath } from '../src/video/ffmpeg.js';
+import { decodeGif, lzwDecode } from '../src/video/gif-decoder.js';
+import { encodeGif, gifFrameDelay, lzwEncode } from '../src/video/gif-encoder.js';
+import { parseMp4File, probeMp4 } from '../src/video/mp4-probe.js';
+import { decodePng } from '../src/video/png-decoder.js';
+import { crc32, encodePng } from '../src/video/png-encoder.js';
+import { saveVideo, type RawVideo } from '../src/video/save-video.js';
+import { VideoEncoderError, VideoFormatError } from '../src/video/video-error.js';
+
+const FFMPEG = findOnPath('ffmpeg');
+const FFPROBE = findFfprobe();
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-video-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh empty folder under the test's temp dir. */
+function emptyDir(name: string): string {
+  const d = path.join(dir, name);
+  fs.mkdirSync(d, { recursive: true });
+  return d;
+}
+
+/** A seeded LCG in [0, 1). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+/** F frames of H×W with at most `colors` distinct colours (a moving pattern). */
+function pattern(F: number, H: number, W: number, colors = 256, seed = 1): Uint8Array {
+  const r = rng(seed);
+  const palette = Array.from({ length: colors }, () => [r() * 256, r() * 256, r() * 256].map(Math.floor));
+  const out = new Uint8Array(F * H * W * 3);
+  for (let f = 0; f < F; f++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+    const c = palette[(x + 3 * y + 5 * f + ((x * y) >> 2)) % colors];
+    out.set(c, ((f * H + y) * W + x) * 3);
+  }
+  return out;
+}
+
+/** Decodes any image/video file to raw RGB frames with ffmpeg (an independent reader). */
+function ffmpegDecode(file: string): Uint8Array {
+  return new Uint8Array(execFileSync(FFMPEG!, ['-v', 'error', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { maxBuffer: 1 << 28 }));
+}
+
+describe('PNG encoder', () => {
+  it('CRC-32 of "123456789" is the check value CBF43926', () => {
+    expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
+  });
+
+  it('round-trips pixels and text (ASCII in tEXt, other text in iTXt)', () => {
+    const rgb = pattern(1, 13, 7, 4096, 3);
+    const png = encodePng(rgb, 7, 13, { Description: 'a cat', Comment: '猫 {"seed":1}' });
+    const d = decodePng(png);
+    expect([d.width, d.height]).toEqual([7, 13]);
+    expect(Buffer.from(d.rgb).equals(Buffer.from(rgb))).toBe(true);
+    expect(d.text).toEqual({ Description: 'a cat', Comment: '猫 {"seed":1}' });
+  });
+
+  it('rejects a corrupted chunk', () => {
+    const png = encodePng(pattern(1, 4, 4), 4, 4);
+    png[20] ^= 0xff;
+    expect(() => decodePng(png)).toThrow(VideoFormatError);
+  });
+
+  it.runIf(FFMPEG)('ffmpeg reads the same pixels', () => {
+    const rgb = pattern(1, 9, 11, 4096, 5);
+    const file = path.join(dir, 'check.png');
+    fs.writeFileSync(file, encodePng(rgb, 11, 9));
+    expect(Buffer.from(ffmpegDecode(file)).equals(Buffer.from(rgb))).toBe(true);
+  });
+});
+
+describe('GIF encoder', () => {
+  it('LZW decode(encode(x)) = x, including streams long enough to refill the 4096-code table', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 3000 }), fc.integer({ min: 1, max: 256 }), fc.integer({ min: 1, max: 40 }), (xs, alphabet, repeat) => {
+        const data = new Uint8Array(xs.length * repeat);
+        for (let i = 0; i < data.length; i++) data[i] = xs[i % xs.length] % alphabet;
+        expect(Buffer.from(lzwDecode(lzwEncode(data), 8, data.length)).equals(Buffer.from(data))).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('frame delays are whole centiseconds averaging 100/fps', () => {
+    for (const fps of [8, 12, 15, 16, 24, 25, 30]) {
+      const total = Array.from({ length: 48 }, (_, i) => gifFrameDelay(i, fps)).reduce((a, b) => a + b, 0);
+      expect(Math.abs(total - (48 * 100) / fps)).toBeLessThanOrEqual(0.5);
+    }
+  });
+
+  it('is lossless for ≤ 256 colours: frame count, size, delays, loop and comment read back', () => {
+    const [F, H, W] = [5, 10, 12];
+    const rgb = pattern(F, H, W, 200);
+    const frames = Array.from({ length: F }, (_, i) => rgb.subarray(i * H * W * 3, (i + 1) * H * W * 3));
+    const g = decodeGif(encodeGif(frames, W, H, { fps: 16, comment: '{"prompt":"a cat"}' }));
+    expect([g.width, g.height, g.frames.length, g.loop]).toEqual([W, H, F, 0]);
+    expect(g.frames.map((f) => f.delayCs)).toEqual([6, 7, 6, 6, 6]);
+    expect(g.fps).toBeCloseTo(16, 0);
+    expect(g.comments).toEqual(['{"prompt":"a cat"}']);
+    g.frames.forEach((f, i) => expect(Buffer.from(f.rgb).equals(Buffer.from(frames[i]))).toBe(true));
+  });
+
+  it('quantises many colours to a palette with a small error', () => {
+    const [H, W] = [32, 32];
+    const rgb = new Uint8Array(H * W * 3);
+    const r = rng(9);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      rgb.set([x * 8, y * 8, Math.floor(128 + 40 * (r() - 0.5))], (y * W + x) * 3);
+    }
+    const g = decodeGif(encodeGif([rgb], W, H, { fps: 10 }));
+    let sum = 0;
+    let max = 0;
+    for (let i = 0; i < rgb.length; i++) {
+      const e = Math.abs(g.frames[0].rgb[i] - rgb[i]);
+      sum += e;
+      max = Math.max(max, e);
+    }
+    expect(sum / rgb.length).toBeLessThan(6);
+    expect(max).toBeLessThan(40);
+  });
+
+  it.runIf(FFMPEG)('ffmpeg decodes the same frames', () => {
+    const [F, H, W] = [3, 6, 8];
+    const rgb = pattern(F, H, W, 50, 4);
+    const file = path.join(dir, 'check.gif');
+    fs.writeFileSync(file, encodeGif(Array.from({ length: F }, (_, i) => rgb.subarray(i * H * W * 3, (i + 1) * H * W * 3)), W, H, { fps: 10 }));
+    expect(Buffer.from(ffmpegDecode(file)).equals(Buffer.from(rgb))).toBe(true);
+  });
+});
+
+describe('saveVideo', () => {
+  it('writes a GIF from a float tensor [1, F, H, W, 3] and leaks no tensor', async () => {
+    const [F, H, W] = [4, 8, 16];
+    const values = pattern(F, H, W, 30);
+    const x = tf.tidy(() => tf.div(tf.tensor(Float32Array.from(values), [1, F, H, W, 3]), 255));
+    const before = tf.memory().numTensors;
+    const file = path.join(emptyDir('gif-tensor'), 'out.gif');
+    const r = await saveVideo(x, file, { fps: 12, metadata: { prompt: 'a cat', seed: 7 } });
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    expect(r).toMatchObject({ format: 'gif', frameCount: F, width: W, height: H, fps: 12 });
+    const g = decodeGif(fs.readFileSync(file));
+    expect([g.frames.length, g.width, g.height]).toEqual([F, W, H]);
+    expect(g.fps).toBeCloseTo(12, 0);
+    expect(JSON.parse(g.comments[0])).toEqual({ prompt: 'a cat', seed: '7' });
+    g.frames.forEach((f, i) => expect(Buffer.from(f.rgb).equals(Buffer.from(values.subarray(i * H * W * 3, (i + 1) * H * W * 3)))).toBe(true));
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['out.gif']);
+  });
+
+  it('clamps float frames to [0, 1] and rounds to 0–255', async () => {
+    const data = Float32Array.from([-0.5, 0, 0.5, 1, 1.5, Number.NaN, 0.2, 0.4, 0.6, 0.8, 1 / 255, 254.6 / 255]);
+    const file = path.join(emptyDir('png-one'), 'frame.png');
+    await saveVideo({ data, shape: [1, 2, 2, 3] }, file, { fps: 1, format: 'png' });
+    expect([...decodePng(fs.readFileSync(file)).rgb]).toEqual([0, 0, 128, 255, 255, 0, 51, 102, 153, 204, 1, 255]);
+  });
+
+  it('writes PNG frames into a folder and replaces a previous run', async () => {
+    const [F, H, W] = [3, 5, 4];
+    const d = emptyDir('png-folder');
+    const out = path.join(d, 'frames');
+    const first = pattern(F, H, W, 12, 1);
+    await saveVideo({ data: first, shape: [F, H, W, 3] }, out, { fps: 8, format: 'png', metadata: { prompt: 'p' } });
+    const second = pattern(F, H, W, 12, 2);
+    await saveVideo({ data: second, shape: [F, H, W, 3] }, out, { fps: 8, format: 'png' });
+    expect(fs.readdirSync(out)).toEqual(['frame-00000.png', 'frame-00001.png', 'frame-00002.png']);
+    expect(fs.readdirSync(d)).toEqual(['frames']);
+    const p1 = decodePng(fs.readFileSync(path.join(out, 'frame-00001.png')));
+    expect(Buffer.from(p1.rgb).equals(Buffer.from(second.subarray(H * W * 3, 2 * H * W * 3)))).toBe(true);
+    expect(p1.text['Frame rate']).toBe('8');
+  });
+
+  it('rejects bad frames, fps and formats with typed errors and writes nothing', async () => {
+    const d = emptyDir('bad');
+    const ok: RawVideo = { data: new Uint8Array(2 * 4 * 4 * 3), shape: [2, 4, 4, 3] };
+    await expect(saveVideo({ data: new Uint8Array(2 * 4 * 4 * 3 * 2), shape: [2, 2, 4, 4, 3] }, path.join(d, 'a.gif'), { fps: 8 })).rejects.toThrow(ShapeError);
+    await expect(saveVideo({ data: new Uint8Array(2 * 4 * 4 * 4), shape: [2, 4, 4, 4] }, path.join(d, 'a.gif'), { fps: 8 })).rejects.toThrow(ShapeError);
+    await expect(saveVideo({ data: new Uint8Array(5), shape: [2, 4, 4, 3] }, path.join(d, 'a.gif'), { fps: 8 })).rejects.toThrow(ShapeError);
+    await expect(saveVideo(ok, path.join(d, 'a.gif'), { fps: 0 })).rejects.toThrow(ConfigError);
+    await expect(saveVideo(ok, path.join(d, 'a.mp4'), { fps: 8, format: 'gif' })).rejects.toThrow(/does not match/);
+    const aborted = AbortSignal.abort();
+    await expect(saveVideo(ok, path.join(d, 'a.gif'), { fps: 8, signal: aborted })).rejects.toThrow(AbortError);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('an abort in the middle of writing leaves no file', async () => {
+    const [F, H, W] = [6, 4, 4];
+    const size = H * W * 3;
+    const ctrl = new AbortController();
+    /** Aborts when frame 3 is read. */
+    class Tripwire extends Uint8Array {
+      override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+        if ((begin ?? 0) >= 3 * size) ctrl.abort();
+        return super.subarray(begin, end);
+      }
+    }
+    const d = emptyDir('abort');
+    const data = new Tripwire(F * size);
+    await expect(saveVideo({ data, shape: [F, H, W, 3] }, path.join(d, 'x.gif'), { fps: 8, signal: ctrl.signal })).rejects.toThrow(AbortError);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('MP4 without ffmpeg: a VideoEncoderError that says how to get it, and no file', async () => {
+    const d = emptyDir('no-ffmpeg');
+    const saved = { PATH: process.env.PATH, WAN_FFMPEG: process.env.WAN_FFMPEG };
+    process.env.PATH = d;
+    delete process.env.WAN_FFMPEG;
+    try {
+      expect(await findFfmpeg()).toBeUndefined();
+      const err = await saveVideo({ data: new Uint8Array(48), shape: [1, 4, 4, 3] }, path.join(d, 'x.mp4'), { fps: 8 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VideoEncoderError);
+      expect(String(err)).toMatch(/ffmpeg.*gif/s);
+    } finally {
+      process.env.PATH = saved.PATH;
+      if (saved.WAN_FFMPEG !== undefined) process.env.WAN_FFMPEG = saved.WAN_FFMPEG;
+    }
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('an encoder that fails leaves no file', async () => {
+    const d = emptyDir('ffmpeg-fails');
+    const fake = path.join(dir, 'fake-ffmpeg.sh');
+    fs.writeFileSync(fake, '#!/bin/sh\necho "x264 exploded" >&2\nexit 3\n', { mode: 0o755 });
+    const err = await saveVideo({ data: new Uint8Array(4 * 48), shape: [4, 4, 4, 3] }, path.join(d, 'x.mp4'), { fps: 8, ffmpegPath: fake }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VideoEncoderError);
+    expect(String(err)).toMatch(/exit code 3.*x264 exploded/);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it.runIf(FFMPEG)('writes an H.264 MP4 whose frame count, size, fps and tags read back', async () => {
+    const [F, H, W] = [9, 48, 64];
+    const file = path.join(emptyDir('mp4'), 'clip.mp4');
+    const values = pattern(F, H, W, 64);
+    const r = await saveVideo({ data: values, shape: [F, H, W, 3] }, file, { fps: 16, metadata: { prompt: 'a red fox', seed: 42, model: 'toy' } });
+    expect(r.bytes).toBe(fs.statSync(file).size);
+    const info = parseMp4File(file);
+    expect(info).toMatchObject({ frameCount: F, width: W, height: H, codec: 'avc1' });
+    expect(info.fps).toBeCloseTo(16, 3);
+    expect(info.tags.title).toBe('a red fox');
+    expect(JSON.parse(info.tags.comment)).toMatchObject({ prompt: 'a red fox', seed: '42', model: 'toy' });
+    if (FFPROBE) {
+      const p = await probeMp4(file);
+      expect([p.frameCount, p.width, p.height, p.codec]).toEqual([F, W, H, 'h264']);
+      expect(p.fps).toBeCloseTo(16, 3);
+    }
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['clip.mp4']);
+  });
+
+  it.runIf(FFMPEG)('pads odd sizes to even for yuv420p', async () => {
+    const file = path.join(emptyDir('mp4-odd'), 'odd.mp4');
+    await saveVideo({ data: pattern(2, 17, 33), shape: [2, 17, 33, 3] }, file, { fps: 8 });
+    expect(parseMp4File(file)).toMatchObject({ frameCount: 2, width: 34, height: 18 });
+  });
+
+  it.runIf(FFMPEG)('an abort while ffmpeg runs leaves no file', async () => {
+    const [F, H, W] = [8, 16, 16];
+    const size = H * W * 3;
+    const ctrl = new AbortController();
+    class Tripwire extends Uint8Array {
+      override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+        if ((begin ?? 0) >= 4 * size) ctrl.abort();
+        return super.subarray(begin, end);
+      }
+    }
+    const d = emptyDir('mp4-abort');
+    await expect(saveVideo({ data: new Tripwire(F * size), shape: [F, H, W, 3] }, path.join(d, 'x.mp4'), { fps: 8, signal: ctrl.signal })).rejects.toThrow(AbortError);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('the MP4 parser reports truncated files', () => {
+    const file = path.join(dir, 'trunc.mp4');
+    const box = Buffer.alloc(16);
+    box.writeUInt32BE(1000, 0);
+    box.write('moov', 4, 'latin1');
+    fs.writeFileSync(file, box);
+    expect(() => parseMp4File(file)).toThrow(/truncated/);
+  });
+});
