@@ -1,0 +1,106 @@
+/**
+ * The rectified-flow training objective Wan is trained with (WAN-SPEC §6.1):
+ *   x_σ = (1 − σ)·x₀ + σ·ε,   target v = ε − x₀,   loss = mean((model(x_σ, 1000·σ) − v)²).
+ *
+ * σ is sampled as the Diffusers flow-matching trainers do (`training_utils.compute_density_for_timestep_sampling`
+ * in diffusers, used by its SD3/Flux/Wan LoRA scripts): u ~ U(0, 1) ('uniform') or u = sigmoid(N(m, s²))
+ * ('logit_normal', SD3 paper §3.1), then the same time shift the samplers use,
+ * σ = s·u / (1 + (s − 1)·u) (FlowMatchEulerDiscreteScheduler / Wan's `shift`), so training puts its
+ * effort where sampling spends its steps. The model's timestep input is 1000·σ.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError } from '../errors.js';
+import { mulberry32 } from './dataset.js';
+
+export type TimestepSampling = 'uniform' | 'logit_normal';
+
+export interface FlowMatchingConfig {
+  /** How u ∈ (0, 1) is drawn before the shift. Default 'logit_normal'. */
+  sampling?: TimestepSampling;
+  logitMean?: number;
+  logitStd?: number;
+  /** The time shift s (Wan: 3.0 in the Diffusers configs, 5.0/12.0 in the original). Default 1 (none). */
+  shift?: number;
+  /** Timestep scale: the model sees numTrainTimesteps·σ. Default 1000. */
+  numTrainTimesteps?: number;
+}
+
+/** σ' = s·σ / (1 + (s − 1)·σ). */
+export function shiftSigma(sigma: number, shift: number): number {
+  return (shift * sigma) / (1 + (shift - 1) * sigma);
+}
+
+/** Draws `batch` values of σ ∈ (0, 1) from a seeded stream (`rand` returns U[0, 1)). */
+export function sampleSigmas(batch: number, rand: () => number, config: FlowMatchingConfig = {}): Float32Array {
+  const sampling = config.sampling ?? 'logit_normal';
+  const shift = config.shift ?? 1;
+  if (!(shift > 0)) throw new ConfigError(`flow matching: shift must be > 0, got ${shift}`);
+  const out = new Float32Array(batch);
+  for (let i = 0; i < batch; i++) {
+    let u: number;
+    if (sampling === 'uniform') {
+      u = rand();
+    } else {
+      // Box–Muller: one standard normal from two uniforms.
+      const z = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+      u = 1 / (1 + Math.exp(-((config.logitMean ?? 0) + (config.logitStd ?? 1) * z)));
+    }
+    out[i] = shiftSigma(Math.min(Math.max(u, 1e-5), 1 - 1e-5), shift);
+  }
+  return out;
+}
+
+export interface FlowMatchingBatch {
+  /** x_σ, same shape as x₀. */
+  noisy: tf.Tensor;
+  /** v = ε − x₀. */
+  target: tf.Tensor;
+  /** [B] σ per sample. */
+  sigma: tf.Tensor1D;
+  /** [B] model timestep numTrainTimesteps·σ. */
+  timestep: tf.Tensor1D;
+}
+
+/**
+ * Builds one training batch from clean latents.
+ * x0: [B, ...] latents; noise: same shape (ε ~ N(0, 1)); sigmas: [B].
+ */
+export function flowMatchingBatch(x0: tf.Tensor, noise: tf.Tensor, sigmas: Float32Array, config: FlowMatchingConfig = {}): FlowMatchingBatch {
+  const B = x0.shape[0];
+  if (noise.shape.join() !== x0.shape.join()) throw new ShapeError('noise', `[${noise.shape}]`, `[${x0.shape}] (the shape of x0)`);
+  if (sigmas.length !== B) throw new ShapeError('sigmas', `${sigmas.length} values`, `${B} (the batch of x0)`);
+  const T = config.numTrainTimesteps ?? 1000;
+  return tf.tidy(() => {
+    const sigma = tf.tensor1d(sigmas);
+    const s = tf.reshape(sigma, [B, ...x0.shape.slice(1).map(() => 1)]);
+    const noisy = tf.add(tf.mul(tf.sub(1, s), x0), tf.mul(s, noise));
+    const target = tf.sub(noise, x0);
+    return { noisy, target, sigma, timestep: tf.mul(sigma, T) as tf.Tensor1D };
+  });
+}
+
+/** Mean squared error between the predicted and target velocity: a scalar. */
+export function flowMatchingLoss(prediction: tf.Tensor, target: tf.Tensor): tf.Scalar {
+  if (prediction.shape.join() !== target.shape.join()) throw new ShapeError('prediction', `[${prediction.shape}]`, `[${target.shape}] (the target's shape)`);
+  return tf.tidy(() => tf.mean(tf.squaredDifference(prediction, target)) as tf.Scalar);
+}
+
+/** A seeded source of σ draws and noise tensors for a training run. */
+export class FlowMatchingSampler {
+  private readonly rand: () => number;
+  private noiseSeed: number;
+
+  constructor(readonly config: FlowMatchingConfig = {}, seed = 0) {
+    this.rand = mulberry32(seed ^ 0x5bd1e995);
+    this.noiseSeed = seed * 7919 + 1;
+  }
+
+  /** σ draws, ε ~ N(0, 1) and the batch for clean latents x0: [B, ...]. */
+  batch(x0: tf.Tensor): FlowMatchingBatch {
+    const sigmas = sampleSigmas(x0.shape[0], this.rand, this.config);
+    const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
+    const out = flowMatchingBatch(x0, noise, sigmas, this.config);
+    noise.dispose();
+    return out;
+  }
+}
