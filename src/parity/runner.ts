@@ -76,9 +76,14 @@ function fmt(x: number): string {
   return Number.isFinite(x) ? x.toExponential(2) : String(x);
 }
 
+/** case.json as Python's json writes it: bare NaN / Infinity / -Infinity (e.g. a scheduler's lambda_min_clipped) are read as null. */
+function parseCaseJson(text: string): CaseSpec {
+  return JSON.parse(text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (m) => (m.startsWith('"') ? m : 'null'))) as CaseSpec;
+}
+
 /** Runs one case folder with the given handlers. */
 export async function runCase(caseDir: string, handlers: Map<string, ParityHandler>): Promise<ParityResult> {
-  const spec = JSON.parse(fs.readFileSync(path.join(caseDir, 'case.json'), 'utf-8')) as CaseSpec;
+  const spec = parseCaseJson(fs.readFileSync(path.join(caseDir, 'case.json'), 'utf-8'));
   const name = spec.case ?? path.basename(caseDir);
   const handler = handlers.get(spec.component);
   if (!handler) {
