@@ -36,7 +36,7 @@ describe('gradient checkpointing', () => {
   const target = tf.randomNormal([2, 5, 8], 0, 1, 'float32', 5);
   const vars = blocks.flatMap(trainableVariables);
 
-  beforeAll(() => blocks[1].normQ.weight.assign(tf.randomUniform([8], 0.5, 1.5, 'float32', 6)));
+  beforeAll(() => blocks[1].normQ.weight!.assign(tf.randomUniform([8], 0.5, 1.5, 'float32', 6)));
   afterAll(() => {
     blocks.forEach((b) => b.dispose());
     tf.dispose([x, gate, target]);
