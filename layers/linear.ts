@@ -15,7 +15,7 @@ export interface LinearConfig {
  * Initialised as PyTorch does: U(±1/√in).
  */
 export class Linear extends WanModule {
-  static readonly className = 'Linear';
+  static readonly className: string = 'Linear';
   readonly weight: Param;
   readonly bias: Param | undefined;
 
