@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { silu } from '../src/backend/ops.js';
+import { WanModule } from './module.js';
+import { CausalCache, WanCausalConv3d, withCache } from './wan-causal-conv3d.js';
+import { WanMidBlock } from './wan-mid-block.js';
+import { WanResidualUpBlock } from './wan-residual-up-block.js';
+import { WanRMS_norm } from './wan-rms-norm.js';
+import { WanUpBlock } from './wan-up-block.js';
+
+export interface WanDecoder3dConfig {
+  /** Base width; level i has dim · reversed(dimMult)[i] channels. */
+  dim: number;
+  zDim: number;
+  dimMult: readonly number[];
+  numResBlocks: number;
+  /** Per upsampling level, whether it also doubles time (the reverse of the encoder's temperalDownsample). */
+  temperalUpsample: readonly boolean[];
+  outChannels: number;
+  /** Wan2.2: levels are WanResidualUpBlocks with DupUp3D shortcuts and channel-keeping upsamplers. */
+  isResidual?: boolean;
+  name?: string;
+}
+
+/**
+ * WanDecoder3d: conv_in → mid_block → up_blocks → norm_out, SiLU, conv_out. Meant to be run one latent
+ * frame at a time with one CausalCache for the whole clip: latent frame 0 gives 1 frame, every later
+ * one 2^(temporal upsamplings) frames.
+ */
+export class WanDecoder3d extends WanModule {
+  static readonly className = 'WanDecoder3d';
+  readonly convIn: WanCausalConv3d;
+  readonly midBlock: WanMidBlock;
+  readonly upBlocks: Array<WanUpBlock | WanResidualUpBlock> = [];
+  readonly normOut: WanRMS_norm;
+  readonly convOut: WanCausalConv3d;
+
+  constructor(readonly config: WanDecoder3dConfig) {
+    super({ name: config.name });
+    const { dim, dimMult, numResBlocks, temperalUpsample } = config;
+    const rev = [...dimMult].reverse();
+    const dims = [dim * dimMult[dimMult.length - 1], ...rev.map((u) => dim * u)];
+    const last = dimMult.length - 1;
+    this.convIn = this.addModule('conv_in', new WanCausalConv3d({ inChannels: config.zDim, outChannels: dims[0], kernelSize: 3, padding: 1 }));
+    this.midBlock = this.addModule('mid_block', new WanMidBlock({ dim: dims[0], numLayers: 1 }));
+    for (let i = 0; i <= last; i++) {
+      const upFlag = i !== last;
+      const outDim = dims[i + 1];
+      const name = `up_blocks.${i}`;
+      if (config.isResidual) {
+        this.upBlocks.push(
+          this.addModule(name, new WanResidualUpBlock({ inDim: dims[i], outDim, numResBlocks, temperalUpsample: upFlag && temperalUpsample[i], upFlag })),
+        );
+      } else {
+        const inDim = i > 0 ? Math.floor(dims[i] / 2) : dims[i];
+        const upsampleMode = upFlag ? (temperalUpsample[i] ? 'upsample3d' : 'upsample2d') : undefined;
+        this.upBlocks.push(this.addModule(name, new WanUpBlock({ inDim, outDim, numResBlocks, upsampleMode })));
+      }
+    }
+    const outDim = dims[dims.length - 1];
+    this.normOut = this.addModule('norm_out', new WanRMS_norm({ dim: outDim, images: false }));
+    this.convOut = this.addModule('conv_out', new WanCausalConv3d({ inChannels: outDim, outChannels: config.outChannels, kernelSize: 3, padding: 1 }));
+  }
+
+  // x: [B, F, h, w, zDim] (one chunk) → [B, T, h·2^L, w·2^L, outChannels]; advances the cache by one chunk
+  forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
+    return withCache(cache, (c) => {
+      const y = tf.tidy(() => {
+        let h = this.convIn.forward(x, c);
+        h = this.midBlock.forward(h, c);
+        for (const b of this.upBlocks) h = b.forward(h, c);
+        return this.convOut.forward(silu(this.normOut.forward(h)), c);
+      });
+      c.advance();
+      return y;
+    });
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return this.forward(Array.isArray(inputs) ? inputs[0] : inputs);
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const c = this.config;
+    return {
+      ...super.getConfig(),
+      dim: c.dim,
+      zDim: c.zDim,
+      dimMult: [...c.dimMult],
+      numResBlocks: c.numResBlocks,
+      temperalUpsample: [...c.temperalUpsample],
+      outChannels: c.outChannels,
+      isResidual: c.isResidual === true,
+    };
+  }
+}
+
+tf.serialization.registerClass(WanDecoder3d);
