@@ -129,13 +129,13 @@ export class FlowUniPCMultistepScheduler extends FlowSchedulerBase {
   // modelOutput, sample: [B, ...] — x₀ = x − σ·v; corrector on `sample`, then the predictor
   protected stepAt(modelOutput: tf.Tensor, sample: tf.Tensor, i: number): tf.Tensor {
     const c = this.config;
-    const useCorrector = i > 0 && !c.disableCorrector.includes(i - 1) && this.lastSample !== undefined;
     const lowerOrder = c.lowerOrderFinal ? Math.min(c.solverOrder, this._timesteps.length - i) : c.solverOrder;
     const order = Math.min(lowerOrder, this.lowerOrderNums + 1);
     const lastSample = this.lastSample;
+    const correctFrom = i > 0 && !c.disableCorrector.includes(i - 1) ? lastSample : undefined;
     const { m, corrected, prev } = tf.tidy(() => {
       const m = tf.sub(sample, tf.mul(modelOutput, this._sigmas[i]));
-      const corrected = useCorrector && lastSample ? this.correct(m, lastSample, i, this.thisOrder) : tf.clone(sample);
+      const corrected = correctFrom ? this.correct(m, correctFrom, i, this.thisOrder) : tf.clone(sample);
       const prev = this.predict([...this.outputs, m], corrected, i, order);
       return { m, corrected, prev };
     });
