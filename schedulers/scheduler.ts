@@ -186,6 +186,7 @@ export abstract class FlowSchedulerBase implements FlowScheduler {
   }
 
   step(modelOutput: tf.Tensor, timestep: number, sample: tf.Tensor): tf.Tensor {
+    // modelOutput, sample: [B, ...] of one shape → the sample at the next sigma, same shape
     const n = this._timesteps.length;
     if (n === 0) throw new ConfigError(`${this.className}.step: no schedule; call setTimesteps(n) first`);
     if (!modelOutput.shape.every((d, i) => d === sample.shape[i]) || modelOutput.rank !== sample.rank) {
