@@ -14,7 +14,6 @@ export interface WanRotaryPosEmbedConfig {
   name?: string;
 }
 
-
 /**
  * How a head dimension d is shared between the frame, height and width axes (Diffusers
  * WanRotaryPosEmbed): h = w = 2⌊d/6⌋ columns, t = d − h − w (128 → 44, 42, 42).
@@ -123,9 +122,9 @@ export class WanRotaryPosEmbed extends WanModule {
     g.forEach((n, i) => {
       if (n > this.config.maxSeqLen) {
         throw new ShapeError(
-          `latent ${['frames', 'height', 'width'][i]}`,
-          `${latentShape[2 + i]} (${n} positions)`,
-          `at most ${this.config.maxSeqLen} positions per axis (rope_max_seq_len)`,
+          'hiddenStates',
+          `[${latentShape}] (${n} ${['frame', 'height', 'width'][i]} positions)`,
+          `at most ${this.config.maxSeqLen} positions per axis after patching (rope_max_seq_len)`,
         );
       }
     });

@@ -407,6 +407,12 @@ export class WanTransformer3DModel extends WanModule {
     return this.forward(xs[0], xs[1], xs[2]);
   }
 
+  /** Frees the parameters and the cached rotary tables. */
+  override dispose(): { refCountAfterDispose: number; numDisposedVariables: number } {
+    this.rope.dispose();
+    return super.dispose();
+  }
+
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), ...this.config, patchSize: [...this.config.patchSize] };
   }

@@ -131,6 +131,16 @@ describe('WanTransformer3DModel on the t2v fixture', () => {
     expect(() => model.forward(hidden, tf.zeros([1, 71]), text)).toThrow(ShapeError);
     expect(() => model.forward(hidden, tf.zeros([3]), text)).toThrow(/timestep/);
     expect(() => model.forward(hidden, timestep, tf.zeros([1, 10, 31]))).toThrow(/encoderHiddenStates/);
+    const short = new WanTransformer3DModel({ ...model.config, ropeMaxSeqLen: 4 });
+    expect(() => short.forward(tf.zeros([1, 16, 1, 2, 10]), timestep, text)).toThrow(/5 width positions.*rope_max_seq_len/);
+  });
+
+  it('serialises its config through getConfig / fromConfig', () => {
+    const copy = WanTransformer3DModel.fromConfig(WanTransformer3DModel, model.getConfig());
+    expect(copy).toBeInstanceOf(WanTransformer3DModel);
+    if (!(copy instanceof WanTransformer3DModel)) return;
+    expect(copy.config).toEqual(model.config);
+    expect([...copy.namedWeights().keys()]).toEqual([...model.namedWeights().keys()]);
   });
 });
 
