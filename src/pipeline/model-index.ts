@@ -1,0 +1,233 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CheckpointError, ConfigError } from '../errors.js';
+
+/** How a model folder is laid out: Diffusers (`model_index.json` + one folder per component) or the original Wan release. */
+export type ModelLayout = 'diffusers' | 'wan';
+
+/** Generation settings a model is meant to be run with (overridable per call). */
+export interface SamplingDefaults {
+  numInferenceSteps: number;
+  guidanceScale: number;
+  /** Low-noise expert's guidance (two-expert models only). */
+  guidanceScale2: number | undefined;
+  numFrames: number;
+  fps: number;
+  height: number;
+  width: number;
+  /** Flow shift passed to the scheduler; undefined keeps the scheduler config's. */
+  shift: number | undefined;
+}
+
+/** A model folder, resolved: where each component lives and how the pipeline is configured. */
+export interface ModelIndex {
+  layout: ModelLayout;
+  root: string;
+  /** `_class_name` of model_index.json ('WanPipeline'), or 'WanModel' for the original layout. */
+  className: string;
+  /** Two experts: `transformer` while t ≥ boundaryRatio·numTrainTimesteps, `transformer2` after. */
+  boundaryRatio: number | null;
+  /** Per-token timesteps [B, L] (Wan2.2-TI2V-5B). */
+  expandTimesteps: boolean;
+  /** Folder or file of the (high-noise) transformer. */
+  transformer: string;
+  /** Folder or file of the low-noise transformer (two-expert models). */
+  transformer2: string | undefined;
+  vae: string | undefined;
+  textEncoder: string | undefined;
+  tokenizer: string | undefined;
+  /** The scheduler folder, or a config to build one from (original layout). */
+  scheduler: string | Record<string, unknown>;
+  numTrainTimesteps: number;
+  defaults: SamplingDefaults;
+}
+
+/** Diffusers' WanPipeline.__call__ defaults (Wan2.1 T2V). */
+const WAN21_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined };
+/** Wan2.2-T2V-A14B (wan/configs/wan_t2v_A14B.py): 40 steps, guidance 4.0 high-noise / 3.0 low-noise. */
+const A14B_DEFAULTS: SamplingDefaults = { ...WAN21_DEFAULTS, numInferenceSteps: 40, guidanceScale: 4.0, guidanceScale2: 3.0, height: 720, width: 1280 };
+/** Wan2.2-TI2V-5B (wan/configs/wan_ti2v_5B.py): 121 frames at 24 fps, 704×1280, 50 steps, guidance 5.0. */
+const TI2V_DEFAULTS: SamplingDefaults = { ...WAN21_DEFAULTS, numFrames: 121, fps: 24, height: 704, width: 1280 };
+
+/** The optional file beside model_index.json that overrides the sampling defaults (snake_case keys). */
+export const SAMPLING_DEFAULTS_FILE = 'wan_tfjs.json';
+
+type Json = Record<string, unknown>;
+
+function readJson(file: string): Json {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf-8'));
+  } catch (e) {
+    throw new CheckpointError(`cannot read JSON (${(e as Error).message})`, file);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CheckpointError('expected a JSON object', file);
+  return parsed as Json;
+}
+
+function isDir(p: string): boolean {
+  return fs.existsSync(p) && fs.statSync(p).isDirectory();
+}
+
+function optionalNumber(json: Json, key: string, file: string): number | undefined {
+  const v = json[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${file}: "${key}" must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Applies `wan_tfjs.json` (height, width, num_frames, fps, num_inference_steps, guidance_scale, guidance_scale_2, flow_shift). */
+function withOverrides(root: string, d: SamplingDefaults): SamplingDefaults {
+  const file = path.join(root, SAMPLING_DEFAULTS_FILE);
+  if (!fs.existsSync(file)) return d;
+  const j = readJson(file);
+  const n = (k: string) => optionalNumber(j, k, file);
+  return {
+    numInferenceSteps: n('num_inference_steps') ?? d.numInferenceSteps,
+    guidanceScale: n('guidance_scale') ?? d.guidanceScale,
+    guidanceScale2: n('guidance_scale_2') ?? d.guidanceScale2,
+    numFrames: n('num_frames') ?? d.numFrames,
+    fps: n('fps') ?? d.fps,
+    height: n('height') ?? d.height,
+    width: n('width') ?? d.width,
+    shift: n('flow_shift') ?? d.shift,
+  };
+}
+
+/** A Diffusers component entry ["diffusers", "WanTransformer3DModel"] → its folder; [null, null] → undefined. */
+function component(root: string, index: Json, name: string, required: boolean): string | undefined {
+  const entry = index[name];
+  const present = Array.isArray(entry) && entry.length === 2 && entry[0] !== null && entry[1] !== null;
+  if (!present) {
+    if (required) throw new CheckpointError(`model_index.json lists no "${name}" component; a Wan pipeline needs one`, path.join(root, 'model_index.json'));
+    return undefined;
+  }
+  const dir = path.join(root, name);
+  if (!isDir(dir)) throw new CheckpointError(`model_index.json lists "${name}" (${String(entry[1])}) but the folder is missing`, dir);
+  return dir;
+}
+
+function readDiffusers(root: string): ModelIndex {
+  const file = path.join(root, 'model_index.json');
+  const index = readJson(file);
+  const className = String(index._class_name ?? 'WanPipeline');
+  if (className !== 'WanPipeline') {
+    throw new ConfigError(`${file}: _class_name is "${className}"; only text-to-video WanPipeline models are supported`);
+  }
+  const boundaryRatio = optionalNumber(index, 'boundary_ratio', file) ?? null;
+  if (boundaryRatio !== null && !(boundaryRatio > 0 && boundaryRatio < 1)) throw new ConfigError(`${file}: boundary_ratio must lie in (0, 1), got ${boundaryRatio}`);
+  const expandTimesteps = index.expand_timesteps === true;
+  const transformer = component(root, index, 'transformer', true)!;
+  const transformer2 = component(root, index, 'transformer_2', false);
+  if (boundaryRatio !== null && !transformer2) throw new CheckpointError('boundary_ratio is set (two experts) but there is no transformer_2', file);
+  const schedulerDir = component(root, index, 'scheduler', true)!;
+  const schedulerFile = path.join(schedulerDir, 'scheduler_config.json');
+  if (!fs.existsSync(schedulerFile)) throw new CheckpointError('scheduler_config.json is missing', schedulerFile);
+  const sched = readJson(schedulerFile);
+  const defaults = boundaryRatio !== null ? A14B_DEFAULTS : expandTimesteps ? TI2V_DEFAULTS : WAN21_DEFAULTS;
+  return {
+    layout: 'diffusers',
+    root,
+    className,
+    boundaryRatio,
+    expandTimesteps,
+    transformer,
+    transformer2: boundaryRatio !== null ? transformer2 : undefined,
+    vae: component(root, index, 'vae', false),
+    textEncoder: component(root, index, 'text_encoder', false),
+    tokenizer: component(root, index, 'tokenizer', false),
+    scheduler: schedulerDir,
+    numTrainTimesteps: optionalNumber(sched, 'num_train_timesteps', schedulerFile) ?? 1000,
+    defaults: withOverrides(root, defaults),
+  };
+}
+
+/** The first file in `root` whose name matches, preferring safetensors over PyTorch pickles. */
+function findFile(root: string, pattern: RegExp): string | undefined {
+  const files = fs.readdirSync(root).filter((f) => pattern.test(f));
+  const st = files.find((f) => f.endsWith('.safetensors'));
+  const any = st ?? files.find((f) => /\.(pth|pt|bin)$/.test(f));
+  return any ? path.join(root, any) : undefined;
+}
+
+/** The DiT checkpoint of a single-model original folder (which also holds the VAE and T5 files). */
+function transformerFile(root: string): string {
+  for (const f of ['diffusion_pytorch_model.safetensors.index.json', 'diffusion_pytorch_model.safetensors']) {
+    if (fs.existsSync(path.join(root, f))) return path.join(root, f);
+  }
+  throw new CheckpointError('no diffusion_pytorch_model.safetensors[.index.json] beside the WanModel config.json', root);
+}
+
+/** The Wan repo's FlowUniPCMultistepScheduler with the config's sample_shift. */
+function wanScheduler(shift: number): Record<string, unknown> {
+  return { _class_name: 'FlowUniPCMultistepScheduler', num_train_timesteps: 1000, shift, solver_order: 2, prediction_type: 'flow_prediction', predict_x0: true, solver_type: 'bh2', lower_order_final: true, disable_corrector: [], final_sigmas_type: 'zero' };
+}
+
+function readWan(root: string): ModelIndex {
+  const high = path.join(root, 'high_noise_model');
+  const low = path.join(root, 'low_noise_model');
+  const twoExperts = isDir(high) || isDir(low);
+  if (twoExperts && !(isDir(high) && isDir(low))) {
+    throw new CheckpointError(`an original Wan2.2 A14B folder needs both high_noise_model/ and low_noise_model/; ${isDir(high) ? 'low' : 'high'}_noise_model/ is missing`, root);
+  }
+  let modelType = 't2v';
+  if (!twoExperts) {
+    const cfg = readJson(path.join(root, 'config.json'));
+    modelType = String(cfg.model_type ?? 't2v');
+    if (modelType !== 't2v' && modelType !== 'ti2v') throw new ConfigError(`${path.join(root, 'config.json')}: model_type "${modelType}" is not a text-to-video model (t2v, ti2v)`);
+  }
+  const ti2v = modelType === 'ti2v';
+  const defaults = twoExperts ? { ...A14B_DEFAULTS, shift: 12.0 } : { ...(ti2v ? TI2V_DEFAULTS : WAN21_DEFAULTS), shift: 5.0 };
+  const tokenizer = path.join(root, 'google', 'umt5-xxl');
+  return {
+    layout: 'wan',
+    root,
+    className: 'WanModel',
+    boundaryRatio: twoExperts ? 0.875 : null,
+    expandTimesteps: ti2v,
+    transformer: twoExperts ? high : transformerFile(root),
+    transformer2: twoExperts ? low : undefined,
+    vae: findFile(root, /^Wan2\.[12]_VAE\.(safetensors|pth)$/i) ?? findFile(root, /vae.*\.(safetensors|pth)$/i),
+    textEncoder: findFile(root, /^models_t5_.*\.(safetensors|pth)$/i) ?? findFile(root, /t5.*\.(safetensors|pth)$/i),
+    tokenizer: isDir(tokenizer) ? tokenizer : undefined,
+    scheduler: wanScheduler(defaults.shift),
+    numTrainTimesteps: 1000,
+    defaults: withOverrides(root, defaults),
+  };
+}
+
+/** Which layout a folder has, or undefined when it is not a Wan model folder. */
+export function detectLayout(dir: string): ModelLayout | undefined {
+  if (!isDir(dir)) return undefined;
+  if (fs.existsSync(path.join(dir, 'model_index.json'))) return 'diffusers';
+  if (isDir(path.join(dir, 'high_noise_model')) || isDir(path.join(dir, 'low_noise_model'))) return 'wan';
+  const cfg = path.join(dir, 'config.json');
+  if (fs.existsSync(cfg)) {
+    try {
+      const j = JSON.parse(fs.readFileSync(cfg, 'utf-8')) as Json;
+      if (j._class_name === 'WanModel' || ('dim' in j && 'num_heads' in j && 'in_dim' in j)) return 'wan';
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Reads a model folder in either layout: Diffusers (`model_index.json`; `transformer/`,
+ * `transformer_2/` with `boundary_ratio` for A14B, `vae/`, `text_encoder/`, `tokenizer/`,
+ * `scheduler/`) or original Wan (`high_noise_model/` + `low_noise_model/`, or one `config.json`
+ * of a WanModel; `Wan2.x_VAE.safetensors`, `models_t5_*.safetensors`, `google/umt5-xxl/`).
+ */
+export function readModelIndex(dir: string): ModelIndex {
+  const root = path.resolve(dir);
+  if (!fs.existsSync(root)) throw new CheckpointError('model folder does not exist', root);
+  if (!isDir(root)) throw new CheckpointError('expected a model folder (with model_index.json, or an original Wan release)', root);
+  const layout = detectLayout(root);
+  if (layout === 'diffusers') return readDiffusers(root);
+  if (layout === 'wan') return readWan(root);
+  throw new CheckpointError(
+    'not a Wan model folder: expected model_index.json (Diffusers layout) or high_noise_model/ + low_noise_model/ or a WanModel config.json (original Wan layout)',
+    root,
+  );
+}

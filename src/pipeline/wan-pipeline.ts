@@ -1,0 +1,534 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { AutoencoderKLWan, type WanVaeDecodeOptions } from '../../layers/autoencoder-kl-wan.js';
+import { WanTransformer3DModel } from '../../layers/wan-transformer-3d-model.js';
+import { loadScheduler } from '../../schedulers/index.js';
+import type { FlowScheduler } from '../../schedulers/scheduler.js';
+import { openCheckpoint } from '../../weights/sharded.js';
+import { AbortError, CheckpointError, ConfigError, ShapeError } from '../errors.js';
+import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
+import { MAX_SEED, randn, randomSeed } from './noise.js';
+
+/** What the pipeline needs of a denoiser (WanTransformer3DModel). */
+export interface PipelineTransformer {
+  readonly config: { readonly inChannels: number; readonly patchSize: readonly number[]; readonly textDim: number };
+  // hiddenStates: [B, C, F, H, W], timestep: [B] or [B, L], encoderHiddenStates: [B, Ltxt, textDim] → [B, C, F, H, W]
+  forward(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor): tf.Tensor;
+  dispose(): unknown;
+}
+
+/** What the pipeline needs of a VAE (AutoencoderKLWan). */
+export interface PipelineVae {
+  readonly config: {
+    readonly zDim: number;
+    readonly scaleFactorSpatial: number;
+    readonly scaleFactorTemporal: number;
+    readonly latentsMean: readonly number[];
+    readonly latentsStd: readonly number[];
+  };
+  // z: [B, zDim, F, H, W] (denormalised) → video [B, 3, 1 + 4(F − 1), sH, sW] in [-1, 1]
+  decode(z: tf.Tensor, options?: WanVaeDecodeOptions): tf.Tensor;
+  dispose(): unknown;
+}
+
+/** What the pipeline needs of a text encoder (WanTextEncoder: tokenizer + umT5). */
+export interface PipelineTextEncoder {
+  // prompts: B strings → [B, Ltxt, textDim], rows past each prompt zero
+  encode(prompts: readonly string[]): Promise<tf.Tensor>;
+  /** Frees the encoder's weights (it may reload on the next encode). */
+  release?(): void;
+  dispose(): unknown;
+}
+
+/** One expert: a loaded model, and (optionally) how to load it again after it was released. */
+export class ExpertSlot {
+  private model: PipelineTransformer | undefined;
+
+  constructor(
+    readonly name: string,
+    model: PipelineTransformer | undefined,
+    private readonly loader?: () => Promise<PipelineTransformer>,
+  ) {
+    this.model = model;
+    if (!model && !loader) throw new ConfigError(`expert '${name}': give a model or a loader`);
+  }
+
+  get resident(): boolean {
+    return this.model !== undefined;
+  }
+
+  /** The loaded model, if any (no loading). */
+  get current(): PipelineTransformer | undefined {
+    return this.model;
+  }
+
+  get canReload(): boolean {
+    return this.loader !== undefined;
+  }
+
+  async get(): Promise<PipelineTransformer> {
+    this.model ??= await this.loader!();
+    return this.model;
+  }
+
+  /** Frees the weights; the next `get` reloads them. */
+  release(): void {
+    if (!this.loader) throw new ConfigError(`expert '${this.name}' was given without a loader and cannot be released and reloaded`);
+    this.model?.dispose();
+    this.model = undefined;
+  }
+
+  dispose(): void {
+    this.model?.dispose();
+    this.model = undefined;
+  }
+}
+
+/** Whether both A14B experts stay in memory, or only the one in use (the other is freed and reloaded at the boundary). */
+export type ExpertResidency = 'both' | 'active';
+
+export interface WanPipelineComponents {
+  /** The only expert, or the high-noise expert of a two-expert model. */
+  transformer: PipelineTransformer | ExpertSlot;
+  /** The low-noise expert (with boundaryRatio). */
+  transformer2?: PipelineTransformer | ExpertSlot;
+  vae?: PipelineVae;
+  textEncoder?: PipelineTextEncoder;
+  scheduler: FlowScheduler;
+  /** `transformer` runs while t ≥ boundaryRatio·numTrainTimesteps, `transformer2` after. */
+  boundaryRatio?: number | null;
+  /** Per-token timesteps [B, L] (Wan2.2-TI2V-5B). */
+  expandTimesteps?: boolean;
+  numTrainTimesteps?: number;
+  defaults?: Partial<SamplingDefaults>;
+  residency?: ExpertResidency;
+}
+
+/** Progress of the denoising loop. */
+export interface StepInfo {
+  /** Steps completed (1 … total). */
+  step: number;
+  total: number;
+  /** The timestep the step ran at (σ·1000). */
+  timestep: number;
+  /** 'transformer' (high-noise / only expert) or 'transformer_2'. */
+  expert: 'transformer' | 'transformer_2';
+  guidanceScale: number;
+  /** Milliseconds since the loop started. */
+  elapsedMs: number;
+  /** The latents after this step [B, C, F, H, W]; valid only during the callback (clone to keep). */
+  latents: tf.Tensor;
+}
+
+export interface GenerateOptions {
+  /** One prompt or a batch; or pass `promptEmbeds`. */
+  prompt?: string | readonly string[];
+  /** [B, Ltxt, textDim] (not disposed by the pipeline). */
+  promptEmbeds?: tf.Tensor;
+  /** Default '' (as Diffusers). Ignored without guidance. */
+  negativePrompt?: string | readonly string[];
+  negativePromptEmbeds?: tf.Tensor;
+  /** 1 + 4k frames (the VAE's temporal factor). */
+  numFrames?: number;
+  /** Used by textToVideo for the result; the denoising does not depend on it. */
+  fps?: number;
+  height?: number;
+  width?: number;
+  /** Classifier-free guidance of `transformer`; CFG is skipped at steps whose scale is ≤ 1. */
+  guidanceScale?: number;
+  /** Guidance of `transformer_2` (two-expert models only); default guidanceScale. */
+  guidanceScale2?: number;
+  numInferenceSteps?: number;
+  /** Flow shift for this run, in place of the scheduler config's. */
+  shift?: number;
+  /** Seed of the initial noise (host-generated, identical on every backend). */
+  seed?: number;
+  /** Initial latents [B, C, F', H', W'] instead of noise (not disposed by the pipeline). */
+  latents?: tf.Tensor;
+  onStep?: (info: StepInfo) => void;
+  /** Stops the loop before the next step; the promise rejects with AbortError and nothing leaks. */
+  signal?: AbortSignal;
+}
+
+/** The settings a run actually used, after defaults. */
+export interface ResolvedSettings {
+  numFrames: number;
+  height: number;
+  width: number;
+  fps: number;
+  numInferenceSteps: number;
+  guidanceScale: number;
+  guidanceScale2: number | undefined;
+  seed: number;
+  batch: number;
+}
+
+export interface TextToVideoResult extends ResolvedSettings {
+  /** [B, F, H, W, 3] float32 in [0, 1] (the caller disposes). */
+  frames: tf.Tensor;
+}
+
+/** Options of WanPipeline.fromPretrained. */
+export interface WanPipelineLoadOptions {
+  /** Two-expert models: keep both experts loaded ('both', default) or only the one in use ('active'). */
+  residency?: ExpertResidency;
+  /** Load the text encoder when the folder has one (default true); without it, pass embeddings. */
+  loadTextEncoder?: boolean;
+  /** Load the VAE (default true); without it, generate() still returns latents. */
+  loadVae?: boolean;
+  /** Called while each component's tensors load. */
+  onProgress?: (event: { component: string; loaded: number; total: number }) => void;
+}
+
+/** A CheckpointError for an original-release .pth file that must be converted first. */
+function checkNotPickle(file: string | undefined, what: string): void {
+  if (file && /\.(pth|pt|bin)$/.test(file)) {
+    throw new CheckpointError(
+      `the ${what} is a PyTorch pickle; convert it to safetensors first (python: safetensors.torch.save_file(torch.load(f, map_location="cpu"), "${file.replace(/\.(pth|pt|bin)$/, '.safetensors').split(/[\\/]/).pop()}"))`,
+      file,
+    );
+  }
+}
+
+/** Opens a checkpoint's headers (validating every file) and closes it again. */
+function probeCheckpoint(p: string): void {
+  openCheckpoint(p).close();
+}
+
+const FALLBACK_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined };
+
+function asSlot(name: string, t: PipelineTransformer | ExpertSlot): ExpertSlot {
+  return t instanceof ExpertSlot ? t : new ExpertSlot(name, t);
+}
+
+function nextTick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError('generation was aborted');
+}
+
+/** The nearest multiple of m (at least m). */
+function nearestMultiple(x: number, m: number): number {
+  return Math.max(m, Math.round(x / m) * m);
+}
+
+/**
+ * Wan text-to-video (Diffusers' WanPipeline): text embeddings → flow-matching denoising with
+ * classifier-free guidance (v = v_neg + g·(v − v_neg)), one or two experts split at
+ * boundary_ratio → VAE decode → frames in [0, 1]. Staged: `encodeText`, `generate` (→ latents),
+ * `decodeLatents` (→ frames), or `textToVideo` for all three.
+ */
+export class WanPipeline {
+  readonly experts: readonly [ExpertSlot] | readonly [ExpertSlot, ExpertSlot];
+  readonly vae: PipelineVae | undefined;
+  readonly textEncoder: PipelineTextEncoder | undefined;
+  readonly scheduler: FlowScheduler;
+  readonly boundaryRatio: number | null;
+  readonly expandTimesteps: boolean;
+  readonly numTrainTimesteps: number;
+  readonly defaults: SamplingDefaults;
+  readonly residency: ExpertResidency;
+  /** Latent channels, patch size and text width of the denoiser (read from the first expert). */
+  readonly latentChannels: number;
+  readonly patchSize: readonly number[];
+  readonly textDim: number;
+
+  constructor(c: WanPipelineComponents) {
+    const first = asSlot('transformer', c.transformer);
+    this.boundaryRatio = c.boundaryRatio ?? null;
+    if (this.boundaryRatio !== null) {
+      if (!c.transformer2) throw new ConfigError('boundaryRatio is set (two experts) but transformer2 is missing');
+      if (!(this.boundaryRatio > 0 && this.boundaryRatio < 1)) throw new ConfigError(`boundaryRatio: got ${this.boundaryRatio}, expected a number in (0, 1)`);
+      this.experts = [first, asSlot('transformer_2', c.transformer2)];
+    } else {
+      if (c.transformer2) throw new ConfigError('transformer2 given without boundaryRatio: set boundaryRatio (e.g. 0.875 for Wan2.2-T2V-A14B)');
+      this.experts = [first];
+    }
+    this.residency = c.residency ?? 'both';
+    if (this.residency === 'active' && this.experts.length === 2 && !this.experts.every((e) => e.canReload)) {
+      throw new ConfigError("residency 'active' needs experts that can be reloaded (ExpertSlot with a loader; fromPretrained makes them)");
+    }
+    const model = first.current ?? this.experts[1]?.current;
+    if (!model) throw new ConfigError('at least one expert must be loaded when the pipeline is built');
+    this.latentChannels = model.config.inChannels;
+    this.patchSize = [...model.config.patchSize];
+    this.textDim = model.config.textDim;
+    this.vae = c.vae;
+    this.textEncoder = c.textEncoder;
+    this.scheduler = c.scheduler;
+    this.expandTimesteps = c.expandTimesteps ?? false;
+    this.numTrainTimesteps = c.numTrainTimesteps ?? 1000;
+    this.defaults = { ...FALLBACK_DEFAULTS, ...c.defaults };
+    if (this.vae && this.vae.config.zDim !== this.latentChannels) {
+      throw new ConfigError(`the VAE's z_dim (${this.vae.config.zDim}) differs from the transformer's in_channels (${this.latentChannels})`);
+    }
+  }
+
+  /**
+   * Loads a model folder in the Diffusers layout (model_index.json; transformer/, transformer_2/
+   * with boundary_ratio, vae/, text_encoder/, tokenizer/, scheduler/) or the original Wan layout
+   * (high_noise_model/ + low_noise_model/, or one WanModel; Wan2.x_VAE.safetensors). Every
+   * checkpoint is checked before anything is loaded; a missing or truncated file raises a
+   * CheckpointError naming it.
+   */
+  static async fromPretrained(dir: string, options: WanPipelineLoadOptions = {}): Promise<WanPipeline> {
+    const index: ModelIndex = readModelIndex(dir);
+    const wantVae = options.loadVae ?? true;
+    if (wantVae) checkNotPickle(index.vae, 'VAE');
+    for (const p of [index.transformer, index.transformer2, wantVae ? index.vae : undefined]) if (p) probeCheckpoint(p);
+    const progress = (component: string) => (loaded: number, total: number) => options.onProgress?.({ component, loaded, total });
+    const residency = options.residency ?? 'both';
+    const loader = (name: string, p: string) => () => WanTransformer3DModel.fromPretrained(p, { onProgress: progress(name) });
+    const slots: ExpertSlot[] = [];
+    let vae: AutoencoderKLWan | undefined;
+    try {
+      const scheduler = await loadScheduler(index.scheduler);
+      slots.push(new ExpertSlot('transformer', await loader('transformer', index.transformer)(), loader('transformer', index.transformer)));
+      if (index.transformer2) {
+        const load2 = loader('transformer_2', index.transformer2);
+        slots.push(new ExpertSlot('transformer_2', residency === 'both' ? await load2() : undefined, load2));
+      }
+      if (wantVae && index.vae) vae = await AutoencoderKLWan.fromPretrained(index.vae, { onProgress: progress('vae') });
+      return new WanPipeline({
+        transformer: slots[0],
+        transformer2: slots[1],
+        vae,
+        scheduler,
+        boundaryRatio: index.boundaryRatio,
+        expandTimesteps: index.expandTimesteps,
+        numTrainTimesteps: index.numTrainTimesteps,
+        defaults: index.defaults,
+        residency,
+      });
+    } catch (e) {
+      for (const slot of slots) slot.dispose();
+      vae?.dispose();
+      throw e;
+    }
+  }
+
+  /** Spatial factor of the VAE (8 for Wan2.1, 16 for Wan2.2). */
+  get vaeScaleFactorSpatial(): number {
+    return this.vae?.config.scaleFactorSpatial ?? 8;
+  }
+
+  get vaeScaleFactorTemporal(): number {
+    return this.vae?.config.scaleFactorTemporal ?? 4;
+  }
+
+  /** Prompt(s) → embeddings [B, Ltxt, textDim] with the text encoder (the caller disposes). */
+  async encodeText(prompt: string | readonly string[]): Promise<tf.Tensor> {
+    if (!this.textEncoder) {
+      throw new ConfigError('this pipeline has no text encoder (the model folder has no text_encoder/): pass promptEmbeds and negativePromptEmbeds instead of prompts');
+    }
+    const prompts = typeof prompt === 'string' ? [prompt] : [...prompt];
+    if (prompts.length === 0) throw new ConfigError('prompt: got an empty list, expected at least one prompt');
+    const e = await this.textEncoder.encode(prompts);
+    if (e.rank !== 3 || e.shape[0] !== prompts.length || e.shape[2] !== this.textDim) {
+      const shape = `[${e.shape}]`;
+      e.dispose();
+      throw new ShapeError('text encoder output', shape, `[${prompts.length}, Ltxt, ${this.textDim}] (the transformer's text_dim)`);
+    }
+    return e;
+  }
+
+  /** Fills in defaults and validates everything before any tensor is made. */
+  resolve(o: GenerateOptions): ResolvedSettings {
+    const d = this.defaults;
+    const twoExperts = this.experts.length === 2;
+    if ((o.prompt === undefined) === (o.promptEmbeds === undefined)) {
+      throw new ConfigError(o.prompt === undefined ? 'give prompt or promptEmbeds' : 'give prompt or promptEmbeds, not both');
+    }
+    if (o.negativePrompt !== undefined && o.negativePromptEmbeds !== undefined) throw new ConfigError('give negativePrompt or negativePromptEmbeds, not both');
+    const steps = o.numInferenceSteps ?? d.numInferenceSteps;
+    if (!Number.isInteger(steps) || steps < 1) throw new ConfigError(`numInferenceSteps: got ${steps}, expected an integer ≥ 1`);
+    const g = o.guidanceScale ?? d.guidanceScale;
+    if (!Number.isFinite(g)) throw new ConfigError(`guidanceScale: got ${g}, expected a finite number`);
+    if (o.guidanceScale2 !== undefined && !twoExperts) {
+      throw new ConfigError('guidanceScale2 applies to the low-noise expert of a two-expert model (boundary_ratio set, e.g. Wan2.2-T2V-A14B); this model has one transformer: use guidanceScale');
+    }
+    const g2 = twoExperts ? (o.guidanceScale2 ?? (o.guidanceScale !== undefined ? o.guidanceScale : (d.guidanceScale2 ?? g))) : undefined;
+    if (g2 !== undefined && !Number.isFinite(g2)) throw new ConfigError(`guidanceScale2: got ${g2}, expected a finite number`);
+    const fps = o.fps ?? d.fps;
+    if (!(Number.isFinite(fps) && fps > 0)) throw new ConfigError(`fps: got ${fps}, expected a positive number`);
+    const seed = o.seed ?? randomSeed();
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`seed: got ${seed}, expected an integer in [0, ${MAX_SEED}]`);
+
+    const ft = this.vaeScaleFactorTemporal;
+    const s = this.vaeScaleFactorSpatial;
+    const mh = s * (this.patchSize[1] ?? 2);
+    const mw = s * (this.patchSize[2] ?? 2);
+    let numFrames = o.numFrames;
+    let height = o.height;
+    let width = o.width;
+    if (o.latents) {
+      const [, C, F, H, W] = o.latents.shape;
+      if (o.latents.rank !== 5 || C !== this.latentChannels) {
+        throw new ShapeError('latents', `[${o.latents.shape}]`, `[B, ${this.latentChannels}, F', H', W']`);
+      }
+      const implied = { numFrames: (F - 1) * ft + 1, height: H * s, width: W * s };
+      for (const [k, v] of Object.entries(implied) as Array<[keyof typeof implied, number]>) {
+        const given = o[k];
+        if (given !== undefined && given !== v) throw new ShapeError('latents', `[${o.latents.shape}]`, `a shape matching ${k} = ${given} (these latents imply ${k} = ${v})`);
+      }
+      ({ numFrames, height, width } = implied);
+    }
+    numFrames ??= d.numFrames;
+    height ??= d.height;
+    width ??= d.width;
+    if (!Number.isInteger(numFrames) || numFrames < 1 || (numFrames - 1) % ft !== 0) {
+      const nearest = Number.isFinite(numFrames) ? Math.max(1, Math.round((numFrames - 1) / ft) * ft + 1) : 1 + 4 * ft;
+      throw new ShapeError('numFrames', String(numFrames), `1 + ${ft}k frames (1, ${1 + ft}, ${1 + 2 * ft}, …)`, String(nearest));
+    }
+    for (const [name, v, m] of [['height', height, mh], ['width', width, mw]] as const) {
+      if (!Number.isInteger(v) || v < m || v % m !== 0) {
+        throw new ShapeError(name, String(v), `a positive multiple of ${m} (VAE factor ${s} × patch ${m / s})`, Number.isFinite(v) ? String(nearestMultiple(v, m)) : undefined);
+      }
+    }
+
+    let batch: number;
+    if (o.promptEmbeds) {
+      const e = o.promptEmbeds;
+      if (e.rank !== 3 || e.shape[2] !== this.textDim || (e.shape[1] ?? 0) < 1) throw new ShapeError('promptEmbeds', `[${e.shape}]`, `[B, Ltxt, ${this.textDim}]`);
+      batch = e.shape[0];
+    } else {
+      batch = typeof o.prompt === 'string' ? 1 : o.prompt!.length;
+      if (batch === 0) throw new ConfigError('prompt: got an empty list, expected at least one prompt');
+    }
+    if (o.negativePromptEmbeds) {
+      const e = o.negativePromptEmbeds;
+      if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== this.textDim) throw new ShapeError('negativePromptEmbeds', `[${e.shape}]`, `[${batch}, Ltxt, ${this.textDim}]`);
+    }
+    if (o.negativePrompt !== undefined && typeof o.negativePrompt !== 'string' && o.negativePrompt.length !== batch) {
+      throw new ConfigError(`negativePrompt: got ${o.negativePrompt.length} prompts for a batch of ${batch}; give one string or one per prompt`);
+    }
+    if (o.latents && o.latents.shape[0] !== batch) throw new ShapeError('latents', `[${o.latents.shape}]`, `batch ${batch} (the number of prompts)`);
+    if ((g > 1 || (g2 ?? 0) > 1) && o.negativePromptEmbeds === undefined && o.prompt === undefined && o.negativePrompt === undefined && !this.textEncoder) {
+      throw new ConfigError('guidance > 1 needs negative embeddings: pass negativePromptEmbeds (this pipeline has no text encoder to encode a negative prompt)');
+    }
+    return { numFrames, height, width, fps, numInferenceSteps: steps, guidanceScale: g, guidanceScale2: g2, seed, batch };
+  }
+
+  /** The expert for timestep t: index 0 while t ≥ boundary, else 1. */
+  private expertIndex(t: number): 0 | 1 {
+    if (this.boundaryRatio === null) return 0;
+    return t >= this.boundaryRatio * this.numTrainTimesteps ? 0 : 1;
+  }
+
+  /** The expert `i`, loading it (and, with residency 'active', releasing the other first). */
+  private async expert(i: 0 | 1): Promise<PipelineTransformer> {
+    const slot = this.experts[i]!;
+    if (this.residency === 'active' && this.experts.length === 2 && !slot.resident) this.experts[1 - i]!.release();
+    return slot.get();
+  }
+
+  /**
+   * The denoising loop: returns the final latents [B, C, F', H', W'] (the caller disposes).
+   * Follows Diffusers' WanPipeline.__call__: timesteps from the scheduler, the model gets t as
+   * given (σ·1000, truncated to an integer by UniPC), CFG per step with the active expert's scale.
+   */
+  async generate(o: GenerateOptions): Promise<tf.Tensor> {
+    const r = this.resolve(o);
+    checkAbort(o.signal);
+    const owned: tf.Tensor[] = [];
+    let latents: tf.Tensor | undefined;
+    try {
+      let cond = o.promptEmbeds;
+      if (!cond) {
+        cond = await this.encodeText(o.prompt!);
+        owned.push(cond);
+      }
+      const cfgAnywhere = r.guidanceScale > 1 || (r.guidanceScale2 ?? 0) > 1;
+      let uncond = o.negativePromptEmbeds;
+      if (cfgAnywhere && !uncond) {
+        const neg = o.negativePrompt ?? '';
+        uncond = await this.encodeText(typeof neg === 'string' ? Array<string>(r.batch).fill(neg) : neg);
+        owned.push(uncond);
+      }
+      checkAbort(o.signal);
+
+      this.scheduler.setTimesteps(r.numInferenceSteps, o.shift !== undefined || this.defaults.shift !== undefined ? { shift: o.shift ?? this.defaults.shift } : {});
+      this.scheduler.setBeginIndex(0);
+      const timesteps = [...this.scheduler.timesteps];
+      const s = this.vaeScaleFactorSpatial;
+      const shape = [r.batch, this.latentChannels, (r.numFrames - 1) / this.vaeScaleFactorTemporal + 1, r.height / s, r.width / s];
+      latents = o.latents ? o.latents.clone() : randn(shape, r.seed);
+      const tokens = (shape[2] / (this.patchSize[0] ?? 1)) * (shape[3] / (this.patchSize[1] ?? 2)) * (shape[4] / (this.patchSize[2] ?? 2));
+
+      const start = performance.now();
+      for (let i = 0; i < timesteps.length; i++) {
+        await nextTick();
+        checkAbort(o.signal);
+        const t = timesteps[i];
+        const e = this.expertIndex(t);
+        const model = await this.expert(e);
+        const g = e === 0 ? r.guidanceScale : r.guidanceScale2!;
+        const x: tf.Tensor = latents;
+        const v = tf.tidy(() => {
+          const timestep = this.expandTimesteps ? tf.fill([r.batch, tokens], t) : tf.fill([r.batch], t);
+          const vCond = model.forward(x, timestep, cond!);
+          if (g <= 1 || !uncond) return vCond;
+          const vUncond = model.forward(x, timestep, uncond);
+          return tf.add(vUncond, tf.mul(g, tf.sub(vCond, vUncond)));
+        });
+        const next = this.scheduler.step(v, t, x);
+        v.dispose();
+        x.dispose();
+        latents = next;
+        o.onStep?.({ step: i + 1, total: timesteps.length, timestep: t, expert: e === 0 ? 'transformer' : 'transformer_2', guidanceScale: g, elapsedMs: performance.now() - start, latents: next });
+      }
+      const out = latents;
+      latents = undefined;
+      return out;
+    } finally {
+      latents?.dispose();
+      tf.dispose(owned);
+      this.scheduler.reset();
+    }
+  }
+
+  /**
+   * Latents [B, zDim, F', H', W'] → frames [B, F, H, W, 3] in [0, 1] (the caller disposes):
+   * z = latents / (1/std) + mean (Diffusers' de-normalisation), VAE decode, clamp(x/2 + 0.5, 0, 1).
+   */
+  decodeLatents(latents: tf.Tensor, options: WanVaeDecodeOptions = {}): tf.Tensor {
+    if (!this.vae) throw new ConfigError('this pipeline has no VAE (the model folder has no vae/): decode the latents elsewhere');
+    const c = this.vae.config;
+    if (latents.rank !== 5 || latents.shape[1] !== c.zDim) throw new ShapeError('latents', `[${latents.shape}]`, `[B, ${c.zDim}, F, H, W]`);
+    return tf.tidy(() => {
+      const mean = tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1]);
+      const stdInv = tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1]));
+      const z = tf.add(tf.div(latents, stdInv), mean);
+      const video = this.vae!.decode(z, options);
+      const frames = tf.clipByValue(tf.add(tf.div(video, 2), 0.5), 0, 1);
+      return tf.transpose(frames, [0, 2, 3, 4, 1]);
+    });
+  }
+
+  /** Text (or embeddings) → frames [B, F, H, W, 3] in [0, 1], with the settings used. */
+  async textToVideo(o: GenerateOptions): Promise<TextToVideoResult> {
+    const settings = this.resolve(o);
+    if (!this.vae) throw new ConfigError('this pipeline has no VAE (the model folder has no vae/): use generate() for latents');
+    const latents = await this.generate({ ...o, seed: settings.seed });
+    try {
+      checkAbort(o.signal);
+      return { ...settings, frames: this.decodeLatents(latents) };
+    } finally {
+      latents.dispose();
+    }
+  }
+
+  /** Frees the text encoder's weights (embeddings already made stay valid). */
+  releaseTextEncoder(): void {
+    this.textEncoder?.release?.();
+  }
+
+  /** Frees every component. */
+  dispose(): void {
+    for (const e of this.experts) e.dispose();
+    this.vae?.dispose();
+    this.textEncoder?.dispose();
+    this.scheduler.dispose();
+  }
+}
