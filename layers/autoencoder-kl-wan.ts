@@ -226,7 +226,7 @@ export const AutoencoderKLWanConfig = {
 };
 
 /** Channels-last space-to-depth: [B, T, H, W, C] → [B, T, H/p, W/p, C·p²], channel c·p² + (w offset)·p + (h offset). */
-export function patchify(x: tf.Tensor, p: number): tf.Tensor {
+export function vaePatchify(x: tf.Tensor, p: number): tf.Tensor {
   if (p === 1) return x.clone();
   return tf.tidy(() => {
     const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
@@ -235,8 +235,8 @@ export function patchify(x: tf.Tensor, p: number): tf.Tensor {
   });
 }
 
-/** Inverse of patchify: [B, T, h, w, C·p²] → [B, T, h·p, w·p, C]. */
-export function unpatchify(x: tf.Tensor, p: number): tf.Tensor {
+/** Inverse of vaePatchify: [B, T, h, w, C·p²] → [B, T, h·p, w·p, C]. */
+export function vaeUnpatchify(x: tf.Tensor, p: number): tf.Tensor {
   if (p === 1) return x.clone();
   return tf.tidy(() => {
     const [B, T, h, w, Cp] = x.shape as [number, number, number, number, number];
@@ -445,7 +445,7 @@ export class AutoencoderKLWan extends WanModule {
     const total = 1 + (T - 1) / step;
     const cache = new CausalCache();
     const outs: tf.Tensor[] = [];
-    const x = tf.tidy(() => patchify(tf.transpose(video, [0, 2, 3, 4, 1]), this.config.patchSize ?? 1));
+    const x = tf.tidy(() => vaePatchify(tf.transpose(video, [0, 2, 3, 4, 1]), this.config.patchSize ?? 1));
     try {
       for (let i = 0; i < total; i++) {
         const [start, len] = i === 0 ? [0, 1] : [1 + step * (i - 1), step];
@@ -545,7 +545,7 @@ export class AutoencoderKLWan extends WanModule {
         const n = f === 0 ? 1 : Math.min(chunkSize, F - f);
         const video = tf.tidy(() => {
           const chunk = tf.slice(zcl, [0, f, 0, 0, 0], [-1, n, -1, -1, -1]);
-          return unpatchify(this.decoder.forward(this.postQuantConv.forward(chunk), cache), this.config.patchSize ?? 1);
+          return vaeUnpatchify(this.decoder.forward(this.postQuantConv.forward(chunk), cache), this.config.patchSize ?? 1);
         });
         f += n;
         yield { video, latentFrames: n };
