@@ -1,0 +1,374 @@
+#!/usr/bin/env node
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { selectBackend } from './backend/select.js';
+import { AbortError, ConfigError, ShapeError, WanError } from './errors.js';
+import { formatInspect, inspectCheckpoint } from './pipeline/inspect.js';
+import { readModelIndex } from './pipeline/model-index.js';
+import { randomSeed } from './pipeline/noise.js';
+import { WanPipeline, type StepInfo } from './pipeline/wan-pipeline.js';
+import { FFMPEG_MISSING, findFfmpeg } from './video/ffmpeg.js';
+import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
+import { VideoEncoderError } from './video/video-error.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
+import { hostToTensor } from '../weights/load.js';
+
+/** Where the CLI writes, and what it reads from its environment (a test passes its own). */
+export interface CliIO {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown; isTTY?: boolean; columns?: number };
+  env: Readonly<Record<string, string | undefined>>;
+  /** Aborts a running generation (the CLI wires Ctrl-C to it). */
+  signal?: AbortSignal;
+}
+
+const USAGE = `wan-tfjs — Wan2.x text-to-video in TypeScript (tfjs)
+
+Usage:
+  wan-tfjs generate --prompt "…" [--model DIR] [--out FILE] [options]
+  wan-tfjs inspect <checkpoint file or folder> [--tensors] [--all] [--json]
+  wan-tfjs --version | --help
+
+generate options:
+  --model DIR              model folder: Diffusers (model_index.json) or original Wan layout
+                           (default: $WAN_MODEL, else the bundled models/toy)
+  --prompt TEXT            what to generate
+  --negative-prompt TEXT   what to avoid (default "")
+  --out FILE               output file or folder (default wan-output.<format>)
+  --format mp4|gif|png     default from --out's extension, else mp4 (mp4 needs ffmpeg;
+                           png writes one image per frame into the folder --out)
+  --frames N               number of frames, 1 + 4k (default: the model's, e.g. 81)
+  --size WxH               width × height, multiples of 16 (default: the model's)
+  --steps N                denoising steps (default: the model's)
+  --guidance G             classifier-free guidance scale (≤ 1 turns it off)
+  --guidance2 G            guidance of the low-noise expert (two-expert models only)
+  --shift S                flow shift of the scheduler (default: the model's)
+  --seed N                 seed of the initial noise (default: random, printed)
+  --fps N                  frames per second of the video (default: the model's)
+  --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
+  --experts both|active    two-expert models: keep both loaded, or only the one in use
+  --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
+  --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
+  --quiet                  no progress output
+`;
+
+/** The package root (the folder of package.json named wan-tfjs) above this file, if any. */
+function packageRoot(): string | undefined {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj)) {
+      try {
+        if ((JSON.parse(fs.readFileSync(pj, 'utf-8')) as { name?: string }).name === 'wan-tfjs') return dir;
+      } catch {
+        // keep looking
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+/** The library version from package.json. */
+export function libraryVersion(): string {
+  const root = packageRoot();
+  if (!root) return 'unknown';
+  return (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf-8')) as { version?: string }).version ?? 'unknown';
+}
+
+/** The model used without --model: $WAN_MODEL, else models/toy in the package. */
+export function defaultModelDir(env: CliIO['env']): string {
+  if (env.WAN_MODEL) return env.WAN_MODEL;
+  const root = packageRoot();
+  const toy = root ? path.join(root, 'models', 'toy') : undefined;
+  if (toy && fs.existsSync(path.join(toy, 'model_index.json'))) return toy;
+  throw new ConfigError(
+    'no --model given and the default model (models/toy) is not installed: pass --model <folder> ' +
+      '(a Diffusers Wan folder with model_index.json, or an original Wan release) or set WAN_MODEL',
+  );
+}
+
+function intFlag(name: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${name}: got "${v}", expected an integer ≥ ${min}`);
+  return n;
+}
+
+function numFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`--${name}: got "${v}", expected a number`);
+  return n;
+}
+
+/** "832x480" → [832, 480] (width, height). */
+export function parseSize(v: string): [number, number] {
+  const m = /^\s*(\d+)\s*[x×X*]\s*(\d+)\s*$/.exec(v);
+  if (!m) throw new ShapeError('--size', `"${v}"`, 'WIDTHxHEIGHT, e.g. 832x480');
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */
+function readEmbeds(spec: string, flag: string): tf.Tensor {
+  const colon = spec.lastIndexOf(':');
+  const [file, name] = colon > 1 && !fs.existsSync(spec) ? [spec.slice(0, colon), spec.slice(colon + 1)] : [spec, undefined];
+  const f = SafetensorsFile.open(file);
+  try {
+    const keys = f.keys();
+    const key = name ?? (keys.length === 1 ? keys[0] : undefined);
+    if (key === undefined || !f.has(key)) {
+      throw new ConfigError(`--${flag}: ${name ? `no tensor '${name}' in ${file}` : `${file} holds ${keys.length} tensors; name one as FILE:TENSOR`} (tensors: ${keys.slice(0, 10).join(', ')}${keys.length > 10 ? ', …' : ''})`);
+    }
+    return hostToTensor(f.read(key));
+  } finally {
+    f.close();
+  }
+}
+
+function clock(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** Step progress: a redrawn bar on a terminal, one plain line per step otherwise. */
+export class ProgressReporter {
+  private drawn = false;
+
+  constructor(
+    private readonly out: CliIO['stderr'],
+    private readonly tty: boolean,
+    private readonly quiet: boolean,
+  ) {}
+
+  note(text: string): void {
+    if (this.quiet) return;
+    this.finish();
+    this.out.write(`${text}\n`);
+  }
+
+  step(s: Pick<StepInfo, 'step' | 'total' | 'timestep' | 'elapsedMs' | 'expert'>): void {
+    if (this.quiet) return;
+    const eta = (s.elapsedMs / s.step) * (s.total - s.step);
+    const expert = s.expert === 'transformer_2' ? ' low-noise' : '';
+    if (this.tty) {
+      const width = Math.max(10, Math.min(30, (this.out.columns ?? 80) - 60));
+      const filled = Math.round((s.step / s.total) * width);
+      const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+      this.out.write(`\r\x1b[2K[${bar}] step ${s.step}/${s.total} t=${s.timestep}${expert}  elapsed ${clock(s.elapsedMs)}  ETA ${clock(eta)}`);
+      this.drawn = true;
+    } else {
+      this.out.write(`step ${s.step}/${s.total} t=${s.timestep}${expert} elapsed ${(s.elapsedMs / 1000).toFixed(1)}s eta ${(eta / 1000).toFixed(1)}s\n`);
+    }
+  }
+
+  /** Ends a bar line. */
+  finish(): void {
+    if (this.drawn) this.out.write('\n');
+    this.drawn = false;
+  }
+}
+
+async function generate(args: readonly string[], io: CliIO): Promise<number> {
+  const { values } = parseArgs({
+    args: [...args],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: 'string' },
+      prompt: { type: 'string' },
+      'negative-prompt': { type: 'string' },
+      'prompt-embeds': { type: 'string' },
+      'negative-prompt-embeds': { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      format: { type: 'string' },
+      frames: { type: 'string' },
+      size: { type: 'string' },
+      steps: { type: 'string' },
+      guidance: { type: 'string' },
+      guidance2: { type: 'string' },
+      shift: { type: 'string' },
+      seed: { type: 'string' },
+      fps: { type: 'string' },
+      backend: { type: 'string' },
+      experts: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+  });
+  // Everything is checked before the model is loaded and before any file is written.
+  if (values.prompt === undefined && values['prompt-embeds'] === undefined) throw new ConfigError('--prompt is required (or --prompt-embeds for a model without a text encoder)');
+  if (values.prompt !== undefined && values['prompt-embeds'] !== undefined) throw new ConfigError('give --prompt or --prompt-embeds, not both');
+  if (values['negative-prompt'] !== undefined && values['negative-prompt-embeds'] !== undefined) throw new ConfigError('give --negative-prompt or --negative-prompt-embeds, not both');
+  const format = values.format as VideoFormat | undefined;
+  if (format !== undefined && !VIDEO_FORMATS.includes(format)) throw new ConfigError(`--format: got "${format}", expected one of ${VIDEO_FORMATS.join(', ')}`);
+  const out = values.out ?? (format === 'png' ? 'wan-output' : `wan-output.${format ?? 'mp4'}`);
+  const implied = formatFromPath(out);
+  if (format && implied && implied !== format) throw new ConfigError(`--format ${format} does not match --out ${out} (a .${implied} file); change one of them`);
+  const finalFormat = format ?? implied ?? 'mp4';
+  if (values.experts !== undefined && values.experts !== 'both' && values.experts !== 'active') throw new ConfigError(`--experts: got "${values.experts}", expected both or active`);
+  const [width, height] = values.size !== undefined ? parseSize(values.size) : [undefined, undefined];
+  const numFrames = intFlag('frames', values.frames, 1);
+  const steps = intFlag('steps', values.steps, 1);
+  const seed = intFlag('seed', values.seed, 0) ?? randomSeed();
+  const guidanceScale = numFlag('guidance', values.guidance);
+  const guidanceScale2 = numFlag('guidance2', values.guidance2);
+  const shift = numFlag('shift', values.shift);
+  const fps = numFlag('fps', values.fps);
+  if (fps !== undefined && !(fps > 0)) throw new ConfigError(`--fps: got ${fps}, expected a positive number`);
+  if (finalFormat === 'mp4' && !(await findFfmpeg())) throw new VideoEncoderError(FFMPEG_MISSING);
+  const modelDir = values.model ?? defaultModelDir(io.env);
+  readModelIndex(modelDir);
+
+  const progress = new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true);
+  // Production mode: no debug checks, and no console banner from the backends.
+  tf.enableProdMode();
+  const backend = await selectBackend(values.backend);
+  progress.note(`backend ${backend}; loading ${modelDir}`);
+  const t0 = performance.now();
+  const pipe = await WanPipeline.fromPretrained(modelDir, { residency: values.experts === 'active' ? 'active' : 'both' });
+  const owned: tf.Tensor[] = [];
+  try {
+    const promptEmbeds = values['prompt-embeds'] !== undefined ? readEmbeds(values['prompt-embeds'], 'prompt-embeds') : undefined;
+    if (promptEmbeds) owned.push(promptEmbeds);
+    const negativePromptEmbeds = values['negative-prompt-embeds'] !== undefined ? readEmbeds(values['negative-prompt-embeds'], 'negative-prompt-embeds') : undefined;
+    if (negativePromptEmbeds) owned.push(negativePromptEmbeds);
+    const request = {
+      prompt: values.prompt,
+      promptEmbeds,
+      negativePrompt: values['negative-prompt'],
+      negativePromptEmbeds,
+      numFrames,
+      height,
+      width,
+      fps,
+      numInferenceSteps: steps,
+      guidanceScale,
+      guidanceScale2,
+      shift,
+      seed,
+      signal: io.signal,
+      onStep: (s: StepInfo) => progress.step(s),
+    };
+    const settings = pipe.resolve(request);
+    progress.note(
+      `${settings.numFrames} frames ${settings.width}×${settings.height}, ${settings.numInferenceSteps} steps, guidance ${settings.guidanceScale}` +
+        `${settings.guidanceScale2 !== undefined ? ` / ${settings.guidanceScale2}` : ''}, seed ${settings.seed}`,
+    );
+    const result = await pipe.textToVideo(request);
+    progress.finish();
+    try {
+      const saved = await saveVideo(result.frames, out, {
+        fps: result.fps,
+        format: finalFormat,
+        signal: io.signal,
+        metadata: {
+          prompt: values.prompt ?? `(embeddings ${values['prompt-embeds']})`,
+          negativePrompt: values['negative-prompt'],
+          seed: result.seed,
+          steps: result.numInferenceSteps,
+          guidance: result.guidanceScale,
+          guidance2: result.guidanceScale2,
+          shift,
+          model: path.basename(path.resolve(modelDir)),
+          software: `wan-tfjs ${libraryVersion()}`,
+        },
+      });
+      io.stdout.write(
+        `wrote ${saved.path} (${saved.frameCount} frames, ${saved.width}×${saved.height}, ${saved.fps} fps, seed ${result.seed}) in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`,
+      );
+    } finally {
+      result.frames.dispose();
+    }
+  } finally {
+    progress.finish();
+    tf.dispose(owned);
+    pipe.dispose();
+  }
+  return 0;
+}
+
+function inspect(args: readonly string[], io: CliIO): number {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    strict: true,
+    allowPositionals: true,
+    options: { tensors: { type: 'boolean', short: 't' }, all: { type: 'boolean', short: 'a' }, json: { type: 'boolean' } },
+  });
+  if (positionals.length !== 1) throw new ConfigError(`inspect takes one checkpoint file or folder, got ${positionals.length}`);
+  const report = inspectCheckpoint(positionals[0]);
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return 0;
+  }
+  const listTensors = values.tensors === true || values.all === true || report.kind === 'checkpoint' || report.kind === 'component';
+  io.stdout.write(`${formatInspect(report, { tensors: listTensors, maxTensors: values.all ? Infinity : 20 }).join('\n')}\n`);
+  return 0;
+}
+
+/** True for the errors whose message is meant for the user: the library's own and bad command lines. */
+function isUserError(e: unknown): e is Error {
+  if (e instanceof WanError) return true;
+  const code: unknown = e instanceof Error && 'code' in e ? e.code : undefined;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
+}
+
+/** Runs the CLI; returns the exit code (0 success, 1 a reported error, 130 interrupted). */
+export async function main(argv: readonly string[], io: CliIO): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'generate':
+        return await generate(rest, io);
+      case 'inspect':
+        return inspect(rest, io);
+      case '--version':
+      case '-v':
+        io.stdout.write(`${libraryVersion()}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout.write(USAGE);
+        return 0;
+      default:
+        throw new ConfigError(`unknown command "${command}"; use generate or inspect (wan-tfjs --help)`);
+    }
+  } catch (e) {
+    if (e instanceof AbortError) {
+      io.stderr.write(`\nwan-tfjs: interrupted; nothing was written\n`);
+      return 130;
+    }
+    if (isUserError(e)) {
+      io.stderr.write(`wan-tfjs: ${e.message.split('\n')[0]}\n`);
+      return 1;
+    }
+    io.stderr.write(`wan-tfjs: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 2;
+  }
+}
+
+function invokedDirectly(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return fs.realpathSync(entry) === fs.realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  const ctrl = new AbortController();
+  process.once('SIGINT', () => ctrl.abort());
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: ctrl.signal }).then((code) => {
+    process.exitCode = code;
+  });
+}

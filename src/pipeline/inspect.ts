@@ -1,0 +1,201 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CheckpointError } from '../errors.js';
+import { openCheckpoint } from '../../weights/sharded.js';
+import type { TensorSource } from '../../weights/safetensors.js';
+import { SafetensorsFile } from '../../weights/safetensors.js';
+import { dtypeSize } from '../../weights/dtypes.js';
+import { detectTransformerLayout } from '../../weights/wan-transformer-keys.js';
+import { isOriginalWanVaeLayout } from '../../weights/wan-vae-keys.js';
+import { detectLayout, readModelIndex, type ModelIndex } from './model-index.js';
+
+/** One tensor of a checkpoint, as its header describes it. */
+export interface TensorEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+}
+
+/** A checkpoint's tensors, summarised from the headers (no data is read). */
+export interface CheckpointSummary {
+  /** The file or index the tensors come from. */
+  source: string;
+  tensorCount: number;
+  parameters: number;
+  bytes: number;
+  /** Tensors per dtype. */
+  dtypes: Record<string, number>;
+  /** 'diffusers' / 'original' key names, for transformer and VAE checkpoints. */
+  keyLayout?: string;
+  metadata?: Record<string, string>;
+  tensors: TensorEntry[];
+}
+
+export interface ComponentReport {
+  name: string;
+  path: string;
+  /** `_class_name` of its config, when it has one. */
+  className?: string;
+  config?: Record<string, unknown>;
+  checkpoint?: CheckpointSummary;
+  /** Other files (tokenizer, …). */
+  files?: string[];
+}
+
+export interface InspectReport {
+  path: string;
+  /** 'diffusers' or 'wan' for a model folder; 'component' for one config + checkpoint folder; 'checkpoint' for a file. */
+  kind: 'diffusers' | 'wan' | 'component' | 'checkpoint';
+  index?: Pick<ModelIndex, 'className' | 'boundaryRatio' | 'expandTimesteps' | 'defaults'>;
+  components: ComponentReport[];
+  parameters: number;
+}
+
+function summarise(source: TensorSource): CheckpointSummary {
+  const tensors: TensorEntry[] = [];
+  const dtypes: Record<string, number> = {};
+  let parameters = 0;
+  let bytes = 0;
+  for (const name of source.keys().sort()) {
+    const info = source.info(name);
+    const n = info.shape.reduce((a, d) => a * d, 1);
+    tensors.push({ name, dtype: info.dtype, shape: [...info.shape] });
+    dtypes[info.dtype] = (dtypes[info.dtype] ?? 0) + 1;
+    parameters += n;
+    bytes += n * dtypeSize(info.dtype);
+  }
+  const keys = tensors.map((t) => t.name);
+  let keyLayout: string | undefined;
+  if (keys.some((k) => k.endsWith('patch_embedding.weight'))) keyLayout = detectTransformerLayout(keys) === 'original' ? 'original Wan keys' : 'Diffusers keys';
+  else if (keys.some((k) => k.startsWith('decoder.') || k.startsWith('encoder.conv'))) keyLayout = isOriginalWanVaeLayout(keys) ? 'original Wan keys' : 'Diffusers keys';
+  const metadata = source instanceof SafetensorsFile && Object.keys(source.metadata).length ? { ...source.metadata } : undefined;
+  return { source: source.label, tensorCount: tensors.length, parameters, bytes, dtypes, keyLayout, metadata, tensors };
+}
+
+/** Summarises the checkpoint at a file or folder (header only). */
+export function summariseCheckpoint(target: string, stem?: string): CheckpointSummary {
+  if (/\.(pth|pt|bin|ckpt)$/.test(target)) {
+    throw new CheckpointError('a PyTorch pickle cannot be read here; convert it to safetensors first (python: safetensors.torch.save_file(torch.load(f, map_location="cpu"), "model.safetensors"))', target);
+  }
+  const source = openCheckpoint(target, stem);
+  try {
+    return summarise(source);
+  } finally {
+    source.close();
+  }
+}
+
+function readConfig(file: string): Record<string, unknown> | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf-8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new CheckpointError(`cannot parse (${(e as Error).message})`, file);
+  }
+}
+
+function hasWeights(dir: string): boolean {
+  return fs.readdirSync(dir).some((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json'));
+}
+
+/** A component folder (config.json + safetensors) or file. */
+function component(name: string, p: string, stem?: string): ComponentReport {
+  const isFile = fs.statSync(p).isFile();
+  const dir = isFile ? path.dirname(p) : p;
+  const config = isFile ? undefined : (readConfig(path.join(dir, 'config.json')) ?? readConfig(path.join(dir, 'scheduler_config.json')));
+  const report: ComponentReport = { name, path: p, config, className: typeof config?._class_name === 'string' ? config._class_name : undefined };
+  if (isFile || hasWeights(dir)) report.checkpoint = summariseCheckpoint(p, isFile ? undefined : stem);
+  else if (!config) report.files = fs.readdirSync(dir).sort();
+  return report;
+}
+
+/**
+ * Describes a checkpoint file or folder from headers and configs only: the layout (Diffusers
+ * model folder, original Wan folder, one component, one file), each component's config, tensors,
+ * dtypes and parameter count.
+ */
+export function inspectCheckpoint(target: string): InspectReport {
+  const p = path.resolve(target);
+  if (!fs.existsSync(p)) throw new CheckpointError('no such file or folder', p);
+  const total = (cs: ComponentReport[]) => cs.reduce((n, c) => n + (c.checkpoint?.parameters ?? 0), 0);
+  if (fs.statSync(p).isFile()) {
+    const c = component(path.basename(p), p);
+    return { path: p, kind: 'checkpoint', components: [c], parameters: total([c]) };
+  }
+  const layout = detectLayout(p);
+  if (!layout) {
+    if (!hasWeights(p)) throw new CheckpointError('neither a Wan model folder (model_index.json, high_noise_model/) nor a folder with .safetensors files', p);
+    const c = component(path.basename(p), p);
+    return { path: p, kind: 'component', components: [c], parameters: total([c]) };
+  }
+  const m = readModelIndex(p);
+  const components: ComponentReport[] = [];
+  const add = (name: string, where: string | undefined, stem?: string) => {
+    if (where) components.push(component(name, where, stem));
+  };
+  add(m.layout === 'wan' && m.transformer2 ? 'high_noise_model' : 'transformer', m.transformer, 'diffusion_pytorch_model');
+  add(m.layout === 'wan' ? 'low_noise_model' : 'transformer_2', m.transformer2, 'diffusion_pytorch_model');
+  if (m.vae && /\.(pth|pt|bin)$/.test(m.vae)) components.push({ name: 'vae', path: m.vae, files: [`${path.basename(m.vae)} (PyTorch pickle: convert to safetensors to use it)`] });
+  else add('vae', m.vae, 'diffusion_pytorch_model');
+  if (m.textEncoder && /\.(pth|pt|bin)$/.test(m.textEncoder)) components.push({ name: 'text_encoder', path: m.textEncoder, files: [`${path.basename(m.textEncoder)} (PyTorch pickle: convert to safetensors to use it)`] });
+  else add('text_encoder', m.textEncoder, 'model');
+  add('tokenizer', m.tokenizer);
+  if (typeof m.scheduler === 'string') add('scheduler', m.scheduler);
+  else components.push({ name: 'scheduler', path: '(built in)', className: String(m.scheduler._class_name), config: m.scheduler });
+  return {
+    path: p,
+    kind: m.layout,
+    index: { className: m.className, boundaryRatio: m.boundaryRatio, expandTimesteps: m.expandTimesteps, defaults: m.defaults },
+    components,
+    parameters: total(components),
+  };
+}
+
+function bytesText(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let u = 0;
+  while (n >= 1000 && u < units.length - 1) {
+    n /= 1000;
+    u++;
+  }
+  return `${u === 0 ? n : n.toFixed(1)} ${units[u]}`;
+}
+
+function valueText(v: unknown): string {
+  if (Array.isArray(v) && v.length > 8) return `[${v.slice(0, 4).map((x) => JSON.stringify(x)).join(', ')}, … ${v.length} values]`;
+  return JSON.stringify(v);
+}
+
+/** The report as text lines; tensors are listed (up to `maxTensors` per checkpoint) when `tensors` is set. */
+export function formatInspect(r: InspectReport, o: { tensors: boolean; maxTensors: number }): string[] {
+  const out: string[] = [r.path];
+  const kind = { diffusers: 'Diffusers model folder', wan: 'original Wan model folder', component: 'component folder', checkpoint: 'checkpoint file' }[r.kind];
+  if (r.index) {
+    const experts = r.index.boundaryRatio !== null ? `two experts, boundary_ratio ${r.index.boundaryRatio}` : 'one transformer';
+    out.push(`  layout: ${kind} (${r.index.className}), ${experts}${r.index.expandTimesteps ? ', per-token timesteps' : ''}`);
+    const d = r.index.defaults;
+    out.push(`  defaults: ${d.numInferenceSteps} steps, guidance ${d.guidanceScale}${d.guidanceScale2 !== undefined ? ` / ${d.guidanceScale2}` : ''}, ${d.numFrames} frames at ${d.fps} fps, ${d.width}×${d.height}${d.shift !== undefined ? `, shift ${d.shift}` : ''}`);
+  } else {
+    out.push(`  layout: ${kind}`);
+  }
+  out.push(`  parameters: ${r.parameters.toLocaleString('en-US')}`);
+  for (const c of r.components) {
+    out.push('', `${c.name}${c.className ? `  ${c.className}` : ''}  (${c.path})`);
+    if (c.config) {
+      const fields = Object.entries(c.config).filter(([k]) => !k.startsWith('_')).map(([k, v]) => `${k}=${valueText(v)}`);
+      if (fields.length) out.push(`  config: ${fields.join(' ')}`);
+    }
+    if (c.files) out.push(`  files: ${c.files.join(', ')}`);
+    const k = c.checkpoint;
+    if (!k) continue;
+    const dtypes = Object.entries(k.dtypes).map(([d, n]) => `${d} ×${n}`).join(', ');
+    out.push(`  checkpoint: ${path.basename(k.source)}, ${k.tensorCount} tensors (${dtypes}), ${k.parameters.toLocaleString('en-US')} parameters, ${bytesText(k.bytes)}${k.keyLayout ? `, ${k.keyLayout}` : ''}`);
+    if (k.metadata) out.push(`  metadata: ${Object.entries(k.metadata).map(([a, b]) => `${a}=${b}`).join(' ')}`);
+    if (o.tensors) {
+      const width = Math.min(60, Math.max(...k.tensors.map((t) => t.name.length)));
+      for (const t of k.tensors.slice(0, o.maxTensors)) out.push(`    ${t.name.padEnd(width)}  ${t.dtype.padEnd(4)}  [${t.shape.join(', ')}]`);
+      if (k.tensors.length > o.maxTensors) out.push(`    … ${k.tensors.length - o.maxTensors} more (--all lists every tensor)`);
+    }
+  }
+  return out;
+}
