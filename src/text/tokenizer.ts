@@ -226,7 +226,11 @@ export class WanTokenizer {
 
   /** encode() as int32 tensors [B, L] (caller disposes); the rows must come out of equal length. */
   encodeToTensors(prompts: string | readonly string[], options: TokenizeOptions = {}): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D } {
-    const batch = this.encode(prompts, options);
+    return WanTokenizer.toTensors(this.encode(prompts, options));
+  }
+
+  /** A batch's ids and mask as int32 tensors [B, L] (caller disposes); ShapeError if rows differ in length. */
+  static toTensors(batch: TokenizedBatch): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D } {
     const L = batch.ids[0]?.length ?? 0;
     const ragged = batch.ids.findIndex((r) => r.length !== L);
     if (ragged >= 0) {
@@ -237,7 +241,8 @@ export class WanTokenizer {
       rows.forEach((r, i) => out.set(r, i * L));
       return out;
     };
-    return { inputIds: tf.tensor2d(flat(batch.ids), [batch.ids.length, L], 'int32'), attentionMask: tf.tensor2d(flat(batch.attentionMask), [batch.ids.length, L], 'int32') };
+    const B = batch.ids.length;
+    return { inputIds: tf.tensor2d(flat(batch.ids), [B, L], 'int32'), attentionMask: tf.tensor2d(flat(batch.attentionMask), [B, L], 'int32') };
   }
 
   /** Text of the ids (special tokens kept unless skipped), through the tokenizer's decoder. */
