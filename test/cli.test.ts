@@ -1,0 +1,222 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main, parseSize, type CliIO } from '../src/cli.js';
+import { findOnPath } from '../src/video/ffmpeg.js';
+import { decodeGif } from '../src/video/gif-decoder.js';
+import { parseMp4File } from '../src/video/mp4-probe.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
+import { fixtureDir } from './helpers/fixtures.js';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const T2V = fixtureDir('pipeline-t2v');
+const A14B = fixtureDir('pipeline-a14b');
+const IO_FILE = path.join(T2V, 'io.safetensors');
+const EMBEDS = ['--prompt-embeds', `${IO_FILE}:input.prompt_embeds`, '--negative-prompt-embeds', `${IO_FILE}:input.negative_prompt_embeds`];
+const SMALL = ['--backend', 'cpu', '--size', '48x32', '--frames', '5', '--steps', '2', '--seed', '5'];
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-cli-'));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(argv: string[], o: { tty?: boolean; env?: Record<string, string>; signal?: AbortSignal; onStderr?: (s: string) => void } = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => ((stderr += s), o.onStderr?.(s)), isTTY: o.tty ?? false, columns: 100 },
+    env: o.env ?? {},
+    signal: o.signal,
+  };
+  const code = await main(argv, io);
+  return { code, stdout, stderr };
+}
+
+function emptyDir(name: string): string {
+  const d = path.join(tmp, name);
+  fs.mkdirSync(d, { recursive: true });
+  return d;
+}
+
+/** Parameters of every tensor in the safetensors files under `dir`, from their headers. */
+function paramsUnder(dir: string): number {
+  let n = 0;
+  for (const f of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!f.name.endsWith('.safetensors') || f.name === 'io.safetensors') continue;
+    const st = SafetensorsFile.open(path.join(f.parentPath, f.name));
+    for (const k of st.keys()) n += st.info(k).shape.reduce((a, d) => a * d, 1);
+    st.close();
+  }
+  return n;
+}
+
+describe('wan-tfjs CLI', () => {
+  it('--help and --version', async () => {
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/wan-tfjs generate --prompt/);
+    const version = await run(['--version']);
+    expect(version.stdout.trim()).toBe((JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf-8')) as { version: string }).version);
+  });
+
+  it('inspect a Diffusers A14B folder: layout, experts, configs, parameter count', async () => {
+    const r = await run(['inspect', A14B]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/layout: Diffusers model folder \(WanPipeline\), two experts, boundary_ratio 0\.875/);
+    for (const c of ['transformer  WanTransformer3DModel', 'transformer_2  WanTransformer3DModel', 'vae  AutoencoderKLWan', 'scheduler  UniPCMultistepScheduler']) expect(r.stdout).toContain(c);
+    expect(r.stdout).toContain(`parameters: ${paramsUnder(A14B).toLocaleString('en-US')}`);
+    expect(r.stdout).toMatch(/num_layers=2/);
+  });
+
+  it('inspect a file lists its tensors and dtypes; --json gives the same numbers', async () => {
+    const file = path.join(T2V, 'transformer', 'diffusion_pytorch_model.safetensors');
+    const st = SafetensorsFile.open(file);
+    const keys = st.keys();
+    st.close();
+    const text = await run(['inspect', file, '--all']);
+    expect(text.stdout).toContain(`${keys.length} tensors (F32 ×${keys.length})`);
+    expect(text.stdout).toMatch(/blocks\.0\.attn1\.to_q\.weight\s+F32\s+\[32, 32\]/);
+    const json = JSON.parse((await run(['inspect', '--json', file])).stdout) as { kind: string; parameters: number; components: Array<{ checkpoint: { tensorCount: number } }> };
+    expect(json.kind).toBe('checkpoint');
+    expect(json.components[0].checkpoint.tensorCount).toBe(keys.length);
+    expect(json.parameters).toBe(paramsUnder(path.join(T2V, 'transformer')));
+  });
+
+  it('inspect errors are one line, exit code 1, no stack', async () => {
+    const pth = path.join(tmp, 'Wan2.1_VAE.pth');
+    fs.writeFileSync(pth, 'pickle');
+    for (const target of [pth, path.join(tmp, 'absent')]) {
+      const r = await run(['inspect', target]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect((await run(['inspect', pth])).stderr).toMatch(/convert it to safetensors/);
+    expect((await run(['frobnicate'])).stderr).toMatch(/unknown command "frobnicate"/);
+    expect((await run(['generate', '--bogus'])).stderr).toMatch(/Unknown option '--bogus'/);
+  });
+
+  it('generate a GIF from embeddings with plain progress lines and metadata', async () => {
+    const out = path.join(emptyDir('gif'), 'clip.gif');
+    const before = tf.memory().numTensors;
+    const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--fps', '10', '--out', out]);
+    expect(r.code).toBe(0);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.stderr).toMatch(/^step 1\/2 t=999 elapsed [\d.]+s eta [\d.]+s$/m);
+    expect(r.stderr).toMatch(/^step 2\/2 /m);
+    expect(r.stderr).not.toContain('\r');
+    expect(r.stdout).toMatch(/wrote .*clip\.gif \(5 frames, 48×32, 10 fps, seed 5\)/);
+    const g = decodeGif(fs.readFileSync(out));
+    expect([g.frames.length, g.width, g.height]).toEqual([5, 48, 32]);
+    expect(g.fps).toBeCloseTo(10, 5);
+    expect(JSON.parse(g.comments[0])).toMatchObject({ seed: '5', steps: '2', model: 'pipeline-t2v' });
+    expect(JSON.parse(g.comments[0]).software).toMatch(/^wan-tfjs \d/);
+  });
+
+  it('draws a progress bar with elapsed time and ETA on a terminal', async () => {
+    const out = path.join(emptyDir('tty'), 'frames');
+    const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--format', 'png', '--out', out], { tty: true });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/\r\x1b\[2K\[█+░*\] step 1\/2 t=999 +elapsed \d+:\d\d +ETA \d+:\d\d/);
+    expect(fs.readdirSync(out)).toHaveLength(5);
+  });
+
+  it('bad arguments and missing files: one line, exit code 1, nothing written', async () => {
+    const d = emptyDir('bad');
+    const out = path.join(d, 'x.gif');
+    const cases: Array<[string[], RegExp]> = [
+      [['--frames', '6'], /numFrames: got 6, expected 1 \+ 4k .*nearest valid: 5/],
+      [['--size', '50x32'], /width: got 50, expected a positive multiple of 16.*nearest valid: 48/],
+      [['--size', 'big'], /--size: got "big", expected WIDTHxHEIGHT/],
+      [['--steps', '0'], /--steps: got "0", expected an integer ≥ 1/],
+      [['--guidance2', '3'], /guidanceScale2 .*one transformer/],
+      [['--format', 'webm'], /--format: got "webm"/],
+      [['--format', 'png'], /--format png does not match --out .*x\.gif/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = await run(['generate', '--model', T2V, ...EMBEDS, '--backend', 'cpu', '--size', '48x32', '--frames', '5', '--steps', '1', '--out', out, ...extra]);
+      expect(r.code, extra.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const broken = path.join(tmp, 'broken-model');
+    fs.cpSync(T2V, broken, { recursive: true });
+    fs.chmodSync(path.join(broken, 'vae'), 0o755);
+    fs.rmSync(path.join(broken, 'vae', 'diffusion_pytorch_model.safetensors'), { force: true });
+    const missing = await run(['generate', '--model', broken, ...EMBEDS, ...SMALL, '--out', out]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/wan-tfjs: .*vae.*/);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it.runIf(!fs.existsSync(path.join(ROOT, 'models', 'toy', 'model_index.json')))('without --model and without models/toy: a clear message', async () => {
+    const r = await run(['generate', '--prompt', 'a cat', '--format', 'gif', '--out', path.join(tmp, 'none.gif')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no --model given and the default model \(models\/toy\) is not installed/);
+  });
+
+  it('Ctrl-C (an abort) during the denoising loop exits 130 and writes nothing', async () => {
+    const d = emptyDir('abort');
+    const ctrl = new AbortController();
+    const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--steps', '4', '--out', path.join(d, 'x.gif')], {
+      signal: ctrl.signal,
+      onStderr: (s) => {
+        if (s.startsWith('step 1/')) ctrl.abort();
+      },
+    });
+    expect(r.code).toBe(130);
+    expect(r.stderr).not.toMatch(/^step 2\//m);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('MP4 without ffmpeg fails before loading the model', async () => {
+    const saved = process.env.PATH;
+    process.env.PATH = emptyDir('empty-path');
+    try {
+      const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--out', path.join(tmp, 'x.mp4')]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/needs ffmpeg.*--format gif/);
+      expect(r.stderr).not.toMatch(/loading/);
+    } finally {
+      process.env.PATH = saved;
+    }
+    expect(fs.existsSync(path.join(tmp, 'x.mp4'))).toBe(false);
+  });
+
+  it.runIf(findOnPath('ffmpeg'))('generate an MP4 whose frames, size, fps and title read back', async () => {
+    const out = path.join(emptyDir('mp4'), 'clip.mp4');
+    const r = await run(['generate', '--model', A14B, ...EMBEDS, ...SMALL, '--guidance', '4', '--guidance2', '3', '--fps', '16', '--out', out]);
+    expect(r.code).toBe(0);
+    const info = parseMp4File(out);
+    expect(info).toMatchObject({ frameCount: 5, width: 48, height: 32 });
+    expect(info.fps).toBeCloseTo(16, 3);
+    expect(JSON.parse(info.tags.comment)).toMatchObject({ guidance: '4', guidance2: '3', seed: '5' });
+  });
+
+  it('parses sizes as WIDTHxHEIGHT', () => {
+    expect(parseSize('832x480')).toEqual([832, 480]);
+    expect(parseSize(' 1280 × 720 ')).toEqual([1280, 720]);
+    expect(() => parseSize('832')).toThrow(/WIDTHxHEIGHT/);
+  });
+
+  it('runs as an executable script: shebang, exit code 1 and one line on a typed error', () => {
+    expect(fs.readFileSync(path.join(ROOT, 'src', 'cli.ts'), 'utf-8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    const p = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'cli.ts'), 'inspect', path.join(tmp, 'nothing-here')], { cwd: ROOT, encoding: 'utf-8' });
+    expect(p.status).toBe(1);
+    expect(p.stderr.trim()).toMatch(/^wan-tfjs: .*nothing-here: no such file or folder$/);
+  });
+});
