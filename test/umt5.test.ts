@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { relativePositionBucket, relativePositionBuckets } from '../layers/umt5-attention.js';
 import { UMT5Config, UMT5EncoderModel } from '../layers/umt5-encoder-model.js';
 import { CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
