@@ -158,6 +158,28 @@ function readJSON(file: string): unknown {
   }
 }
 
+/**
+ * The checkpoint under `dir`: `dir` itself if a file, else its `text_encoder/`, else the original
+ * Wan `models_t5_*.safetensors` in it (a `models_t5_*.pth` alone must be converted first), else `dir`.
+ */
+function locateCheckpoint(dir: string): string {
+  if (!fs.existsSync(dir)) throw new CheckpointError('folder or file does not exist', dir);
+  if (fs.statSync(dir).isFile()) return dir;
+  if (fs.existsSync(path.join(dir, 'text_encoder'))) return path.join(dir, 'text_encoder');
+  const files = fs.readdirSync(dir);
+  const original = files.find((f) => ORIGINAL_FILE.test(f));
+  if (original) return path.join(dir, original);
+  const pickled = files.find((f) => /^models_t5_.*\.pth$/.test(f));
+  if (pickled) {
+    throw new CheckpointError(
+      `the umT5 encoder is a PyTorch pickle (${pickled}); convert it to safetensors first (python: ` +
+        `safetensors.torch.save_file(torch.load(f, map_location="cpu"), "${pickled.replace(/\.pth$/, '.safetensors')}"))`,
+      dir,
+    );
+  }
+  return dir;
+}
+
 /** A config read off the tensor shapes of an original-layout (or config-less) checkpoint. */
 function configFromShapes(source: TensorSource): UMT5Config {
   const keys = source.keys();
@@ -211,21 +233,13 @@ export class UMT5EncoderModel extends WanModule {
    * a .safetensors / index file. Without a config.json the size is read from the tensor shapes.
    */
   static async fromPretrained(dir: string, options: UMT5LoadOptions = {}): Promise<UMT5EncoderModel> {
-    if (!fs.existsSync(dir)) throw new CheckpointError('folder or file does not exist', dir);
-    let target = dir;
-    if (fs.statSync(dir).isDirectory()) {
-      if (fs.existsSync(path.join(dir, 'text_encoder'))) target = path.join(dir, 'text_encoder');
-      else {
-        const original = fs.readdirSync(dir).find((f) => ORIGINAL_FILE.test(f));
-        if (original && !fs.existsSync(path.join(dir, 'config.json'))) target = path.join(dir, original);
-      }
-    }
+    const target = locateCheckpoint(dir);
     const isFile = fs.statSync(target).isFile();
     const configPath = path.join(isFile ? path.dirname(target) : target, 'config.json');
     const source = openCheckpoint(target);
     let model: UMT5EncoderModel | undefined;
     try {
-      const useConfigJson = fs.existsSync(configPath) && !ORIGINAL_FILE.test(path.basename(target));
+      const useConfigJson = !ORIGINAL_FILE.test(path.basename(target)) && fs.existsSync(configPath);
       const config = useConfigJson ? UMT5Config.fromJSON(readJSON(configPath)) : options.config ? UMT5Config.resolve(options.config) : configFromShapes(source);
       model = new UMT5EncoderModel(config);
       loadWeights(model, source, { rename: umt5CheckpointRename(source.keys()), onProgress: options.onProgress });
@@ -263,6 +277,7 @@ export class UMT5EncoderModel extends WanModule {
     return this.run(inputIds, attentionMask, true);
   }
 
+  // inputIds: [B, L], attentionMask: [B, L] → [B, L, dModel] (and the hidden states when keepHidden)
   private run(inputIds: tf.Tensor, attentionMask: tf.Tensor | undefined, keepHidden: boolean): UMT5EncoderOutput {
     this.checkInputs(inputIds, attentionMask);
     return tf.tidy(() => {

@@ -29,14 +29,14 @@ function inputs(): { ids: tf.Tensor; mask: tf.Tensor } {
 }
 
 /** The fixture's weights re-saved under other names (one file, optional config.json beside it). */
-function resave(dir: string, rename: (key: string) => string[], config?: unknown): string {
+function resave(dir: string, rename: (key: string) => string[], config?: unknown, fileName = 'model.safetensors'): string {
   fs.mkdirSync(dir, { recursive: true });
   const out: Record<string, { shape: number[]; data: Float32Array }> = {};
   for (const k of weights.keys()) {
     const t = weights.read(k);
     for (const name of rename(k)) out[name] = { shape: t.shape, data: t.data as Float32Array };
   }
-  const file = path.join(dir, 'model.safetensors');
+  const file = path.join(dir, fileName);
   writeSafetensors(file, out, {});
   if (config !== undefined) fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   return file;
@@ -71,17 +71,26 @@ describe('umT5 encoder', () => {
     expect(Array.from(grid)).toEqual([0, 17, 18, 19, 1, 0, 17, 18, 2, 1, 0, 17]);
   });
 
-  it('loads the original Wan key names from a bare .safetensors (size read from the shapes)', async () => {
+  it('loads the original Wan key names from a Wan root (size read from the shapes)', async () => {
     for (const k of weights.keys()) expect(umt5OriginalToTransformersKey(umt5TransformersToOriginalKey(k)!)).toBe(k);
-    const file = resave(path.join(tmp, 'original'), (k) => [umt5TransformersToOriginalKey(k)!]);
+    // A Wan2.1 root: the DiT's config.json beside the converted T5 file, which must not be read as the T5's.
+    const root = path.join(tmp, 'wan-root');
+    const dit = { _class_name: 'WanModel', dim: 1536, num_heads: 12 };
+    const file = resave(root, (k) => [umt5TransformersToOriginalKey(k)!], dit, 'models_t5_umt5-xxl-enc-bf16.safetensors');
     const reopened = SafetensorsFile.open(file);
     expect(detectUMT5Layout(reopened.keys())).toBe('original');
     expect(reopened.has('blocks.1.ffn.gate.0.weight') && reopened.has('token_embedding.weight')).toBe(true);
     reopened.close();
-    const model = await UMT5EncoderModel.fromPretrained(file);
-    expect(model.config).toMatchObject({ vocabSize: 512, dModel: 32, dKv: 8, dFf: 64, numLayers: 2, numHeads: 4 });
-    expectMatchesFixture(model);
-    model.dispose();
+    for (const where of [root, file]) {
+      const model = await UMT5EncoderModel.fromPretrained(where);
+      expect(model.config).toMatchObject({ vocabSize: 512, dModel: 32, dKv: 8, dFf: 64, numLayers: 2, numHeads: 4 });
+      expectMatchesFixture(model);
+      model.dispose();
+    }
+    const pickled = path.join(tmp, 'wan-pth');
+    fs.mkdirSync(pickled);
+    fs.writeFileSync(path.join(pickled, 'models_t5_umt5-xxl-enc-bf16.pth'), 'not a pickle');
+    await expect(UMT5EncoderModel.fromPretrained(pickled)).rejects.toThrow(/convert it to safetensors first/);
   });
 
   it('accepts encoder.embed_tokens.weight for shared.weight, alone or beside it', async () => {
