@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
@@ -12,6 +12,7 @@ import { WanPipeline, type GenerateOptions, type StepInfo } from '../src/pipelin
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
+import { assembleTinyModel } from './helpers/tiny-model.js';
 
 const T2V = fixtureDir('pipeline-t2v');
 const A14B = fixtureDir('pipeline-a14b');
@@ -24,6 +25,7 @@ let uncond: tf.Tensor;
 let latents0: tf.Tensor;
 
 beforeAll(async () => {
+  await tf.setBackend('wasm');
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-pipeline-'));
   t2v = await WanPipeline.fromPretrained(T2V);
   io = SafetensorsFile.open(path.join(T2V, 'io.safetensors'));
@@ -217,6 +219,41 @@ describe('WanPipeline', () => {
     } finally {
       p.dispose();
     }
+  });
+});
+
+describe('from text (a tiny umT5 text encoder and tokenizer)', () => {
+  let p: WanPipeline;
+  beforeAll(async () => {
+    p = await WanPipeline.fromPretrained(assembleTinyModel(path.join(tmp, 'tiny')));
+  });
+  afterAll(() => p.dispose());
+
+  it('encodeText gives [B, 512, textDim] with zeros after each prompt', async () => {
+    const e = await p.encodeText(['a red fox', 'a very long prompt about a small blue bird flying over a quiet lake at dawn']);
+    expect(e.shape).toEqual([2, 512, 32]);
+    const rows = tf.tidy(() => tf.sum(tf.abs(e), 2).arraySync() as number[][]);
+    e.dispose();
+    const used = rows.map((r) => r.findIndex((v) => v === 0));
+    expect(used[0]).toBeGreaterThan(1);
+    expect(used[1]).toBeGreaterThan(used[0]);
+    rows.forEach((r, i) => expect(r.slice(used[i]).every((v) => v === 0)).toBe(true));
+  });
+
+  it('a prompt gives the same video as its embeddings, the negative prompt defaulting to ""', async () => {
+    const before = tf.memory().numTensors;
+    const fromText = await p.generate({ prompt: 'a red fox', seed: 9 });
+    const cond = await p.encodeText('a red fox');
+    const empty = await p.encodeText('');
+    const fromEmbeds = await p.generate({ promptEmbeds: cond, negativePromptEmbeds: empty, seed: 9 });
+    const other = await p.generate({ prompt: 'a red fox', negativePrompt: 'blurry', seed: 9 });
+    expect(maxAbsDiff(fromText, fromEmbeds)).toBe(0);
+    expect(maxAbsDiff(fromText, other)).toBeGreaterThan(1e-4);
+    const video = await p.textToVideo({ prompt: 'a red fox', seed: 9 });
+    expect(video).toMatchObject({ numFrames: 5, height: 32, width: 48, fps: 8, numInferenceSteps: 2, seed: 9 });
+    expect(video.frames.shape).toEqual([1, 5, 32, 48, 3]);
+    tf.dispose([fromText, cond, empty, fromEmbeds, other, video.frames]);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
 

@@ -7,6 +7,7 @@ import { openCheckpoint } from '../../weights/sharded.js';
 import { AbortError, CheckpointError, ConfigError, ShapeError } from '../errors.js';
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
 import { MAX_SEED, randn, randomSeed } from './noise.js';
+import { WanTextEncoder } from '../text/text-encoder.js';
 
 /** What the pipeline needs of a denoiser (WanTransformer3DModel). */
 export interface PipelineTransformer {
@@ -34,9 +35,8 @@ export interface PipelineVae {
 export interface PipelineTextEncoder {
   // prompts: B strings → [B, Ltxt, textDim], rows past each prompt zero
   encode(prompts: readonly string[]): Promise<tf.Tensor>;
-  /** Frees the encoder's weights (it may reload on the next encode). */
-  release?(): void;
-  dispose(): unknown;
+  /** Frees the encoder's weights (embeddings already made, and cached ones, stay usable). */
+  release(): void;
 }
 
 /** One expert: a loaded model, and (optionally) how to load it again after it was released. */
@@ -275,13 +275,19 @@ export class WanPipeline {
   static async fromPretrained(dir: string, options: WanPipelineLoadOptions = {}): Promise<WanPipeline> {
     const index: ModelIndex = readModelIndex(dir);
     const wantVae = options.loadVae ?? true;
+    const wantText = (options.loadTextEncoder ?? true) && index.textEncoder !== undefined;
     if (wantVae) checkNotPickle(index.vae, 'VAE');
-    for (const p of [index.transformer, index.transformer2, wantVae ? index.vae : undefined]) if (p) probeCheckpoint(p);
+    if (wantText) {
+      checkNotPickle(index.textEncoder, 'text encoder');
+      if (!index.tokenizer) throw new CheckpointError('the model has a text encoder but no tokenizer (tokenizer/tokenizer.json or google/umt5-xxl/tokenizer.json)', index.root);
+    }
+    for (const p of [index.transformer, index.transformer2, wantVae ? index.vae : undefined, wantText ? index.textEncoder : undefined]) if (p) probeCheckpoint(p);
     const progress = (component: string) => (loaded: number, total: number) => options.onProgress?.({ component, loaded, total });
     const residency = options.residency ?? 'both';
     const loader = (name: string, p: string) => () => WanTransformer3DModel.fromPretrained(p, { onProgress: progress(name) });
     const slots: ExpertSlot[] = [];
     let vae: AutoencoderKLWan | undefined;
+    let textEncoder: WanTextEncoder | undefined;
     try {
       const scheduler = await loadScheduler(index.scheduler);
       slots.push(new ExpertSlot('transformer', await loader('transformer', index.transformer)(), loader('transformer', index.transformer)));
@@ -290,10 +296,12 @@ export class WanPipeline {
         slots.push(new ExpertSlot('transformer_2', residency === 'both' ? await load2() : undefined, load2));
       }
       if (wantVae && index.vae) vae = await AutoencoderKLWan.fromPretrained(index.vae, { onProgress: progress('vae') });
+      if (wantText) textEncoder = await WanTextEncoder.fromPretrained(index.root, { tokenizerDir: index.tokenizer, onProgress: progress('text_encoder') });
       return new WanPipeline({
         transformer: slots[0],
         transformer2: slots[1],
         vae,
+        textEncoder,
         scheduler,
         boundaryRatio: index.boundaryRatio,
         expandTimesteps: index.expandTimesteps,
@@ -304,6 +312,7 @@ export class WanPipeline {
     } catch (e) {
       for (const slot of slots) slot.dispose();
       vae?.dispose();
+      textEncoder?.release();
       throw e;
     }
   }
@@ -521,14 +530,14 @@ export class WanPipeline {
 
   /** Frees the text encoder's weights (embeddings already made stay valid). */
   releaseTextEncoder(): void {
-    this.textEncoder?.release?.();
+    this.textEncoder?.release();
   }
 
   /** Frees every component. */
   dispose(): void {
     for (const e of this.experts) e.dispose();
     this.vae?.dispose();
-    this.textEncoder?.dispose();
+    this.textEncoder?.release();
     this.scheduler.dispose();
   }
 }
