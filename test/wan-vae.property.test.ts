@@ -101,6 +101,25 @@ describe('AutoencoderKLWan over random tiny configs', () => {
     );
   });
 
+  it('each sample of a batch encodes and decodes as it does alone', () => {
+    for (const isResidual of [false, true]) {
+      const vae = buildVae({ isResidual, baseDim: 3, zDim: 2, mult: [1, 1, 1], patch: true, seed: 7 });
+      const s = vae.spatialCompression;
+      const batch = tf.randomUniform([2, 3, 5, 2 * s, s], -1, 1, 'float32', 8);
+      const second = tf.slice(batch, [1, 0, 0, 0, 0], [1, -1, -1, -1, -1]);
+      const both = vae.encode(batch);
+      const alone = vae.encode(second);
+      const meanOfSecond = tf.slice(both.mean, [1, 0, 0, 0, 0], [1, -1, -1, -1, -1]);
+      expect(maxAbsDiff(meanOfSecond, alone.mean)).toBeLessThan(1e-5);
+      const decodedBoth = vae.decode(both.mean);
+      const decodedAlone = vae.decode(alone.mean);
+      const decodedSecond = tf.slice(decodedBoth, [1, 0, 0, 0, 0], [1, -1, -1, -1, -1]);
+      expect(maxAbsDiff(decodedSecond, decodedAlone)).toBeLessThan(1e-5);
+      tf.dispose([batch, second, both.mean, both.logvar, alone.mean, alone.logvar, meanOfSecond, decodedBoth, decodedAlone, decodedSecond]);
+      vae.dispose();
+    }
+  });
+
   it('tiled decode: one tile covering the latent is the untiled decode; with a spatially pointwise decoder any tiling is exact', () => {
     fc.assert(
       fc.property(
