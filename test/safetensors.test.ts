@@ -173,13 +173,15 @@ describe('safetensors reader fuzz', () => {
       .map(([i, s]) => ({ kind: 'header' as const, text: headerText.slice(0, i) + s + headerText.slice(i + 1) })),
   );
 
-  function apply(m: Mutation): Buffer {
+  // Header edits apply to the intact file; flips and truncation compose on whatever came before.
+  function apply(m: Mutation, src: Buffer): Buffer {
     if (m.kind === 'flip') {
-      const b = Buffer.from(good);
+      if (m.at >= src.length) return src;
+      const b = Buffer.from(src);
       b[m.at] = m.value;
       return b;
     }
-    if (m.kind === 'truncate') return good.subarray(0, m.at);
+    if (m.kind === 'truncate') return src.subarray(0, m.at);
     const h = Buffer.from(m.text);
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(h.length));
@@ -192,8 +194,8 @@ describe('safetensors reader fuzz', () => {
     let rejected = 0;
     fc.assert(
       fc.property(fc.array(mutation, { minLength: 1, maxLength: 3 }), (ms) => {
-        let buf = good;
-        for (const m of ms) buf = m.kind === 'header' && buf !== good ? buf : apply(m);
+        let buf: Buffer = good;
+        for (const m of ms) buf = m.kind === 'header' && buf !== good ? buf : apply(m, buf);
         fs.writeFileSync(f, buf);
         try {
           const r = SafetensorsFile.open(f);
