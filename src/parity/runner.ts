@@ -109,8 +109,10 @@ export async function runCase(caseDir: string, handlers: Map<string, ParityHandl
     let worst = 0;
     let checked = 0;
     const labels: string[] = [];
+    const ownChecks: string[] = [];
     for (const v of variants) {
       if (v.label) labels.push(v.label);
+      if (v.checked) ownChecks.push(`${v.checked.count} ${v.checked.what}`);
       const produced = new Set(v.tensors.map(([n]) => n));
       const missing = (spec.outputs ?? []).filter((o) => !produced.has(o));
       if (missing.length) {
@@ -135,7 +137,10 @@ export async function runCase(caseDir: string, handlers: Map<string, ParityHandl
         worst = Math.max(worst, r.maxAbsErr);
       }
     }
-    const extra = labels.length > 1 ? `, layouts: ${labels.join(', ')}` : '';
+    if (checked === 0 && ownChecks.length === 0) {
+      return { case: name, component: spec.component, status: 'FAIL', line: `FAIL ${name} nothing was compared` };
+    }
+    const extra = (labels.length > 1 ? `, layouts: ${labels.join(', ')}` : '') + (ownChecks.length ? `, ${ownChecks.join(', ')}` : '');
     return {
       case: name,
       component: spec.component,

@@ -35,6 +35,8 @@ export interface ParityVariant {
   /** e.g. the key layout ("transformer", "original"); omitted for single-variant cases. */
   label?: string;
   tensors: Array<[name: string, value: tf.Tensor | { shape: number[]; data: ArrayLike<number> }]>;
+  /** Checks the handler made itself (e.g. token ids against expected.json); a failed one throws. */
+  checked?: { count: number; what: string };
 }
 
 /** Runs one component on a case. Files under src/parity/handlers/ export one as default. */
