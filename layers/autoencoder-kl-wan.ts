@@ -141,7 +141,7 @@ function validateConfig(c: AutoencoderKLWanConfig): AutoencoderKLWanConfig {
   if (!isIntOrNull(c.decoderBaseDim)) throw new ConfigError(`VAE decoderBaseDim must be a positive integer or null, got ${JSON.stringify(c.decoderBaseDim)}`);
   if (!isIntOrNull(c.patchSize)) throw new ConfigError(`VAE patchSize must be a positive integer or null, got ${JSON.stringify(c.patchSize)}`);
   if (!isInts(c.dimMult)) throw new ConfigError(`VAE dimMult must be a non-empty list of positive integers, got ${JSON.stringify(c.dimMult)}`);
-  if (!isBools(c.temperalDownsample) || c.temperalDownsample.length < c.dimMult.length - 1) {
+  if (!isBools(c.temperalDownsample) || c.temperalDownsample.length !== c.dimMult.length - 1) {
     throw new ConfigError(`VAE temperalDownsample must hold ${c.dimMult.length - 1} booleans (one per downsampling level), got ${JSON.stringify(c.temperalDownsample)}`);
   }
   if (!isNums(c.attnScales)) throw new ConfigError(`VAE attnScales must be a list of numbers, got ${JSON.stringify(c.attnScales)}`);
@@ -346,8 +346,6 @@ export class AutoencoderKLWan extends WanModule {
   constructor(config: AutoencoderKLWanPreset | (Partial<AutoencoderKLWanConfig> & { name?: string }) = {}) {
     super({ name: typeof config === 'string' ? undefined : config.name });
     const c = (this.config = AutoencoderKLWanConfig.resolve(config));
-    const levels = c.dimMult.length;
-    const temporal = c.temperalDownsample.slice(0, levels - 1);
     this.encoder = this.addModule(
       'encoder',
       new WanEncoder3d({
@@ -357,7 +355,7 @@ export class AutoencoderKLWan extends WanModule {
         dimMult: c.dimMult,
         numResBlocks: c.numResBlocks,
         attnScales: c.attnScales,
-        temperalDownsample: temporal,
+        temperalDownsample: c.temperalDownsample,
         isResidual: c.isResidual,
       }),
     );
@@ -370,7 +368,7 @@ export class AutoencoderKLWan extends WanModule {
         zDim: c.zDim,
         dimMult: c.dimMult,
         numResBlocks: c.numResBlocks,
-        temperalUpsample: [...temporal].reverse(),
+        temperalUpsample: [...c.temperalDownsample].reverse(),
         outChannels: c.outChannels,
         isResidual: c.isResidual,
       }),
@@ -384,7 +382,7 @@ export class AutoencoderKLWan extends WanModule {
 
   /** Frames per latent frame after the first: 2^(temporal downsamplings) (4 for both VAEs). */
   get temporalCompression(): number {
-    return 2 ** this.config.temperalDownsample.slice(0, this.config.dimMult.length - 1).filter(Boolean).length;
+    return 2 ** this.config.temperalDownsample.filter(Boolean).length;
   }
 
   /** Video channels (before patchify). */

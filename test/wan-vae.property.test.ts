@@ -48,7 +48,7 @@ const tinyVae = fc.record({
   seed: fc.integer({ min: 1, max: 1000 }),
 });
 
-type TinyVae = { isResidual: boolean; baseDim: number; zDim: number; mult: number[]; patch: boolean; seed: number };
+type TinyVae = { isResidual: boolean; baseDim: number; zDim: number; mult: readonly number[]; patch: boolean; seed: number };
 
 function buildVae(c: TinyVae): AutoencoderKLWan {
   const p = c.isResidual && c.patch ? 2 : null;
@@ -57,7 +57,7 @@ function buildVae(c: TinyVae): AutoencoderKLWan {
     baseDim: c.baseDim,
     decoderBaseDim: c.isResidual ? c.baseDim + 1 : null,
     zDim: c.zDim,
-    dimMult: c.mult,
+    dimMult: [...c.mult],
     numResBlocks: 1,
     temperalDownsample: [true, true],
     latentsMean: Array.from({ length: c.zDim }, () => 0),
