@@ -11,6 +11,7 @@ import { decodeGif } from '../src/video/gif-decoder.js';
 import { parseMp4File } from '../src/video/mp4-probe.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { fixtureDir } from './helpers/fixtures.js';
+import { assembleTinyModel } from './helpers/tiny-model.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const T2V = fixtureDir('pipeline-t2v');
@@ -125,6 +126,19 @@ describe('wan-tfjs CLI', () => {
     expect(g.fps).toBeCloseTo(10, 5);
     expect(JSON.parse(g.comments[0])).toMatchObject({ seed: '5', steps: '2', model: 'pipeline-t2v' });
     expect(JSON.parse(g.comments[0]).software).toMatch(/^wan-tfjs \d/);
+  });
+
+  it('generate from a prompt with a model that has a text encoder; inspect lists it', async () => {
+    const model = assembleTinyModel(path.join(tmp, 'tiny'));
+    const info = await run(['inspect', model]);
+    expect(info.stdout).toMatch(/text_encoder {2}UMT5EncoderModel/);
+    expect(info.stdout).toMatch(/defaults: 2 steps, guidance 5, 5 frames at 8 fps, 48×32/);
+    const out = path.join(emptyDir('prompt'), 'fox.gif');
+    const r = await run(['generate', '--model', model, '--prompt', 'a red fox', '--negative-prompt', 'blurry', '--backend', 'wasm', '--seed', '11', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/5 frames, 48×32, 8 fps, seed 11/);
+    expect(JSON.parse(decodeGif(fs.readFileSync(out)).comments[0])).toMatchObject({ prompt: 'a red fox', negativePrompt: 'blurry', seed: '11' });
+    await tf.setBackend('cpu');
   });
 
   it('draws a progress bar with elapsed time and ETA on a terminal', async () => {

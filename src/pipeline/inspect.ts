@@ -98,12 +98,19 @@ function hasWeights(dir: string): boolean {
   return fs.readdirSync(dir).some((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json'));
 }
 
+/** Diffusers' `_class_name`, or transformers' `architectures[0]`. */
+function classNameOf(config: Record<string, unknown> | undefined): string | undefined {
+  if (typeof config?._class_name === 'string') return config._class_name;
+  const arch = config?.architectures;
+  return Array.isArray(arch) && typeof arch[0] === 'string' ? arch[0] : undefined;
+}
+
 /** A component folder (config.json + safetensors) or file. */
 function component(name: string, p: string, stem?: string): ComponentReport {
   const isFile = fs.statSync(p).isFile();
   const dir = isFile ? path.dirname(p) : p;
   const config = isFile ? undefined : (readConfig(path.join(dir, 'config.json')) ?? readConfig(path.join(dir, 'scheduler_config.json')));
-  const report: ComponentReport = { name, path: p, config, className: typeof config?._class_name === 'string' ? config._class_name : undefined };
+  const report: ComponentReport = { name, path: p, config, className: classNameOf(config) };
   if (isFile || hasWeights(dir)) report.checkpoint = summariseCheckpoint(p, isFile ? undefined : stem);
   else if (!config) report.files = fs.readdirSync(dir).sort();
   return report;
