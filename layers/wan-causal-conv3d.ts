@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { conv3d } from '../src/backend/ops.js';
 import { WanModule, conv3dLayout, type Param } from './module.js';
 
 type Triple = [number, number, number];
@@ -146,7 +147,7 @@ export class WanCausalConv3d extends WanModule {
         const [b, t, h, ww, c] = input.shape as [number, number, number, number, number];
         y = tf.reshape(tf.matMul(tf.reshape(input, [-1, c]), tf.reshape(w, [c, this.config.outChannels])), [b, t, h, ww, this.config.outChannels]);
       } else {
-        y = tf.conv3d(input as tf.Tensor5D, w as tf.Tensor5D, this.stride, 'valid');
+        y = conv3d(input, w, this.stride);
       }
       return tf.add(y, this.bias.value);
     });

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { attention, geluTanh, layerNorm, linear, rmsNorm } from '../src/backend/ops.js';
+import { attention, conv3d, geluTanh, layerNorm, linear, rmsNorm } from '../src/backend/ops.js';
 
 /** Plain float64 attention: q [B,Lq,H,D], k/v [B,Lk,H,D]; bias [H,Lq,Lk]; mask [B,Lk]. */
 function naiveAttention(
@@ -78,5 +78,28 @@ describe('norm and activation ops', () => {
     expect(maxDiff(geluTanh(xt).dataSync(), gelu)).toBeLessThan(1e-6);
     const W = tf.tensor2d([[1, 0, 0, 0], [0, 1, 1, 0]]);
     expect(Array.from(linear(tf.tensor3d([[x]]), W, tf.tensor1d([1, 2])).dataSync())).toEqual([1.5, 2.5]);
+  });
+});
+
+describe('conv3d op', () => {
+  it('the per-tap conv2d composite equals tf.conv3d for random shapes and strides', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ B: fc.integer({ min: 1, max: 2 }), T: fc.integer({ min: 1, max: 6 }), H: fc.integer({ min: 3, max: 7 }), W: fc.integer({ min: 3, max: 7 }), C: fc.integer({ min: 1, max: 3 }), Co: fc.integer({ min: 1, max: 3 }), kt: fc.integer({ min: 1, max: 3 }), k: fc.integer({ min: 1, max: 3 }), st: fc.integer({ min: 1, max: 2 }), s: fc.integer({ min: 1, max: 2 }), seed: fc.nat(1000) }),
+        ({ B, T, H, W, C, Co, kt, k, st, s, seed }) => {
+          fc.pre(kt <= T);
+          const x = tf.randomNormal([B, T, H, W, C], 0, 1, 'float32', seed);
+          const w = tf.randomNormal([kt, k, k, C, Co], 0, 1, 'float32', seed + 1);
+          const before = tf.memory().numTensors;
+          const got = conv3d(x, w, [st, s, s]);
+          expect(tf.memory().numTensors).toBe(before + 1);
+          const want = tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, [st, s, s], 'valid');
+          expect(got.shape).toEqual(want.shape);
+          expect(maxDiff(got.dataSync(), want.dataSync())).toBeLessThan(1e-4);
+          tf.dispose([x, w, got, want]);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });

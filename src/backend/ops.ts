@@ -124,3 +124,33 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
     return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
   });
 }
+
+/** Backends whose own Conv3D is a plain loop; on these the per-tap conv2d composite is faster. */
+const SLOW_CONV3D = new Set(['cpu', 'wasm']);
+
+/**
+ * 3D convolution, 'valid' padding, channels-last.
+ * x: [B, T, H, W, Cin], w: [kt, kh, kw, Cin, Cout] → [B, To, Ho, Wo, Cout], To = ⌊(T − kt)/st⌋ + 1.
+ * On cpu/wasm it is computed as Σ_i conv2d(x[:, i + st·t], w[i]) over the kt time taps (frames
+ * folded into the batch), which those backends run far faster than their Conv3D; elsewhere the
+ * backend's Conv3D kernel is used.
+ */
+export function conv3d(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, number, number]): tf.Tensor {
+  const [st, sh, sw] = strides;
+  if (!SLOW_CONV3D.has(tf.getBackend())) return tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, [st, sh, sw], 'valid');
+  return tf.tidy(() => {
+    const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
+    const [kt, kh, kw, , Cout] = w.shape as [number, number, number, number, number];
+    const To = Math.floor((T - kt) / st) + 1;
+    let acc: tf.Tensor | undefined;
+    for (let i = 0; i < kt; i++) {
+      let frames = tf.slice(x, [0, i, 0, 0, 0], [B, st * (To - 1) + 1, H, W, C]);
+      if (st > 1) frames = tf.stridedSlice(frames, [0, 0, 0, 0, 0], [B, st * (To - 1) + 1, H, W, C], [1, st, 1, 1, 1]);
+      const tap = tf.reshape(tf.slice(w, [i, 0, 0, 0, 0], [1, kh, kw, C, Cout]), [kh, kw, C, Cout]);
+      const y = tf.conv2d(tf.reshape(frames, [B * To, H, W, C]) as tf.Tensor4D, tap as tf.Tensor4D, [sh, sw], 'valid');
+      acc = acc ? tf.add(acc, y) : y;
+    }
+    const [, Ho, Wo] = acc!.shape;
+    return tf.reshape(acc!, [B, To, Ho, Wo, Cout]);
+  });
+}

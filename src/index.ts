@@ -1,0 +1,29 @@
+// wan-tfjs: the whole library — pipeline, text, video, backends, and the layer/scheduler/weights APIs.
+export * from '../layers/index.js';
+export * from '../schedulers/index.js';
+export * from '../weights/index.js';
+
+export { AbortError, BackendError, CheckpointError, ConfigError, ShapeError, WanError } from './errors.js';
+export { BACKENDS, selectBackend, type BackendName } from './backend/select.js';
+
+export {
+  WanPipeline,
+  type ExpertResidency,
+  type GenerateOptions,
+  type StepInfo,
+  type TextToVideoResult,
+  type WanPipelineComponents,
+  type WanPipelineLoadOptions,
+} from './pipeline/wan-pipeline.js';
+export { randn, randnHost } from './pipeline/noise.js';
+export { detectLayout, readModelIndex, type ModelIndex, type ModelLayout } from './pipeline/model-index.js';
+export { inspectCheckpoint, type InspectReport } from './pipeline/inspect.js';
+
+export { WanTokenizer, type PaddingStrategy, type TokenizeOptions, type TokenizedBatch } from './text/tokenizer.js';
+export { WanTextEncoder, type WanTextEncoderLoadOptions, type WanTextEncoderOptions } from './text/text-encoder.js';
+export { PromptEmbeddingCache, defaultPromptEmbeddingCache } from './text/embedding-cache.js';
+export { promptClean } from './text/prompt-clean.js';
+export { DEFAULT_NEGATIVE_PROMPT } from './text/default-negative-prompt.js';
+
+export { VIDEO_FORMATS, saveVideo, type SaveVideoOptions, type SavedVideo, type VideoFormat, type VideoFrames, type VideoMetadata } from './video/save-video.js';
+export { VideoEncoderError, VideoFormatError } from './video/video-error.js';
