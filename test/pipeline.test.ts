@@ -277,6 +277,19 @@ describe('model folders', () => {
     await expect(WanPipeline.fromPretrained(path.join(tmp, 'nowhere'))).rejects.toThrow(CheckpointError);
   });
 
+  it('without a VAE: latents only, factors from vae/config.json, decode refused', async () => {
+    const p = await WanPipeline.fromPretrained(T2V, { loadVae: false });
+    try {
+      expect([p.vae, p.vaeScaleFactorSpatial, p.vaeScaleFactorTemporal]).toEqual([undefined, 8, 4]);
+      const lat = await p.generate(opts({ seed: 2, numInferenceSteps: 1 }));
+      expect(lat.shape).toEqual([1, 4, 2, 4, 6]);
+      expect(() => p.decodeLatents(lat)).toThrow(ConfigError);
+      lat.dispose();
+    } finally {
+      p.dispose();
+    }
+  });
+
   it('reads the Diffusers layout: components, boundary, scheduler, defaults', () => {
     const a = readModelIndex(A14B);
     expect(a).toMatchObject({ layout: 'diffusers', boundaryRatio: 0.875, expandTimesteps: false, numTrainTimesteps: 1000 });

@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { AutoencoderKLWan, type WanVaeDecodeOptions } from '../../layers/autoencoder-kl-wan.js';
 import { WanTransformer3DModel } from '../../layers/wan-transformer-3d-model.js';
@@ -92,6 +94,8 @@ export interface WanPipelineComponents {
   /** The low-noise expert (with boundaryRatio). */
   transformer2?: PipelineTransformer | ExpertSlot;
   vae?: PipelineVae;
+  /** The VAE's factors when no VAE is loaded (default 8 spatial, 4 temporal; the VAE's config wins when there is one). */
+  vaeScaleFactors?: { spatial: number; temporal: number };
   textEncoder?: PipelineTextEncoder;
   scheduler: FlowScheduler;
   /** `transformer` runs while t ≥ boundaryRatio·numTrainTimesteps, `transformer2` after. */
@@ -194,6 +198,24 @@ function probeCheckpoint(p: string): void {
   openCheckpoint(p).close();
 }
 
+/** scale_factor_spatial / _temporal from a Diffusers vae/config.json; an original VAE file by its name (Wan2.2: 16). */
+function vaeScaleFactors(vae: string): { spatial: number; temporal: number } {
+  const config = path.join(vae, 'config.json');
+  if (fs.existsSync(config)) {
+    let j: { scale_factor_spatial?: unknown; scale_factor_temporal?: unknown };
+    try {
+      j = JSON.parse(fs.readFileSync(config, 'utf-8')) as typeof j;
+    } catch (e) {
+      throw new CheckpointError(`cannot parse config.json (${(e as Error).message})`, config);
+    }
+    return {
+      spatial: typeof j.scale_factor_spatial === 'number' ? j.scale_factor_spatial : 8,
+      temporal: typeof j.scale_factor_temporal === 'number' ? j.scale_factor_temporal : 4,
+    };
+  }
+  return { spatial: /2\.2/.test(path.basename(vae)) ? 16 : 8, temporal: 4 };
+}
+
 const FALLBACK_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined };
 
 function asSlot(name: string, t: PipelineTransformer | ExpertSlot): ExpertSlot {
@@ -229,6 +251,7 @@ export class WanPipeline {
   readonly numTrainTimesteps: number;
   readonly defaults: SamplingDefaults;
   readonly residency: ExpertResidency;
+  private readonly scaleFactors: { spatial: number; temporal: number };
   /** Latent channels, patch size and text width of the denoiser (read from the first expert). */
   readonly latentChannels: number;
   readonly patchSize: readonly number[];
@@ -255,6 +278,7 @@ export class WanPipeline {
     this.patchSize = [...model.config.patchSize];
     this.textDim = model.config.textDim;
     this.vae = c.vae;
+    this.scaleFactors = c.vae ? { spatial: c.vae.config.scaleFactorSpatial, temporal: c.vae.config.scaleFactorTemporal } : (c.vaeScaleFactors ?? { spatial: 8, temporal: 4 });
     this.textEncoder = c.textEncoder;
     this.scheduler = c.scheduler;
     this.expandTimesteps = c.expandTimesteps ?? false;
@@ -301,6 +325,7 @@ export class WanPipeline {
         transformer: slots[0],
         transformer2: slots[1],
         vae,
+        vaeScaleFactors: index.vae ? vaeScaleFactors(index.vae) : undefined,
         textEncoder,
         scheduler,
         boundaryRatio: index.boundaryRatio,
@@ -319,11 +344,12 @@ export class WanPipeline {
 
   /** Spatial factor of the VAE (8 for Wan2.1, 16 for Wan2.2). */
   get vaeScaleFactorSpatial(): number {
-    return this.vae?.config.scaleFactorSpatial ?? 8;
+    return this.scaleFactors.spatial;
   }
 
+  /** Temporal factor of the VAE (4). */
   get vaeScaleFactorTemporal(): number {
-    return this.vae?.config.scaleFactorTemporal ?? 4;
+    return this.scaleFactors.temporal;
   }
 
   /** Prompt(s) → embeddings [B, Ltxt, textDim] with the text encoder (the caller disposes). */
