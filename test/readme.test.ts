@@ -1,0 +1,33 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf-8');
+const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+const dir = path.join(root, 'test', '.readme-snippets');
+
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('README', () => {
+  it('has TypeScript examples', () => {
+    expect(blocks.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it.each(blocks.map((code, i) => [i + 1, code.split('\n')[0], code] as const))('example %i (%s) runs from the repo root and leaks no tensor', async (i, _first, code) => {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `example-${i}.ts`);
+    fs.writeFileSync(file, code);
+    const cwd = process.cwd();
+    process.chdir(root);
+    try {
+      await import(pathToFileURL(file).href);
+    } finally {
+      process.chdir(cwd);
+    }
+    // Each example disposes what it made; the backend's own bookkeeping tensors aside, none remain.
+    expect(tf.memory().numTensors).toBe(0);
+  });
+});
