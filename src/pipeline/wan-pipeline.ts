@@ -137,7 +137,7 @@ export interface GenerateOptions {
   fps?: number;
   height?: number;
   width?: number;
-  /** Classifier-free guidance of `transformer`; CFG is skipped at steps whose scale is ≤ 1. */
+  /** Guidance of `transformer`. As in Diffusers, CFG is on when it is > 1, and then every step (either expert) uses v_neg + g·(v − v_neg). */
   guidanceScale?: number;
   /** Guidance of `transformer_2` (two-expert models only); default guidanceScale. */
   guidanceScale2?: number;
@@ -439,7 +439,7 @@ export class WanPipeline {
       throw new ConfigError(`negativePrompt: got ${o.negativePrompt.length} prompts for a batch of ${batch}; give one string or one per prompt`);
     }
     if (o.latents && o.latents.shape[0] !== batch) throw new ShapeError('latents', `[${o.latents.shape}]`, `batch ${batch} (the number of prompts)`);
-    if ((g > 1 || (g2 ?? 0) > 1) && o.negativePromptEmbeds === undefined && o.prompt === undefined && o.negativePrompt === undefined && !this.textEncoder) {
+    if (g > 1 && o.negativePromptEmbeds === undefined && o.prompt === undefined && o.negativePrompt === undefined && !this.textEncoder) {
       throw new ConfigError('guidance > 1 needs negative embeddings: pass negativePromptEmbeds (this pipeline has no text encoder to encode a negative prompt)');
     }
     return { numFrames, height, width, fps, numInferenceSteps: steps, guidanceScale: g, guidanceScale2: g2, seed, batch };
@@ -474,9 +474,10 @@ export class WanPipeline {
         cond = await this.encodeText(o.prompt!);
         owned.push(cond);
       }
-      const cfgAnywhere = r.guidanceScale > 1 || (r.guidanceScale2 ?? 0) > 1;
-      let uncond = o.negativePromptEmbeds;
-      if (cfgAnywhere && !uncond) {
+      // Diffusers: do_classifier_free_guidance = guidance_scale > 1, for the whole run.
+      const cfg = r.guidanceScale > 1;
+      let uncond = cfg ? o.negativePromptEmbeds : undefined;
+      if (cfg && !uncond) {
         const neg = o.negativePrompt ?? '';
         uncond = await this.encodeText(typeof neg === 'string' ? Array<string>(r.batch).fill(neg) : neg);
         owned.push(uncond);
@@ -503,7 +504,7 @@ export class WanPipeline {
         const v = tf.tidy(() => {
           const timestep = this.expandTimesteps ? tf.fill([r.batch, tokens], t) : tf.fill([r.batch], t);
           const vCond = model.forward(x, timestep, cond!);
-          if (g <= 1 || !uncond) return vCond;
+          if (!uncond) return vCond;
           const vUncond = model.forward(x, timestep, uncond);
           return tf.add(vUncond, tf.mul(g, tf.sub(vCond, vUncond)));
         });

@@ -5,16 +5,13 @@ import type { ParityCase, ParityHandler, ParityVariant } from '../types.js';
 interface PipelineCall {
   num_inference_steps: number;
   guidance_scale: number;
-  guidance_scale_2: number | null;
-  height: number;
-  width: number;
-  num_frames: number;
+  guidance_scale_2?: number | null;
 }
 
 /**
  * wan-pipeline cases: loads the case folder as a pipeline (model_index.json, transformer[_2]/,
- * vae/, scheduler/), runs the denoising loop from the given latents and embeddings with the
- * case's `call` settings, and reports per step debug.timestep.i and output.latents.i, then
+ * vae/, scheduler/), runs the denoising loop from the given latents (which fix frames and size, as
+ * in Diffusers) and embeddings with the case's `call` settings, and reports per step debug.timestep.i and output.latents.i, then
  * output.frames [B, F, H, W, 3].
  */
 const handler: ParityHandler = {
@@ -24,7 +21,8 @@ const handler: ParityHandler = {
     const pipe = await WanPipeline.fromPretrained(c.dir);
     const latents = c.tensor('input.latents');
     const cond = c.tensor('input.prompt_embeds');
-    const uncond = c.tensor('input.negative_prompt_embeds');
+    // Absent when the case runs without guidance.
+    const uncond = c.io?.has('input.negative_prompt_embeds') ? c.tensor('input.negative_prompt_embeds') : undefined;
     const tensors: ParityVariant['tensors'] = [];
     try {
       const final = await pipe.generate({
@@ -34,9 +32,6 @@ const handler: ParityHandler = {
         numInferenceSteps: call.num_inference_steps,
         guidanceScale: call.guidance_scale,
         guidanceScale2: call.guidance_scale_2 ?? undefined,
-        height: call.height,
-        width: call.width,
-        numFrames: call.num_frames,
         onStep: ({ step, timestep, latents: x }) => {
           tensors.push([`debug.timestep.${step - 1}`, { shape: [1], data: [timestep] }]);
           tensors.push([`output.latents.${step - 1}`, { shape: [...x.shape], data: x.dataSync() }]);
@@ -47,7 +42,7 @@ const handler: ParityHandler = {
       tensors.push(['output.frames', { shape: [...frames.shape], data: frames.dataSync() }]);
       frames.dispose();
     } finally {
-      tf.dispose([latents, cond, uncond]);
+      tf.dispose([latents, cond, ...(uncond ? [uncond] : [])]);
       pipe.dispose();
     }
     return [{ tensors }];
