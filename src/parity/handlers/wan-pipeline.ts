@@ -2,10 +2,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { WanPipeline } from '../../pipeline/wan-pipeline.js';
 import type { ParityCase, ParityHandler, ParityVariant } from '../types.js';
 
-interface PipelineCall {
-  num_inference_steps: number;
-  guidance_scale: number;
-  guidance_scale_2?: number | null;
+/** A number field of case.json's `call` (undefined when absent or null). */
+function callNumber(c: ParityCase, key: string): number | undefined {
+  const v = c.spec.call?.[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number') throw new Error(`${c.name}: call.${key} must be a number, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 /**
@@ -17,7 +19,6 @@ interface PipelineCall {
 const handler: ParityHandler = {
   components: ['wan-pipeline'],
   async run(c: ParityCase): Promise<ParityVariant[]> {
-    const call = c.spec.call as unknown as PipelineCall;
     const pipe = await WanPipeline.fromPretrained(c.dir);
     const latents = c.tensor('input.latents');
     const cond = c.tensor('input.prompt_embeds');
@@ -29,9 +30,9 @@ const handler: ParityHandler = {
         promptEmbeds: cond,
         negativePromptEmbeds: uncond,
         latents,
-        numInferenceSteps: call.num_inference_steps,
-        guidanceScale: call.guidance_scale,
-        guidanceScale2: call.guidance_scale_2 ?? undefined,
+        numInferenceSteps: callNumber(c, 'num_inference_steps'),
+        guidanceScale: callNumber(c, 'guidance_scale'),
+        guidanceScale2: callNumber(c, 'guidance_scale_2'),
         onStep: ({ step, timestep, latents: x }) => {
           tensors.push([`debug.timestep.${step - 1}`, { shape: [1], data: [timestep] }]);
           tensors.push([`output.latents.${step - 1}`, { shape: [...x.shape], data: x.dataSync() }]);
