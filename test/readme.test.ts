@@ -2,13 +2,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assembleTinyModel } from './helpers/tiny-model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf-8');
 const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
 const dir = path.join(root, 'test', '.readme-snippets');
 
+// The pipeline example reads WAN_MODEL; here it is the tiny fixture model (embeddings of a tiny umT5).
+beforeAll(() => {
+  process.env.WAN_MODEL = assembleTinyModel(path.join(dir, 'tiny-model'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('README', () => {
