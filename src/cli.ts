@@ -28,7 +28,7 @@ export interface CliIO {
 const USAGE = `wan-tfjs — Wan2.x text-to-video in TypeScript (tfjs)
 
 Usage:
-  wan-tfjs generate --prompt "…" [--model DIR] [--out FILE] [options]
+  wan-tfjs generate "PROMPT" | --prompt "…" [--model DIR] [--out FILE] [options]
   wan-tfjs inspect <checkpoint file or folder> [--tensors] [--all] [--json]
   wan-tfjs --version | --help
 
@@ -177,10 +177,10 @@ export class ProgressReporter {
 }
 
 async function generate(args: readonly string[], io: CliIO): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: [...args],
     strict: true,
-    allowPositionals: false,
+    allowPositionals: true,
     options: {
       model: { type: 'string' },
       prompt: { type: 'string' },
@@ -203,6 +203,12 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     },
   });
   // Everything is checked before the model is loaded and before any file is written.
+  // The prompt may also be given as the one positional argument: wan-tfjs generate "a red circle moving right".
+  if (positionals.length > 1) throw new ConfigError(`generate takes one prompt argument, got ${positionals.length}: quote the prompt`);
+  if (positionals.length === 1) {
+    if (values.prompt !== undefined) throw new ConfigError('give the prompt as an argument or with --prompt, not both');
+    values.prompt = positionals[0];
+  }
   if (values.prompt === undefined && values['prompt-embeds'] === undefined) throw new ConfigError('--prompt is required (or --prompt-embeds for a model without a text encoder)');
   if (values.prompt !== undefined && values['prompt-embeds'] !== undefined) throw new ConfigError('give --prompt or --prompt-embeds, not both');
   if (values['negative-prompt'] !== undefined && values['negative-prompt-embeds'] !== undefined) throw new ConfigError('give --negative-prompt or --negative-prompt-embeds, not both');

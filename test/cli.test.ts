@@ -69,7 +69,7 @@ describe('wan-tfjs CLI', () => {
   it('--help and --version', async () => {
     const help = await run(['--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/wan-tfjs generate --prompt/);
+    expect(help.stdout).toMatch(/wan-tfjs generate "PROMPT" | --prompt/);
     const version = await run(['--version']);
     expect(version.stdout.trim()).toBe((JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf-8')) as { version: string }).version);
   });
@@ -134,7 +134,8 @@ describe('wan-tfjs CLI', () => {
     expect(info.stdout).toMatch(/text_encoder {2}UMT5EncoderModel/);
     expect(info.stdout).toMatch(/defaults: 2 steps, guidance 5, 5 frames at 8 fps, 48×32/);
     const out = path.join(emptyDir('prompt'), 'fox.gif');
-    const r = await run(['generate', '--model', model, '--prompt', 'a red fox', '--negative-prompt', 'blurry', '--backend', 'wasm', '--seed', '11', '--out', out]);
+    // The prompt as the positional argument, as the README's quick start types it.
+    const r = await run(['generate', 'a red fox', '--model', model, '--negative-prompt', 'blurry', '--backend', 'wasm', '--seed', '11', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/5 frames, 48×32, 8 fps, seed 11/);
     expect(JSON.parse(decodeGif(fs.readFileSync(out)).comments[0])).toMatchObject({ prompt: 'a red fox', negativePrompt: 'blurry', seed: '11' });
@@ -160,6 +161,7 @@ describe('wan-tfjs CLI', () => {
       [['--guidance2', '3'], /guidanceScale2 .*one transformer/],
       [['--format', 'webm'], /--format: got "webm"/],
       [['--format', 'png'], /--format png does not match --out .*x\.gif/],
+      [['two', 'prompts'], /generate takes one prompt argument, got 2/],
     ];
     for (const [extra, message] of cases) {
       const r = await run(['generate', '--model', T2V, ...EMBEDS, '--backend', 'cpu', '--size', '48x32', '--frames', '5', '--steps', '1', '--out', out, ...extra]);
