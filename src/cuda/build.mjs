@@ -1,0 +1,111 @@
+// Builds the CUDA backend's native addon (src/cuda/native/*) into build/Release/wan_cuda.node
+// with nvcc alone: N-API headers come from the node-api-headers package, the N-API symbols are
+// left for Node to resolve at load time, cuBLAS is linked from the toolkit.
+//
+//   npm run build:cuda                     build for sm_80 and sm_90
+//   WAN_CUDA_ARCHS=90 npm run build:cuda   other targets (comma-separated compute capabilities)
+//   node src/cuda/build.mjs --compile-only compile every source, link nothing (syntax check)
+//   CUDA_HOME=/opt/cuda npm run build:cuda a toolkit outside /usr/local/cuda
+import { spawn, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const srcDir = path.join(root, 'src', 'cuda', 'native');
+const objDir = path.join(root, 'build', 'obj');
+const outFile = path.join(root, 'build', 'Release', 'wan_cuda.node');
+const compileOnly = process.argv.includes('--compile-only');
+const extraInclude = process.env.WAN_CUDA_EXTRA_INCLUDE;
+
+function fail(message) {
+  console.error(`build:cuda: ${message}`);
+  process.exit(1);
+}
+
+function findNvcc() {
+  const homes = [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'].filter(Boolean);
+  for (const h of homes) {
+    const p = path.join(h, 'bin', 'nvcc');
+    if (fs.existsSync(p)) return fs.realpathSync(p);
+  }
+  try {
+    return fs.realpathSync(execFileSync('which', ['nvcc'], { encoding: 'utf-8' }).trim());
+  } catch {
+    return fail('nvcc not found: install the CUDA toolkit (12 or 13) or set CUDA_HOME to its folder');
+  }
+}
+
+const nvcc = findNvcc();
+const cudaHome = path.resolve(path.dirname(nvcc), '..');
+const libDirs = [path.join(cudaHome, 'lib64'), path.join(cudaHome, 'targets', 'x86_64-linux', 'lib'), path.join(cudaHome, 'lib')].filter(
+  (d) => fs.existsSync(d),
+);
+const napiInclude = path.join(root, 'node_modules', 'node-api-headers', 'include');
+if (!fs.existsSync(path.join(napiInclude, 'node_api.h'))) fail(`N-API headers missing at ${napiInclude}: run npm install`);
+const cublasHeader = [path.join(cudaHome, 'include'), ...(extraInclude ? [extraInclude] : [])].some((d) =>
+  fs.existsSync(path.join(d, 'cublas_v2.h')),
+);
+if (!cublasHeader) fail(`cuBLAS headers not found under ${path.join(cudaHome, 'include')}: install the toolkit's cuBLAS (libcublas-dev)`);
+if (!compileOnly && !libDirs.some((d) => fs.readdirSync(d).some((f) => f.startsWith('libcublas.so')))) {
+  fail(`libcublas.so not found in ${libDirs.join(', ') || cudaHome}: install the toolkit's cuBLAS`);
+}
+
+const archs = (process.env.WAN_CUDA_ARCHS ?? '80,90').split(',').map((s) => s.trim()).filter(Boolean);
+const gencode = archs.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
+const common = ['-std=c++17', '-O3', '-Xcompiler', '-fPIC', '-I', napiInclude, ...(extraInclude ? ['-I', extraInclude] : []), ...gencode];
+const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cu') || f.endsWith('.cpp')).sort();
+const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => path.join(srcDir, f));
+const newestHeader = Math.max(...headers.map((h) => fs.statSync(h).mtimeMs), fs.statSync(fileURLToPath(import.meta.url)).mtimeMs);
+
+function run(args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(nvcc, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`nvcc ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
+async function compileAll() {
+  fs.mkdirSync(objDir, { recursive: true });
+  const jobs = sources.map((f) => {
+    const src = path.join(srcDir, f);
+    const obj = path.join(objDir, `${f}.o`);
+    const stale = !fs.existsSync(obj) || fs.statSync(obj).mtimeMs < Math.max(fs.statSync(src).mtimeMs, newestHeader);
+    return { src, obj, stale };
+  });
+  const queue = jobs.filter((j) => j.stale);
+  const parallel = Math.max(1, Math.min(queue.length, os.cpus().length));
+  let next = 0;
+  const worker = async () => {
+    while (next < queue.length) {
+      const j = queue[next++];
+      console.log(`nvcc ${path.relative(root, j.src)}`);
+      await run([...common, '-x', 'cu', '-c', j.src, '-o', j.obj]);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  return jobs.map((j) => j.obj);
+}
+
+const objects = await compileAll().catch((e) => fail(e.message));
+if (compileOnly) {
+  console.log(`compiled ${objects.length} sources (no link)`);
+  process.exit(0);
+}
+fs.mkdirSync(path.dirname(outFile), { recursive: true });
+const rpath = libDirs.flatMap((d) => ['-Xlinker', `-rpath,${d}`]);
+await run([
+  '-shared',
+  ...gencode,
+  '-o',
+  outFile,
+  ...objects,
+  ...libDirs.flatMap((d) => ['-L', d]),
+  '-lcublas',
+  '-lcublasLt',
+  '-Xlinker',
+  '--unresolved-symbols=ignore-all',
+  ...rpath,
+]).catch((e) => fail(e.message));
+console.log(`built ${path.relative(root, outFile)} (${archs.map((a) => `sm_${a}`).join(', ')}) with ${nvcc}`);

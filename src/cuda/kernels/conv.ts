@@ -1,0 +1,143 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendError } from '../../errors.js';
+import type { CudaBackend } from '../backend.js';
+import { asDtype, disposeAll } from './elementwise.js';
+import { addBias, applyActivation } from './matmul.js';
+import { transposeOp } from './shape.js';
+import { boolAttr, cudaKernel, input, numAttr, numsAttr, strAttr } from './util.js';
+
+type PadSpec = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+
+function padAttr(attrs: tf.NamedAttrMap, kernel: string): PadSpec {
+  const p: unknown = attrs.pad;
+  if (p === 'same' || p === 'valid' || typeof p === 'number') return p;
+  if (Array.isArray(p) && p.length === 4 && p.every((q) => Array.isArray(q) && q.length === 2)) return p as tf.backend_util.ExplicitPadding;
+  throw new BackendError(`${kernel}: unsupported pad ${JSON.stringify(p)}`);
+}
+
+function roundingAttr(attrs: tf.NamedAttrMap): 'floor' | 'round' | 'ceil' | undefined {
+  const r = strAttr(attrs, 'dimRoundingMode');
+  return r === 'floor' || r === 'round' || r === 'ceil' ? r : undefined;
+}
+
+function pair(v: number[]): [number, number] {
+  return v.length === 1 ? [v[0], v[0]] : [v[0], v[1]];
+}
+
+function triple(v: number[]): [number, number, number] {
+  return v.length === 1 ? [v[0], v[0], v[0]] : [v[0], v[1], v[2]];
+}
+
+/** Channels-last convolution through im2col + GEMM. x: [N, D, H, W, C], filter [kd, kh, kw, C, O]. */
+function convNative(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInfo, outShape: number[], geometry: number[]): tf.TensorInfo {
+  if (outShape.some((d) => d <= 0)) return backend.makeOutput(outShape.map((d) => Math.max(0, d)), 'float32');
+  const temps: tf.TensorInfo[] = [];
+  const xf = asDtype(backend, x, 'float32', temps);
+  const wf = asDtype(backend, filter, 'float32', temps);
+  const out = backend.makeOutput(outShape, 'float32');
+  backend.native.conv(backend.ptr(xf), backend.ptr(wf), backend.ptr(out), geometry);
+  disposeAll(backend, temps);
+  return out;
+}
+
+/** Conv2D in NHWC (NCHW inputs are transposed around it). x: [N, H, W, C], filter [kh, kw, C, O]. */
+export function conv2dOp(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInfo, attrs: tf.NamedAttrMap, kernel: string): tf.TensorInfo {
+  if (x.shape.length !== 4 || filter.shape.length !== 4) throw new BackendError(`${kernel}: expected x [N,H,W,C] and filter [kh,kw,C,O], got [${x.shape}] and [${filter.shape}]`);
+  const format = strAttr(attrs, 'dataFormat', 'NHWC') === 'NCHW' ? 'channelsFirst' : 'channelsLast';
+  const info = tf.backend_util.computeConv2DInfo(
+    [x.shape[0], x.shape[1], x.shape[2], x.shape[3]],
+    [filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3]],
+    pair(numsAttr(attrs, 'strides', kernel)),
+    pair(attrs.dilations === undefined ? [1] : numsAttr(attrs, 'dilations', kernel)),
+    padAttr(attrs, kernel),
+    roundingAttr(attrs),
+    false,
+    format,
+  );
+  const src = format === 'channelsFirst' ? transposeOp(backend, x, [0, 2, 3, 1]) : x;
+  const nhwc = [info.batchSize, info.outHeight, info.outWidth, info.outChannels];
+  const geometry = [
+    info.batchSize, 1, info.inHeight, info.inWidth, info.inChannels,
+    1, info.filterHeight, info.filterWidth, info.outChannels,
+    1, info.outHeight, info.outWidth,
+    1, info.strideHeight, info.strideWidth,
+    0, info.padInfo.top, info.padInfo.left,
+    1, info.dilationHeight, info.dilationWidth,
+  ];
+  const y = convNative(backend, src, filter, nhwc, geometry);
+  if (src !== x) backend.disposeIntermediate(src);
+  if (format === 'channelsLast') return y;
+  const yt = transposeOp(backend, y, [0, 3, 1, 2]);
+  backend.disposeIntermediate(y);
+  return yt;
+}
+
+function resizeKernel(name: 'ResizeNearestNeighbor' | 'ResizeBilinear'): tf.KernelConfig {
+  return cudaKernel(name, ({ inputs, backend, attrs }) => {
+    const images = input(inputs, 'images', name);
+    if (images.shape.length !== 4) throw new BackendError(`${name}: images must be [N, H, W, C], got [${images.shape}]`);
+    const [batch, inH, inW, ch] = images.shape;
+    const [outH, outW] = pair(numsAttr(attrs, 'size', name));
+    const alignCorners = boolAttr(attrs, 'alignCorners', false);
+    const halfPixel = boolAttr(attrs, 'halfPixelCenters', false);
+    const effIn = (n: number, o: number) => (alignCorners && o > 1 ? n - 1 : n);
+    const effOut = (o: number) => (alignCorners && o > 1 ? o - 1 : o);
+    const scaleH = effIn(inH, outH) / effOut(outH);
+    const scaleW = effIn(inW, outW) / effOut(outW);
+    if (name === 'ResizeNearestNeighbor') {
+      const out = backend.makeOutput([batch, outH, outW, ch], images.dtype);
+      backend.native.resizeNearest(backend.ptr(images), backend.ptr(out), batch, inH, inW, ch, outH, outW, scaleH, scaleW, alignCorners, halfPixel);
+      return out;
+    }
+    const temps: tf.TensorInfo[] = [];
+    const src = asDtype(backend, images, 'float32', temps);
+    const out = backend.makeOutput([batch, outH, outW, ch], 'float32');
+    backend.native.resizeBilinear(backend.ptr(src), backend.ptr(out), batch, inH, inW, ch, outH, outW, scaleH, scaleW, halfPixel);
+    disposeAll(backend, temps);
+    return out;
+  });
+}
+
+export const convKernels: tf.KernelConfig[] = [
+  cudaKernel('Conv2D', ({ inputs, backend, attrs }) => conv2dOp(backend, input(inputs, 'x', 'Conv2D'), input(inputs, 'filter', 'Conv2D'), attrs, 'Conv2D')),
+  cudaKernel('FusedConv2D', ({ inputs, backend, attrs }) => {
+    const y = conv2dOp(backend, input(inputs, 'x', 'FusedConv2D'), input(inputs, 'filter', 'FusedConv2D'), attrs, 'FusedConv2D');
+    if (inputs.bias && strAttr(attrs, 'dataFormat', 'NHWC') === 'NCHW') {
+      throw new BackendError("FusedConv2D: a bias with dataFormat NCHW is not supported on backend 'cuda'");
+    }
+    return applyActivation(
+      backend,
+      addBias(backend, y, inputs.bias),
+      strAttr(attrs, 'activation', 'linear') ?? 'linear',
+      inputs.preluActivationWeights,
+      numAttr(attrs, 'leakyreluAlpha', 'FusedConv2D', 0.2),
+    );
+  }),
+  cudaKernel('Conv3D', ({ inputs, backend, attrs }) => {
+    const x = input(inputs, 'x', 'Conv3D');
+    const filter = input(inputs, 'filter', 'Conv3D');
+    if (x.shape.length !== 5 || filter.shape.length !== 5) {
+      throw new BackendError(`Conv3D: expected x [N,D,H,W,C] and filter [kd,kh,kw,C,O], got [${x.shape}] and [${filter.shape}]`);
+    }
+    const pad = padAttr(attrs, 'Conv3D');
+    if (typeof pad === 'object') throw new BackendError('Conv3D: explicit padding lists are not supported; pad the input first');
+    const info = tf.backend_util.computeConv3DInfo(
+      [x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4]],
+      [filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3], filter.shape[4]],
+      triple(numsAttr(attrs, 'strides', 'Conv3D')),
+      triple(attrs.dilations === undefined ? [1] : numsAttr(attrs, 'dilations', 'Conv3D')),
+      pad,
+    );
+    const geometry = [
+      info.batchSize, info.inDepth, info.inHeight, info.inWidth, info.inChannels,
+      info.filterDepth, info.filterHeight, info.filterWidth, info.outChannels,
+      info.outDepth, info.outHeight, info.outWidth,
+      info.strideDepth, info.strideHeight, info.strideWidth,
+      info.padInfo.front, info.padInfo.top, info.padInfo.left,
+      info.dilationDepth, info.dilationHeight, info.dilationWidth,
+    ];
+    return convNative(backend, x, filter, [info.batchSize, info.outDepth, info.outHeight, info.outWidth, info.outChannels], geometry);
+  }),
+  resizeKernel('ResizeNearestNeighbor'),
+  resizeKernel('ResizeBilinear'),
+];
