@@ -68,7 +68,7 @@ export function binaryOp(backend: CudaBackend, name: string, a: tf.TensorInfo, b
   const ac = asDtype(backend, a, dtype, temps);
   const bc = asDtype(backend, b, dtype, temps);
   const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-  const outDtype: tf.DataType = BOOL_BINARY.has(name) ? 'bool' : dtype;
+  const outDtype: tf.DataType = BOOL_BINARY.has(name) ? 'bool' : name === 'FloorDiv' ? 'int32' : dtype;
   const out = backend.makeOutput(outShape, outDtype);
   const v = coalesce(outShape, [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
   backend.native.binary(op, deviceType(dtype), deviceType(outDtype), backend.ptr(ac), backend.ptr(bc), backend.ptr(out), v.shape, v.strides[0], v.strides[1]);

@@ -7,7 +7,7 @@ import { boolAttr, cudaKernel, input, numAttr, sizeOf } from './util.js';
 
 /** The reduced axes of an attribute (number, list, or absent = all). */
 function axesOf(attrs: tf.NamedAttrMap, shape: number[]): number[] {
-  const a: unknown = attrs.axis;
+  const a: unknown = attrs.axis ?? attrs.reductionIndices;
   const spec = typeof a === 'number' ? a : Array.isArray(a) ? (a as number[]) : shape.map((_, i) => i);
   return tf.util.parseAxisParam(spec, shape);
 }
