@@ -9,7 +9,7 @@ OUT=${OUT:-/tmp/wan-cuda-out}
 mkdir -p "$OUT"
 source .device/on-device.sh
 export WAN_CUDA_SUMMARY="$OUT/parity-summary.txt"
-vitest() { node node_modules/vitest/vitest.mjs run --config vitest.cuda.config.ts "$@"; }
+VITEST=(node node_modules/vitest/vitest.mjs run --config vitest.cuda.config.ts)
 
 step() {
   local name=$1 limit=$2
@@ -26,10 +26,11 @@ step() {
 for s in "$@"; do
   case $s in
     build) step build 300 node src/cuda/build.mjs && cp build/Release/wan_cuda.node "$OUT/" ;;
-    ops) step ops "${OPS_LIMIT:-240}" vitest test/cuda/ops.cuda.ts ;;
-    parity) step parity "${PARITY_LIMIT:-240}" vitest test/cuda/parity.cuda.ts ;;
+    ops) step ops "${OPS_LIMIT:-240}" "${VITEST[@]}" test/cuda/ops.cuda.ts ;;
+    parity) step parity "${PARITY_LIMIT:-240}" "${VITEST[@]}" test/cuda/parity.cuda.ts ;;
     bench) step bench "${BENCH_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/transformer-cuda.ts --json "$OUT/bench.json" ${BENCH_ARGS:-} ;;
     torch) step torch "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32 ${TORCH_ARGS:-} ;;
+    tune) step tune "${TUNE_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs test/cuda/attention-tune.ts ;;
     *) echo "unknown step $s" ;;
   esac
 done
