@@ -1,10 +1,7 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { AutoencoderKLWan, type AutoencoderKLWanConfig } from '../layers/autoencoder-kl-wan.js';
 import { selectBackend } from '../src/backend/select.js';
+import { appendResults, benchOptions, runMain, stats, type TimingStats } from './harness.js';
 
 // npm run bench:vae [-- --runs N --backends cpu,wasm --no-record]
 // Times encode and decode of two small Wan VAEs (random weights; the shapes of the parity fixtures)
@@ -41,17 +38,7 @@ const WORKLOADS: Workload[] = [
   },
 ];
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function stats(times: number[]): { median: number; min: number } {
-  const t = [...times].sort((a, b) => a - b);
-  return { median: t[Math.floor(t.length / 2)], min: t[0] };
-}
-
-async function timeWorkload(w: Workload, runs: number): Promise<{ encode: { median: number; min: number }; decode: { median: number; min: number }; latent: number[] }> {
+async function timeWorkload(w: Workload, runs: number): Promise<{ encode: TimingStats; decode: TimingStats; latent: number[] }> {
   const vae = new AutoencoderKLWan(w.config).initialize(1);
   const video = tf.randomUniform(w.video, -1, 1, 'float32', 2);
   const enc: number[] = [];
@@ -79,8 +66,7 @@ async function timeWorkload(w: Workload, runs: number): Promise<{ encode: { medi
 }
 
 async function main(): Promise<void> {
-  const runs = Number(arg('runs') ?? 3);
-  const backends = (arg('backends') ?? 'cpu,wasm').split(',');
+  const { runs, backends, record } = benchOptions();
   const lines: string[] = [];
   for (const b of backends) {
     await selectBackend(b);
@@ -90,27 +76,16 @@ async function main(): Promise<void> {
         `${b}, ${w.name}, video [${w.video}] ↔ latent [${r.latent}]: encode ${r.encode.median.toFixed(1)} ms (min ${r.encode.min.toFixed(1)}), ` +
         `decode ${r.decode.median.toFixed(1)} ms (min ${r.decode.min.toFixed(1)})`;
       console.log(line);
-      lines.push(`- ${line}`);
+      lines.push(line);
     }
   }
-  if (process.argv.includes('--no-record')) return;
-  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'RESULTS.md');
-  if (!fs.existsSync(file)) fs.writeFileSync(file, '# Benchmark results (appended by the bench/ scripts)\n');
-  const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
-  const entry = [
-    '',
-    `## ${new Date().toISOString().slice(0, 10)} vae-cpu`,
-    `- machine: ${cpu}, ${os.cpus().length} cores, node ${process.version}`,
-    `- command: npm run bench:vae -- --runs ${runs} --backends ${backends.join(',')}`,
-    `- workload: AutoencoderKLWan encode (chunks of 1, then 4 frames) and decode (one latent frame at a time) of the parity-fixture shapes, random weights, median of ${runs} after one warm-up`,
-    ...lines,
-    '',
-  ].join('\n');
-  fs.appendFileSync(file, entry);
-  console.log(`appended to ${file}`);
+  if (!record) return;
+  appendResults({
+    title: 'vae-cpu',
+    command: `npm run bench:vae -- --runs ${runs} --backends ${backends.join(',')}`,
+    workload: `AutoencoderKLWan encode (chunks of 1, then 4 frames) and decode (one latent frame at a time) of the parity-fixture shapes, random weights, median of ${runs} after one warm-up`,
+    lines,
+  });
 }
 
-main().catch((e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+runMain(main);
