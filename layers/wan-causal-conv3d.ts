@@ -77,6 +77,18 @@ export function withCache<T>(cache: CausalCache | undefined, fn: (c: CausalCache
   }
 }
 
+/**
+ * Runs one chunk of an encoder or decoder: `fn` inside tf.tidy with the cache (a fresh one when
+ * none is given), then advances the cache by one chunk.
+ */
+export function forwardChunk(cache: CausalCache | undefined, fn: (c: CausalCache) => tf.Tensor): tf.Tensor {
+  return withCache(cache, (c) => {
+    const y = tf.tidy(() => fn(c));
+    c.advance();
+    return y;
+  });
+}
+
 export interface WanCausalConv3dConfig {
   inChannels: number;
   outChannels: number;

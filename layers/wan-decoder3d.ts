@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { silu } from '../src/backend/ops.js';
 import { WanModule } from './module.js';
-import { CausalCache, WanCausalConv3d, withCache } from './wan-causal-conv3d.js';
+import { CausalCache, WanCausalConv3d, forwardChunk } from './wan-causal-conv3d.js';
 import { WanMidBlock } from './wan-mid-block.js';
 import { WanResidualUpBlock } from './wan-residual-up-block.js';
 import { WanRMS_norm } from './wan-rms-norm.js';
@@ -63,15 +63,11 @@ export class WanDecoder3d extends WanModule {
 
   // x: [B, F, h, w, zDim] (one chunk) → [B, T, h·2^L, w·2^L, outChannels]; advances the cache by one chunk
   forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
-    return withCache(cache, (c) => {
-      const y = tf.tidy(() => {
-        let h = this.convIn.forward(x, c);
-        h = this.midBlock.forward(h, c);
-        for (const b of this.upBlocks) h = b.forward(h, c);
-        return this.convOut.forward(silu(this.normOut.forward(h)), c);
-      });
-      c.advance();
-      return y;
+    return forwardChunk(cache, (c) => {
+      let h = this.convIn.forward(x, c);
+      h = this.midBlock.forward(h, c);
+      for (const b of this.upBlocks) h = b.forward(h, c);
+      return this.convOut.forward(silu(this.normOut.forward(h)), c);
     });
   }
 

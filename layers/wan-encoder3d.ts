@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { silu } from '../src/backend/ops.js';
 import { WanModule } from './module.js';
 import { WanAttentionBlock } from './wan-attention-block.js';
-import { CausalCache, WanCausalConv3d, withCache } from './wan-causal-conv3d.js';
+import { CausalCache, WanCausalConv3d, forwardChunk } from './wan-causal-conv3d.js';
 import { WanMidBlock } from './wan-mid-block.js';
 import { WanResample } from './wan-resample.js';
 import { WanResidualBlock } from './wan-residual-block.js';
@@ -75,15 +75,11 @@ export class WanEncoder3d extends WanModule {
 
   // x: [B, T, H, W, inChannels] (one chunk) → [B, T', H/2^L, W/2^L, zDim]; advances the cache by one chunk
   forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
-    return withCache(cache, (c) => {
-      const y = tf.tidy(() => {
-        let h = this.convIn.forward(x, c);
-        for (const b of this.downBlocks) h = b instanceof WanAttentionBlock ? b.forward(h) : b.forward(h, c);
-        h = this.midBlock.forward(h, c);
-        return this.convOut.forward(silu(this.normOut.forward(h)), c);
-      });
-      c.advance();
-      return y;
+    return forwardChunk(cache, (c) => {
+      let h = this.convIn.forward(x, c);
+      for (const b of this.downBlocks) h = b instanceof WanAttentionBlock ? b.forward(h) : b.forward(h, c);
+      h = this.midBlock.forward(h, c);
+      return this.convOut.forward(silu(this.normOut.forward(h)), c);
     });
   }
 
