@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { SafetensorsFile } from '../../weights/safetensors.js';
 import { hostToTensor } from '../../weights/load.js';
+import { parsePythonJson } from '../../schedulers/scheduler.js';
 import type { CaseSpec, ParityCase, ParityHandler } from './types.js';
 
 export type ParityStatus = 'PASS' | 'FAIL' | 'SKIP';
@@ -76,14 +77,10 @@ function fmt(x: number): string {
   return Number.isFinite(x) ? x.toExponential(2) : String(x);
 }
 
-/** case.json as Python's json writes it: bare NaN / Infinity / -Infinity (e.g. a scheduler's lambda_min_clipped) are read as null. */
-function parseCaseJson(text: string): CaseSpec {
-  return JSON.parse(text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (m) => (m.startsWith('"') ? m : 'null'))) as CaseSpec;
-}
-
 /** Runs one case folder with the given handlers. */
 export async function runCase(caseDir: string, handlers: Map<string, ParityHandler>): Promise<ParityResult> {
-  const spec = parseCaseJson(fs.readFileSync(path.join(caseDir, 'case.json'), 'utf-8'));
+  // case.json as Python's json writes it: bare NaN / Infinity / -Infinity are read as numbers.
+  const spec = parsePythonJson(fs.readFileSync(path.join(caseDir, 'case.json'), 'utf-8')) as CaseSpec;
   const name = spec.case ?? path.basename(caseDir);
   const handler = handlers.get(spec.component);
   if (!handler) {
