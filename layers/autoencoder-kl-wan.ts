@@ -10,6 +10,7 @@ import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d } from './wan-causal-conv3d.js';
 import { WanDecoder3d } from './wan-decoder3d.js';
 import { WanEncoder3d } from './wan-encoder3d.js';
+import { configObject } from './config-json.js';
 
 /** The VAE hyper-parameters: Diffusers' AutoencoderKLWan config fields in camelCase. */
 export interface AutoencoderKLWanConfig {
@@ -178,10 +179,7 @@ export const AutoencoderKLWanConfig = {
 
   /** Reads a Diffusers `vae/config.json` (snake_case fields; missing ones take Diffusers' defaults). */
   fromJSON(json: unknown): AutoencoderKLWanConfig {
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-      throw new ConfigError(`a VAE config must be a JSON object, got ${JSON.stringify(json)}`);
-    }
-    const j = json as Json;
+    const j = configObject(json, 'a VAE config');
     if (j._class_name !== undefined && j._class_name !== 'AutoencoderKLWan') {
       throw new ConfigError(`config _class_name "${String(j._class_name)}" is not AutoencoderKLWan`);
     }

@@ -10,6 +10,7 @@ import { WanModule } from './module.js';
 import { RMSNorm } from './rms-norm.js';
 import { T5Embedding } from './t5-embedding.js';
 import { UMT5Block } from './umt5-block.js';
+import { configObject } from './config-json.js';
 
 /** transformers' UMT5Config fields the encoder uses, in camelCase. */
 export interface UMT5Config {
@@ -102,10 +103,7 @@ export const UMT5Config = {
 
   /** Reads transformers' config.json (snake_case fields); missing fields take transformers' defaults. */
   fromJSON(json: unknown): UMT5Config {
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-      throw new ConfigError(`a umT5 config must be a JSON object, got ${JSON.stringify(json)}`);
-    }
-    const j = json as Record<string, unknown>;
+    const j = configObject(json, 'a umT5 config');
     if (j.model_type !== undefined && j.model_type !== 'umt5' && j.model_type !== 't5') {
       throw new ConfigError(`config model_type "${String(j.model_type)}" is not a umT5 encoder (expected "umt5")`);
     }

@@ -17,6 +17,7 @@ import { WanPatchEmbedding, unpatchify } from './wan-patch.js';
 import { WanRotaryPosEmbed } from './wan-rotary-pos-embed.js';
 import { WanTimeTextImageEmbedding } from './wan-time-text-image-embedding.js';
 import { WanTransformerBlock } from './wan-transformer-block.js';
+import { configObject } from './config-json.js';
 
 /** The DiT hyper-parameters: Diffusers' WanTransformer3DModel config fields in camelCase. */
 export interface WanTransformerConfig {
@@ -205,10 +206,7 @@ export const WanTransformerConfig = {
    * `num_heads`, `in_dim`, …). Missing fields take Diffusers' defaults.
    */
   fromJSON(json: unknown): WanTransformerConfig {
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-      throw new ConfigError(`a transformer config must be a JSON object, got ${JSON.stringify(json)}`);
-    }
-    const j = json as Json;
+    const j = configObject(json, 'a transformer config');
     const cls = j._class_name;
     if (cls !== undefined && cls !== 'WanTransformer3DModel' && cls !== 'WanModel') {
       throw new ConfigError(`config _class_name "${String(cls)}" is not a Wan transformer (expected WanTransformer3DModel or WanModel)`);
