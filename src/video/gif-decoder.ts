@@ -1,3 +1,4 @@
+import { concatBytes } from './bytes.js';
 import { VideoFormatError } from './video-error.js';
 
 /** One decoded GIF frame: the whole canvas after drawing it, and its delay. */
@@ -121,13 +122,7 @@ export function decodeGif(bytes: Uint8Array): DecodedGif {
       parts.push(bytes.subarray(p, p + n));
       p += n;
     }
-    const out = new Uint8Array(parts.reduce((s, x) => s + x.length, 0));
-    let o = 0;
-    for (const x of parts) {
-      out.set(x, o);
-      o += x.length;
-    }
-    return out;
+    return concatBytes(parts);
   };
   const canvas = new Uint8Array(width * height * 3);
   const frames: GifFrame[] = [];

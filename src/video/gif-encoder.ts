@@ -1,4 +1,5 @@
 import { VideoEncoderError } from './video-error.js';
+import { concatBytes } from './bytes.js';
 
 /** Bits per channel of the colour histogram and of the nearest-colour cache. */
 const HIST_BITS = 6;
@@ -359,11 +360,5 @@ export function encodeGif(frames: readonly Uint8Array[], width: number, height: 
   for (const f of frames) builder.add(f);
   const w = new GifWriter(width, height, builder.build(), options);
   const parts = [w.header(), ...frames.map((f, i) => w.frame(f, i)), w.trailer()];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }

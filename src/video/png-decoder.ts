@@ -1,5 +1,5 @@
 import * as zlib from 'node:zlib';
-import { crc32 } from './png-encoder.js';
+import { crc32, paeth } from './png-encoder.js';
 import { VideoFormatError } from './video-error.js';
 
 /** A decoded PNG: RGB pixels [height, width, 3] and its text chunks. */
@@ -8,14 +8,6 @@ export interface DecodedPng {
   height: number;
   rgb: Uint8Array;
   text: Record<string, string>;
-}
-
-function paeth(a: number, b: number, c: number): number {
-  const p = a + b - c;
-  const pa = Math.abs(p - a);
-  const pb = Math.abs(p - b);
-  const pc = Math.abs(p - c);
-  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
 /**

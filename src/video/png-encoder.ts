@@ -1,4 +1,5 @@
 import * as zlib from 'node:zlib';
+import { concatBytes } from './bytes.js';
 
 const SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
 
@@ -46,7 +47,8 @@ function textChunk(keyword: string, text: string): Uint8Array {
   return chunk('iTXt', data);
 }
 
-function paeth(a: number, b: number, c: number): number {
+/** The PNG Paeth predictor of a byte from its left (a), upper (b) and upper-left (c) neighbours. */
+export function paeth(a: number, b: number, c: number): number {
   const p = a + b - c;
   const pa = Math.abs(p - a);
   const pb = Math.abs(p - b);
@@ -111,11 +113,5 @@ export function encodePng(rgb: Uint8Array, width: number, height: number, text: 
     chunk('IDAT', new Uint8Array(idat.buffer, idat.byteOffset, idat.byteLength)),
     chunk('IEND', new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
