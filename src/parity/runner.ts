@@ -6,6 +6,7 @@ import { SafetensorsFile } from '../../weights/safetensors.js';
 import { hostToTensor } from '../../weights/load.js';
 import { parsePythonJson } from '../../schedulers/scheduler.js';
 import type { CaseSpec, ParityCase, ParityHandler } from './types.js';
+import { CheckpointError } from '../errors.js';
 
 export type ParityStatus = 'PASS' | 'FAIL' | 'SKIP';
 
@@ -96,7 +97,7 @@ export async function runCase(caseDir: string, handlers: Map<string, ParityHandl
     spec,
     io,
     tensor: (n) => {
-      if (!io) throw new Error(`${name} has no io.safetensors`);
+      if (!io) throw new CheckpointError(`case ${name} asks for tensor '${n}' but has no io.safetensors`, ioPath);
       return hostToTensor(io.read(n));
     },
   };

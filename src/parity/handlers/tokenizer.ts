@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WanTokenizer } from '../../text/tokenizer.js';
 import type { ParityHandler } from '../types.js';
+import { ConfigError, WanError } from '../../errors.js';
 
 /** One prompt of a tokenizer case's expected.json (HF tokenizers' output). */
 interface ExpectedPrompt {
@@ -39,7 +40,7 @@ const handler: ParityHandler = {
   async run(c) {
     const expected: unknown = JSON.parse(fs.readFileSync(path.join(c.dir, 'expected.json'), 'utf-8'));
     if (!Array.isArray(expected) || expected.length === 0 || !expected.every(isExpected)) {
-      throw new Error('expected.json must be a non-empty array of {prompt, ids, tokens, ids_16, attention_mask_16}');
+      throw new ConfigError(`${path.join(c.dir, 'expected.json')} must be a non-empty array of {prompt, ids, tokens, ids_16, attention_mask_16}`);
     }
     const tokenizer = await WanTokenizer.fromPretrained(c.dir);
     for (const [i, e] of expected.entries()) {
@@ -53,7 +54,7 @@ const handler: ParityHandler = {
       ];
       for (const [what, got, want] of checks) {
         const diff = firstDifference(got, want);
-        if (diff) throw new Error(`prompt ${i} ${JSON.stringify(e.prompt)} ${what} ${diff}`);
+        if (diff) throw new WanError(`prompt ${i} ${JSON.stringify(e.prompt)} ${what} ${diff}`);
       }
     }
     return [{ tensors: [], checked: { count: expected.length * 4, what: 'token sequences' } }];

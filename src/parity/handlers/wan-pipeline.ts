@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { WanPipeline } from '../../pipeline/wan-pipeline.js';
 import type { ParityCase, ParityHandler, ParityVariant } from '../types.js';
+import { ConfigError } from '../../errors.js';
 
 /** A number field of case.json's `call` (undefined when absent or null). */
 function callNumber(c: ParityCase, key: string): number | undefined {
   const v = c.spec.call?.[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number') throw new Error(`${c.name}: call.${key} must be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number') throw new ConfigError(`${c.name}: case.json call.${key} must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
 
