@@ -10,7 +10,7 @@ import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d } from './wan-causal-conv3d.js';
 import { WanDecoder3d } from './wan-decoder3d.js';
 import { WanEncoder3d } from './wan-encoder3d.js';
-import { configObject } from './config-json.js';
+import { configObject, readJsonFile } from './config-json.js';
 
 /** The VAE hyper-parameters: Diffusers' AutoencoderKLWan config fields in camelCase. */
 export interface AutoencoderKLWanConfig {
@@ -406,13 +406,7 @@ export class AutoencoderKLWan extends WanModule {
       if (typeof options.config === 'string') {
         config = AutoencoderKLWanConfig.resolve(options.config);
       } else if (fs.existsSync(configPath) && !original) {
-        let json: unknown;
-        try {
-          json = JSON.parse(fs.readFileSync(configPath, 'utf-8'));
-        } catch (e) {
-          throw new CheckpointError(`cannot parse config.json (${(e as Error).message})`, configPath);
-        }
-        config = AutoencoderKLWanConfig.resolve({ ...AutoencoderKLWanConfig.fromJSON(json), ...options.config });
+        config = AutoencoderKLWanConfig.resolve({ ...AutoencoderKLWanConfig.fromJSON(readJsonFile(configPath)), ...options.config });
       } else if (options.config) {
         config = AutoencoderKLWanConfig.resolve(options.config);
       } else {

@@ -1,4 +1,5 @@
-import { ConfigError } from '../src/errors.js';
+import * as fs from 'node:fs';
+import { CheckpointError, ConfigError } from '../src/errors.js';
 
 /** A parsed config.json object. */
 export type ConfigJson = Record<string, unknown>;
@@ -9,4 +10,13 @@ export function configObject(json: unknown, what: string): ConfigJson {
     throw new ConfigError(`${what} must be a JSON object, got ${JSON.stringify(json)}`);
   }
   return json as ConfigJson;
+}
+
+/** Reads and parses a JSON file; a CheckpointError naming the file when it cannot be read or parsed. */
+export function readJsonFile(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf-8'));
+  } catch (e) {
+    throw new CheckpointError(`cannot parse JSON (${(e as Error).message})`, file);
+  }
 }

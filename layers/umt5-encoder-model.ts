@@ -10,7 +10,7 @@ import { WanModule } from './module.js';
 import { RMSNorm } from './rms-norm.js';
 import { T5Embedding } from './t5-embedding.js';
 import { UMT5Block } from './umt5-block.js';
-import { configObject } from './config-json.js';
+import { configObject, readJsonFile } from './config-json.js';
 
 /** transformers' UMT5Config fields the encoder uses, in camelCase. */
 export interface UMT5Config {
@@ -148,14 +148,6 @@ export interface UMT5LoadOptions {
 /** The original Wan file name (after converting its .pth to safetensors). */
 const ORIGINAL_FILE = /^models_t5_.*\.safetensors$/;
 
-function readJSON(file: string): unknown {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf-8'));
-  } catch (e) {
-    throw new CheckpointError(`cannot parse JSON (${(e as Error).message})`, file);
-  }
-}
-
 /**
  * The checkpoint under `dir`: `dir` itself if a file, else its `text_encoder/`, else the original
  * Wan `models_t5_*.safetensors` in it (a `models_t5_*.pth` alone must be converted first), else `dir`.
@@ -238,7 +230,7 @@ export class UMT5EncoderModel extends WanModule {
     let model: UMT5EncoderModel | undefined;
     try {
       const useConfigJson = !ORIGINAL_FILE.test(path.basename(target)) && fs.existsSync(configPath);
-      const config = useConfigJson ? UMT5Config.fromJSON(readJSON(configPath)) : options.config ? UMT5Config.resolve(options.config) : configFromShapes(source);
+      const config = useConfigJson ? UMT5Config.fromJSON(readJsonFile(configPath)) : options.config ? UMT5Config.resolve(options.config) : configFromShapes(source);
       model = new UMT5EncoderModel(config);
       loadWeights(model, source, { rename: umt5CheckpointRename(source.keys()), onProgress: options.onProgress });
     } catch (e) {

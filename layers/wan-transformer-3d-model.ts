@@ -17,7 +17,7 @@ import { WanPatchEmbedding, unpatchify } from './wan-patch.js';
 import { WanRotaryPosEmbed } from './wan-rotary-pos-embed.js';
 import { WanTimeTextImageEmbedding } from './wan-time-text-image-embedding.js';
 import { WanTransformerBlock } from './wan-transformer-block.js';
-import { configObject } from './config-json.js';
+import { configObject, readJsonFile } from './config-json.js';
 
 /** The DiT hyper-parameters: Diffusers' WanTransformer3DModel config fields in camelCase. */
 export interface WanTransformerConfig {
@@ -306,13 +306,7 @@ export class WanTransformer3DModel extends WanModule {
     const configPath = path.join(configDir, 'config.json');
     let config: WanTransformerConfig;
     if (fs.existsSync(configPath)) {
-      let json: unknown;
-      try {
-        json = JSON.parse(fs.readFileSync(configPath, 'utf-8'));
-      } catch (e) {
-        throw new CheckpointError(`cannot parse config.json (${(e as Error).message})`, configPath);
-      }
-      config = WanTransformerConfig.resolve({ ...WanTransformerConfig.fromJSON(json), ...options.config });
+      config = WanTransformerConfig.resolve({ ...WanTransformerConfig.fromJSON(readJsonFile(configPath)), ...options.config });
     } else if (options.config) {
       config = WanTransformerConfig.resolve(options.config);
     } else if (!fs.existsSync(configDir)) {

@@ -8,6 +8,7 @@ import { dtypeSize } from '../../weights/dtypes.js';
 import { detectTransformerLayout } from '../../weights/wan-transformer-keys.js';
 import { isOriginalWanVaeLayout } from '../../weights/wan-vae-keys.js';
 import { detectLayout, readModelIndex, type ModelIndex } from './model-index.js';
+import { readJsonFile } from '../../layers/config-json.js';
 
 /** One tensor of a checkpoint, as its header describes it. */
 export interface TensorEntry {
@@ -87,11 +88,7 @@ export function summariseCheckpoint(target: string, stem?: string): CheckpointSu
 
 function readConfig(file: string): Record<string, unknown> | undefined {
   if (!fs.existsSync(file)) return undefined;
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf-8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new CheckpointError(`cannot parse (${(e as Error).message})`, file);
-  }
+  return readJsonFile(file) as Record<string, unknown>;
 }
 
 function hasWeights(dir: string): boolean {

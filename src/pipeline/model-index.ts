@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, ConfigError } from '../errors.js';
+import { readJsonFile } from '../../layers/config-json.js';
 
 /** How a model folder is laid out: Diffusers (`model_index.json` + one folder per component) or the original Wan release. */
 export type ModelLayout = 'diffusers' | 'wan';
@@ -55,12 +56,7 @@ export const SAMPLING_DEFAULTS_FILE = 'wan_tfjs.json';
 type Json = Record<string, unknown>;
 
 function readJson(file: string): Json {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf-8'));
-  } catch (e) {
-    throw new CheckpointError(`cannot read JSON (${(e as Error).message})`, file);
-  }
+  const parsed = readJsonFile(file);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CheckpointError('expected a JSON object', file);
   return parsed as Json;
 }

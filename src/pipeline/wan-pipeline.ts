@@ -10,6 +10,7 @@ import { AbortError, CheckpointError, ConfigError, ShapeError } from '../errors.
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
 import { MAX_SEED, randn, randomSeed } from './noise.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
+import { readJsonFile } from '../../layers/config-json.js';
 
 /** What the pipeline needs of a denoiser (WanTransformer3DModel). */
 export interface PipelineTransformer {
@@ -202,12 +203,7 @@ function probeCheckpoint(p: string): void {
 function vaeScaleFactors(vae: string): { spatial: number; temporal: number } {
   const config = path.join(vae, 'config.json');
   if (fs.existsSync(config)) {
-    let j: { scale_factor_spatial?: unknown; scale_factor_temporal?: unknown };
-    try {
-      j = JSON.parse(fs.readFileSync(config, 'utf-8')) as typeof j;
-    } catch (e) {
-      throw new CheckpointError(`cannot parse config.json (${(e as Error).message})`, config);
-    }
+    const j = readJsonFile(config) as { scale_factor_spatial?: unknown; scale_factor_temporal?: unknown };
     return {
       spatial: typeof j.scale_factor_spatial === 'number' ? j.scale_factor_spatial : 8,
       temporal: typeof j.scale_factor_temporal === 'number' ? j.scale_factor_temporal : 4,

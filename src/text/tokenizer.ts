@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CheckpointError, ConfigError, ShapeError } from '../errors.js';
+import { readJsonFile } from '../../layers/config-json.js';
 
 /** How rows are padded: to maxLength, to the longest row of the batch, or not at all. */
 export type PaddingStrategy = 'max_length' | 'longest' | 'none';
@@ -138,16 +139,9 @@ export class WanTokenizer {
     if (!file) {
       throw new CheckpointError(`no tokenizer.json found (looked for ${candidates.map((f) => path.relative(dir, f) || f).join(', ')}); a spiece.model alone is not supported`, dir);
     }
-    const read = async (f: string): Promise<unknown> => {
-      try {
-        return JSON.parse(await fs.promises.readFile(f, 'utf-8'));
-      } catch (e) {
-        throw new CheckpointError(`cannot parse JSON (${(e as Error).message})`, f);
-      }
-    };
     const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
-    const config = fs.existsSync(configFile) ? await read(configFile) : {};
-    return new WanTokenizer(await read(file), config, options);
+    const config = fs.existsSync(configFile) ? readJsonFile(configFile) : {};
+    return new WanTokenizer(readJsonFile(file), config, options);
   }
 
   /** The id of the token (vocabulary or added token), if any. */
