@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { attention, conv3d, geluTanh, layerNorm, linear, rmsNorm } from '../src/backend/ops.js';
+import { maxAbsDiffArrays } from './helpers/compare.js';
 
 /** Plain float64 attention: q [B,Lq,H,D], k/v [B,Lk,H,D]; bias [H,Lq,Lk]; mask [B,Lk]. */
 function naiveAttention(
@@ -30,12 +31,6 @@ function naiveAttention(
   return out;
 }
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
 describe('attention op', () => {
   it('equals the plain formula for any chunk size, with bias and key mask, and leaks nothing', () => {
     fc.assert(
@@ -53,7 +48,7 @@ describe('attention op', () => {
           expect(tf.memory().numTensors).toBe(before + 1);
           expect(got.shape).toEqual([B, Lq, H, D]);
           const want = naiveAttention(q.dataSync() as Float32Array, k.dataSync() as Float32Array, v.dataSync() as Float32Array, B, Lq, Lk, H, D, 0.7, bias?.dataSync() as Float32Array | undefined, withMask ? maskArr : undefined);
-          expect(maxDiff(got.dataSync(), want)).toBeLessThan(1e-5);
+          expect(maxAbsDiffArrays(got.dataSync(), want)).toBeLessThan(1e-5);
           tf.dispose([q, k, v, got, bias, mask].filter((t): t is tf.Tensor => t !== undefined));
         },
       ),
@@ -69,13 +64,13 @@ describe('norm and activation ops', () => {
     const w = tf.tensor1d([1, 2, 3, 4]);
     const ms = x.reduce((a, b) => a + b * b, 0) / 4;
     const rms = x.map((xi, i) => (xi / Math.sqrt(ms + 1e-6)) * (i + 1));
-    expect(maxDiff(rmsNorm(xt, w, 1e-6).dataSync(), rms)).toBeLessThan(1e-6);
+    expect(maxAbsDiffArrays(rmsNorm(xt, w, 1e-6).dataSync(), rms)).toBeLessThan(1e-6);
     const mean = x.reduce((a, b) => a + b) / 4;
     const variance = x.reduce((a, b) => a + (b - mean) ** 2, 0) / 4;
     const ln = x.map((xi) => (xi - mean) / Math.sqrt(variance + 1e-6));
-    expect(maxDiff(layerNorm(xt, 1e-6).dataSync(), ln)).toBeLessThan(1e-6);
+    expect(maxAbsDiffArrays(layerNorm(xt, 1e-6).dataSync(), ln)).toBeLessThan(1e-6);
     const gelu = x.map((xi) => 0.5 * xi * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (xi + 0.044715 * xi ** 3))));
-    expect(maxDiff(geluTanh(xt).dataSync(), gelu)).toBeLessThan(1e-6);
+    expect(maxAbsDiffArrays(geluTanh(xt).dataSync(), gelu)).toBeLessThan(1e-6);
     const W = tf.tensor2d([[1, 0, 0, 0], [0, 1, 1, 0]]);
     expect(Array.from(linear(tf.tensor3d([[x]]), W, tf.tensor1d([1, 2])).dataSync())).toEqual([1.5, 2.5]);
   });
@@ -95,7 +90,7 @@ describe('conv3d op', () => {
           expect(tf.memory().numTensors).toBe(before + 1);
           const want = tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, [st, s, s], 'valid');
           expect(got.shape).toEqual(want.shape);
-          expect(maxDiff(got.dataSync(), want.dataSync())).toBeLessThan(1e-4);
+          expect(maxAbsDiffArrays(got.dataSync(), want.dataSync())).toBeLessThan(1e-4);
           tf.dispose([x, w, got, want]);
         },
       ),

@@ -13,6 +13,7 @@ import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
 import { assembleTinyModel } from './helpers/tiny-model.js';
+import { maxAbsDiff } from './helpers/compare.js';
 
 const T2V = fixtureDir('pipeline-t2v');
 const A14B = fixtureDir('pipeline-a14b');
@@ -44,10 +45,6 @@ afterAll(() => {
 /** The fixture's call at 32×48, 5 frames, with `overrides`. */
 function opts(overrides: Partial<GenerateOptions> = {}): GenerateOptions {
   return { promptEmbeds: cond, negativePromptEmbeds: uncond, height: 32, width: 48, numFrames: 5, numInferenceSteps: 2, guidanceScale: 4, ...overrides };
-}
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 /** Copies a fixture folder into the temp dir (fixtures are read-only). */

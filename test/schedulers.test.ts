@@ -12,17 +12,12 @@ import {
 import { ConfigError, ShapeError, WanError } from '../src/errors.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
+import { maxAbsDiffArrays } from './helpers/compare.js';
 
 const CASES = ['scheduler-unipc', 'scheduler-euler', 'scheduler-dpmpp'] as const;
 
 function fixture(name: string): SafetensorsFile {
   return SafetensorsFile.open(path.join(fixtureDir(name), 'io.safetensors'));
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 /** The fixtures' synthetic trajectory: v = 0.5·tanh(x) + 0.001·t; returns the samples after each step (data only). */
@@ -69,19 +64,19 @@ describe('scheduler state', () => {
 
       s.setTimesteps(10, { shift: 5 });
       const first = trajectory(s, start);
-      expect(maxAbsDiff(first[9], expected)).toBeLessThan(1e-5);
+      expect(maxAbsDiffArrays(first[9], expected)).toBeLessThan(1e-5);
       // A finished schedule refuses another step until it is reset.
       expect(() => s.step(start, s.timesteps[0], start)).toThrow(WanError);
 
       s.reset();
       const again = trajectory(s, start);
-      expect(maxAbsDiff(again[9], expected)).toBeLessThan(1e-5);
+      expect(maxAbsDiffArrays(again[9], expected)).toBeLessThan(1e-5);
 
       s.setTimesteps(4, { shift: 1 });
       trajectory(s, start);
       s.setTimesteps(10, { shift: 5 });
       const third = trajectory(s, start);
-      expect(maxAbsDiff(third[9], expected)).toBeLessThan(1e-5);
+      expect(maxAbsDiffArrays(third[9], expected)).toBeLessThan(1e-5);
 
       s.dispose();
       expect(tf.memory().numTensors).toBe(before);
@@ -124,7 +119,7 @@ describe('schedules', () => {
       for (const [n, shift] of [[4, 12], [10, 5], [40, 1]]) {
         const s = new FlowUniPCMultistepScheduler({ sigmaSchedule: 'wan' });
         s.setTimesteps(n, { shift });
-        expect(maxAbsDiff(s.sigmas, io.read(`output.sigmas.n${n}.shift${shift}`).data)).toBeLessThan(1e-6);
+        expect(maxAbsDiffArrays(s.sigmas, io.read(`output.sigmas.n${n}.shift${shift}`).data)).toBeLessThan(1e-6);
       }
     } finally {
       io.close();
@@ -151,7 +146,7 @@ describe('schedules', () => {
     const eps = tf.tensor([-1, 0.5, 2, 0], [2, 2]);
     const atT = s.addNoise(x0, eps, { timestep: s.timesteps[3] });
     const sg = sigmas[3];
-    expect(maxAbsDiff(atT.dataSync(), [1, 2, 3, 4].map((v, i) => (1 - sg) * v + sg * [-1, 0.5, 2, 0][i]))).toBeLessThan(1e-6);
+    expect(maxAbsDiffArrays(atT.dataSync(), [1, 2, 3, 4].map((v, i) => (1 - sg) * v + sg * [-1, 0.5, 2, 0][i]))).toBeLessThan(1e-6);
     const perItem = s.scaleNoise(x0, { sigma: [0, 1] }, eps);
     expect(Array.from(perItem.dataSync())).toEqual([1, 2, 2, 0]);
     expect(() => s.addNoise(x0, eps, { sigma: [0.1, 0.2, 0.3] })).toThrow(ShapeError);

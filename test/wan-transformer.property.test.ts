@@ -5,12 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { WanPatchEmbedding, patchify, unpatchify, type PatchSize } from '../layers/wan-patch.js';
 import { applyRotaryEmb, ropeAxisDims, ropeTables } from '../layers/wan-rotary-pos-embed.js';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
+import { maxAbsDiff } from './helpers/compare.js';
 
 const patchArb = fc.tuple(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 3 }));
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
 
 describe('WanTransformer3DModel over random small configs', () => {
   it('output shape = latent shape, each sample of a batch = its single-sample result, no tensors left', () => {

@@ -8,10 +8,7 @@ import { AvgDown3D } from '../layers/wan-avg-down.js';
 import { CausalCache, WanCausalConv3d } from '../layers/wan-causal-conv3d.js';
 import { DupUp3D } from '../layers/wan-dup-up.js';
 import { WanResidualBlock } from '../layers/wan-residual-block.js';
-
-function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
-}
+import { maxAbsDiff } from './helpers/compare.js';
 
 function meanAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.mean(tf.abs(tf.sub(a, b))).dataSync()[0]);
