@@ -10,7 +10,7 @@ import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d } from './wan-causal-conv3d.js';
 import { WanDecoder3d } from './wan-decoder3d.js';
 import { WanEncoder3d } from './wan-encoder3d.js';
-import { configObject, readJsonFile } from './config-json.js';
+import { configFieldReader, configObject, readJsonFile } from './config-json.js';
 
 /** The VAE hyper-parameters: Diffusers' AutoencoderKLWan config fields in camelCase. */
 export interface AutoencoderKLWanConfig {
@@ -117,8 +117,6 @@ const SNAKE: Record<keyof AutoencoderKLWanConfig, string> = {
 
 const CONFIG_KEYS = Object.keys(SNAKE) as Array<keyof AutoencoderKLWanConfig>;
 
-type Json = Record<string, unknown>;
-
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isIntOrNull = (v: unknown): v is number | null => v === null || isInt(v);
@@ -127,12 +125,7 @@ const isInts = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 &
 const isNums = (v: unknown): v is number[] => Array.isArray(v) && v.every(isNum);
 const isBools = (v: unknown): v is boolean[] => Array.isArray(v) && v.every(isBool);
 
-function field<T>(json: Json, key: string, fallback: T, check: (v: unknown) => v is T, what: string): T {
-  if (!(key in json) || json[key] === undefined) return fallback;
-  const v = json[key];
-  if (!check(v)) throw new ConfigError(`VAE config field "${key}" must be ${what}, got ${JSON.stringify(v)}`);
-  return v;
-}
+const field = configFieldReader('VAE config');
 
 /** Throws a ConfigError for a configuration this port cannot build. */
 function validateConfig(c: AutoencoderKLWanConfig): AutoencoderKLWanConfig {

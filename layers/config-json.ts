@@ -20,3 +20,17 @@ export function readJsonFile(file: string): unknown {
     throw new CheckpointError(`cannot parse JSON (${(e as Error).message})`, file);
   }
 }
+
+/**
+ * A reader of typed config fields: `field(json, key, fallback, check, expected)` gives json[key]
+ * when present and accepted by `check`, `fallback` when absent, and otherwise throws a
+ * ConfigError `<owner> field "<key>" must be <expected>, got <value>`.
+ */
+export function configFieldReader(owner: string) {
+  return function field<T>(json: ConfigJson, key: string, fallback: T, check: (v: unknown) => v is T, expected: string): T {
+    if (!(key in json) || json[key] === undefined) return fallback;
+    const v = json[key];
+    if (!check(v)) throw new ConfigError(`${owner} field "${key}" must be ${expected}, got ${JSON.stringify(v)}`);
+    return v;
+  };
+}

@@ -17,7 +17,7 @@ import { WanPatchEmbedding, unpatchify } from './wan-patch.js';
 import { WanRotaryPosEmbed } from './wan-rotary-pos-embed.js';
 import { WanTimeTextImageEmbedding } from './wan-time-text-image-embedding.js';
 import { WanTransformerBlock } from './wan-transformer-block.js';
-import { configObject, readJsonFile } from './config-json.js';
+import { configFieldReader, configObject, readJsonFile, type ConfigJson } from './config-json.js';
 
 /** The DiT hyper-parameters: Diffusers' WanTransformer3DModel config fields in camelCase. */
 export interface WanTransformerConfig {
@@ -98,14 +98,7 @@ export const PRESETS = {
 
 export type WanTransformerPreset = keyof typeof PRESETS;
 
-type Json = Record<string, unknown>;
-
-function field<T>(json: Json, key: string, fallback: T, check: (v: unknown) => v is T, what: string): T {
-  if (!(key in json) || json[key] === undefined) return fallback;
-  const v = json[key];
-  if (!check(v)) throw new ConfigError(`config field "${key}" must be ${what}, got ${JSON.stringify(v)}`);
-  return v;
-}
+const field = configFieldReader('config');
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
@@ -113,7 +106,7 @@ const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
 const isIntOrNull = (v: unknown): v is number | null => v === null || isInt(v);
 const isPatch = (v: unknown): v is [number, number, number] => Array.isArray(v) && v.length === 3 && v.every(isInt);
 
-function fromDiffusersJSON(json: Json): WanTransformerConfig {
+function fromDiffusersJSON(json: ConfigJson): WanTransformerConfig {
   const d = DEFAULT_CONFIG;
   const qk = json.qk_norm;
   if (qk !== undefined && qk !== null && qk !== 'rms_norm_across_heads') {
@@ -142,7 +135,7 @@ function fromDiffusersJSON(json: Json): WanTransformerConfig {
 /** The original WanModel constructor defaults (for fields a config.json leaves out). */
 const ORIGINAL_DEFAULTS = { dim: 2048, numHeads: 16, ffnDim: 8192, numLayers: 32, inDim: 16, outDim: 16 };
 
-function fromOriginalJSON(json: Json): WanTransformerConfig {
+function fromOriginalJSON(json: ConfigJson): WanTransformerConfig {
   const d = DEFAULT_CONFIG;
   const o = ORIGINAL_DEFAULTS;
   const dim = field(json, 'dim', o.dim, isInt, 'a positive integer');
