@@ -36,8 +36,9 @@ export function registerTrainingKernels(): void {
     tf.registerKernel({
       kernelName: 'Conv2DBackpropFilter',
       backendName: 'wasm',
-      kernelFunc: ({ inputs, attrs, backend }) => {
+      kernelFunc: ({ inputs, attrs, backend: wasm }) => {
         const cpu = tf.findBackend('cpu');
+        const backend = wasm as tf.KernelBackend;
         if (!cpu) throw new BackendError('Conv2DBackpropFilter on wasm needs the cpu backend: import @tensorflow/tfjs-backend-cpu');
         const toCpu = (t: tf.TensorInfo): tf.TensorInfo => ({ dataId: cpu.write(backend.readSync(t.dataId) as Float32Array, t.shape, t.dtype), shape: t.shape, dtype: t.dtype });
         const x = toCpu(inputs.x as tf.TensorInfo);

@@ -1,0 +1,44 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
+import { COLOURS, DIRECTIONS, SHAPES, captionEn, captionZh, isHeldOut, type Colour, type Direction, type Shape } from '../src/train/dataset.js';
+import { measureClip } from '../src/train/measure.js';
+
+const MODEL = path.resolve('models/toy');
+const present = fs.existsSync(path.join(MODEL, 'model_index.json'));
+
+/** The held-out (colour, shape, direction) triples: never seen together in training. */
+const heldOut: Array<{ colour: Colour; shape: Shape; direction: Direction }> = COLOURS.flatMap((colour) =>
+  SHAPES.flatMap((shape) => DIRECTIONS.filter((direction) => isHeldOut(colour, shape, direction)).map((direction) => ({ colour, shape, direction }))),
+);
+
+describe.skipIf(!present)('the trained toy model (models/toy)', () => {
+  let pipe: WanPipeline;
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+    pipe = await WanPipeline.fromPretrained(MODEL);
+  }, 60_000);
+
+  it('draws the captioned colour moving in the captioned direction for ≥ 90 % of held-out captions', async () => {
+    let hits = 0;
+    const misses: string[] = [];
+    let n = 0;
+    for (const [i, c] of heldOut.entries()) {
+      const spec = { ...c, speed: 'quickly' as const, background: (['black', 'gray', 'white'] as const)[i % 3] };
+      const prompt = i % 2 === 0 ? captionEn(spec) : captionZh(spec);
+      const { frames } = await pipe.textToVideo({ prompt, seed: 1000 + i });
+      const pixels = tf.tidy(() => tf.sub(tf.mul(frames, 2), 1));
+      const m = measureClip(pixels.dataSync() as Float32Array, pixels.shape);
+      tf.dispose([frames, pixels]);
+      n++;
+      if (m.colour === c.colour && m.direction === c.direction) hits++;
+      else misses.push(`${prompt} → ${m.colour} ${m.direction}`);
+    }
+    expect(n).toBeGreaterThan(5);
+    expect(hits / n, misses.join('\n')).toBeGreaterThanOrEqual(0.9);
+  }, 120_000);
+});
