@@ -120,20 +120,6 @@ function matches(path: string, targets: readonly string[]): boolean {
   return targets.some((t) => path === t || path.endsWith(`.${t}`));
 }
 
-/**
- * Puts `replacement` where `site.module` was: in the parent's registry of children and in every
- * field of the parent that pointed at the old module.
- */
-function replaceChild(site: ModuleSite, replacement: WanModule): void {
-  // WanModule exposes its child registry read-only; it is a Map owned by the parent.
-  (site.parent.children() as Map<string, WanModule>).set(site.name, replacement);
-  for (const key of Object.keys(site.parent)) {
-    const v: unknown = Reflect.get(site.parent, key);
-    if (v === site.module) Reflect.set(site.parent, key, replacement);
-    else if (Array.isArray(v)) v.forEach((x, i) => { if (x === site.module) v[i] = replacement; });
-  }
-}
-
 /** Every LoRA-wrapped linear of a model, by module path. */
 export function loraModules(model: WanModule): Map<string, LoraLinear> {
   const out = new Map<string, LoraLinear>();
@@ -154,7 +140,7 @@ export function applyLora(model: WanModule, options: ApplyLoraOptions): Map<stri
     const cfg = options.perModule?.(site.path) ?? { rank: options.rank, alpha: options.alpha };
     const wrapped = LoraLinear.fromLinear(site.module as Linear, cfg);
     wrapped.loraA.initialize(hashPath(site.path));
-    replaceChild(site, wrapped);
+    site.parent.replaceModule(site.name, wrapped);
   }
   if (options.freezeBase ?? true) setBaseTrainable(model, false);
   return loraModules(model);

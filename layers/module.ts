@@ -139,6 +139,23 @@ export abstract class WanModule extends layers.Layer {
     return this.childModules;
   }
 
+  /**
+   * Puts `replacement` in place of the sub-module registered as `name`: in the registry (so its
+   * parameters take the old module's checkpoint keys) and in every field or array slot of this
+   * module that held the old one (so forward() calls the replacement). Returns the old module.
+   */
+  replaceModule(name: string, replacement: WanModule): WanModule {
+    const old = this.childModules.get(name);
+    if (!old) throw new ConfigError(`${this.getClassName()} has no sub-module '${name}'; it has [${[...this.childModules.keys()].join(', ')}]`);
+    this.childModules.set(name, replacement);
+    for (const key of Object.keys(this)) {
+      const v: unknown = Reflect.get(this, key);
+      if (v === old) Reflect.set(this, key, replacement);
+      else if (Array.isArray(v)) v.forEach((x: unknown, i) => { if (x === old) v[i] = replacement; });
+    }
+    return old;
+  }
+
   /** Sets every parameter a checkpoint has not set from its initialiser (deterministic for a seed). */
   initialize(seed = 0): this {
     let i = 0;

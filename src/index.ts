@@ -27,3 +27,14 @@ export { DEFAULT_NEGATIVE_PROMPT } from './text/default-negative-prompt.js';
 
 export { VIDEO_FORMATS, saveVideo, type SaveVideoOptions, type SavedVideo, type VideoFormat, type VideoFrames, type VideoMetadata } from './video/save-video.js';
 export { VideoEncoderError, VideoFormatError } from './video/video-error.js';
+
+export { CUDA_KERNEL_NAMES, CudaBackend, checkKernels, kernelsUsedBy, missingKernels, registerCudaBackend, type DeviceInfo } from './cuda/index.js';
+
+export { AdamW, clipGradNorm, type AdamWConfig } from './train/adamw.js';
+export { checkpoint, enableGradientCheckpointing, trainableVariables } from './train/checkpointing.js';
+export { FlowMatchingSampler, flowMatchingBatch, flowMatchingLoss, sampleSigmas, shiftSigma, type FlowMatchingBatch, type FlowMatchingConfig, type TimestepSampling } from './train/flow-matching.js';
+export { Trainer, trainableParams, type TrainLog, type TrainerConfig } from './train/trainer.js';
+export { loadLora, saveLora, type LoadLoraOptions, type LoadedLora, type SaveLoraOptions } from './train/lora-io.js';
+export { registerTrainingKernels } from './train/kernels.js';
+export { ShapesDataset, captionEn, captionZh, type Clip, type ClipSpec, type DatasetConfig } from './train/dataset.js';
+export { measureClip, type ClipMeasurement } from './train/measure.js';
