@@ -98,7 +98,7 @@ export function applyRotaryEmb(x: tf.Tensor, rotary: RotaryEmbedding): tf.Tensor
     const s = tf.reshape(tf.slice(tf.reshape(rotary.sin, [1, L, 1, half, 2]), [0, 0, 0, 0, 1], [1, L, 1, half, 1]), [1, L, 1, half]);
     const o1 = tf.sub(tf.mul(x1, c), tf.mul(x2, s));
     const o2 = tf.add(tf.mul(x1, s), tf.mul(x2, c));
-    return tf.reshape(tf.stack([o1, o2], -1), [B, L, H, d]);
+    return tf.reshape(tf.concat([tf.reshape(o1, [B, L, H, half, 1]), tf.reshape(o2, [B, L, H, half, 1])], 4), [B, L, H, d]);
   });
 }
 

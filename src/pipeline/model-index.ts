@@ -18,6 +18,8 @@ export interface SamplingDefaults {
   width: number;
   /** Flow shift passed to the scheduler; undefined keeps the scheduler config's. */
   shift: number | undefined;
+  /** Text rows the prompt embedding is padded to (Diffusers' max_sequence_length, 512). */
+  maxSequenceLength: number;
 }
 
 /** A model folder, resolved: where each component lives and how the pipeline is configured. */
@@ -44,7 +46,7 @@ export interface ModelIndex {
 }
 
 /** Diffusers' WanPipeline.__call__ defaults (Wan2.1 T2V). */
-const WAN21_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined };
+const WAN21_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined, maxSequenceLength: 512 };
 /** Wan2.2-T2V-A14B (wan/configs/wan_t2v_A14B.py): 40 steps, guidance 4.0 high-noise / 3.0 low-noise. */
 const A14B_DEFAULTS: SamplingDefaults = { ...WAN21_DEFAULTS, numInferenceSteps: 40, guidanceScale: 4.0, guidanceScale2: 3.0, height: 720, width: 1280 };
 /** Wan2.2-TI2V-5B (wan/configs/wan_ti2v_5B.py): 121 frames at 24 fps, 704×1280, 50 steps, guidance 5.0. */
@@ -72,7 +74,7 @@ function optionalNumber(json: Json, key: string, file: string): number | undefin
   return v;
 }
 
-/** Applies `wan_tfjs.json` (height, width, num_frames, fps, num_inference_steps, guidance_scale, guidance_scale_2, flow_shift). */
+/** Applies `wan_tfjs.json` (height, width, num_frames, fps, num_inference_steps, guidance_scale, guidance_scale_2, flow_shift, max_sequence_length). */
 function withOverrides(root: string, d: SamplingDefaults): SamplingDefaults {
   const file = path.join(root, SAMPLING_DEFAULTS_FILE);
   if (!fs.existsSync(file)) return d;
@@ -87,6 +89,7 @@ function withOverrides(root: string, d: SamplingDefaults): SamplingDefaults {
     height: n('height') ?? d.height,
     width: n('width') ?? d.width,
     shift: n('flow_shift') ?? d.shift,
+    maxSequenceLength: n('max_sequence_length') ?? d.maxSequenceLength,
   };
 }
 

@@ -212,7 +212,7 @@ function vaeScaleFactors(vae: string): { spatial: number; temporal: number } {
   return { spatial: /2\.2/.test(path.basename(vae)) ? 16 : 8, temporal: 4 };
 }
 
-const FALLBACK_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined };
+const FALLBACK_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined, maxSequenceLength: 512 };
 
 function asSlot(name: string, t: PipelineTransformer | ExpertSlot): ExpertSlot {
   return t instanceof ExpertSlot ? t : new ExpertSlot(name, t);
@@ -316,7 +316,7 @@ export class WanPipeline {
         slots.push(new ExpertSlot('transformer_2', residency === 'both' ? await load2() : undefined, load2));
       }
       if (wantVae && index.vae) vae = await AutoencoderKLWan.fromPretrained(index.vae, { onProgress: progress('vae') });
-      if (wantText) textEncoder = await WanTextEncoder.fromPretrained(index.root, { tokenizerDir: index.tokenizer, onProgress: progress('text_encoder') });
+      if (wantText) textEncoder = await WanTextEncoder.fromPretrained(index.root, { tokenizerDir: index.tokenizer, maxLength: index.defaults.maxSequenceLength, onProgress: progress('text_encoder') });
       return new WanPipeline({
         transformer: slots[0],
         transformer2: slots[1],

@@ -36,7 +36,7 @@ export const TOY = {
   frames: 5,
   height: 32,
   width: 32,
-  maxTextLength: 512,
+  maxTextLength: 64,
   flowShift: 3,
   vae: {
     baseDim: 8, zDim: 8, dimMult: [1, 2, 2], numResBlocks: 1, attnScales: [], temperalDownsample: [false, false],
@@ -78,7 +78,7 @@ export function toyTokenizerJson(): Record<string, unknown> {
   };
 }
 
-const TOKENIZER_CONFIG = { model_max_length: 512, pad_token: '<pad>', eos_token: '</s>', unk_token: '<unk>', tokenizer_class: 'T5Tokenizer' };
+const TOKENIZER_CONFIG = { model_max_length: TOY.maxTextLength, pad_token: '<pad>', eos_token: '</s>', unk_token: '<unk>', tokenizer_class: 'T5Tokenizer' };
 
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
@@ -284,7 +284,7 @@ export async function trainToy(): Promise<void> {
     flow_shift: TOY.flowShift, num_train_timesteps: 1000, solver_order: 2, solver_type: 'bh2', predict_x0: true, lower_order_final: true,
     final_sigmas_type: 'zero', disable_corrector: [], thresholding: false, timestep_spacing: 'linspace',
   });
-  writeJson(path.join(out, 'wan_tfjs.json'), { height: TOY.height, width: TOY.width, num_frames: TOY.frames, fps: 8, num_inference_steps: 20, guidance_scale: 4.0 });
+  writeJson(path.join(out, 'wan_tfjs.json'), { height: TOY.height, width: TOY.width, num_frames: TOY.frames, fps: 8, num_inference_steps: 20, guidance_scale: 4.0, max_sequence_length: TOY.maxTextLength });
   const bytes = ['transformer/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors', 'text_encoder/model.safetensors']
     .reduce((s, f) => s + fs.statSync(path.join(out, f)).size, 0);
   const minutes = (Date.now() - started) / 60_000;

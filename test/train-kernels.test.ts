@@ -1,0 +1,139 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collapseSlice, registerTrainingKernels } from '../src/train/kernels.js';
+import { mulberry32 } from '../src/train/dataset.js';
+import { maxAbsDiffArrays } from './helpers/compare.js';
+
+type Pad = 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]];
+
+/** Output size and leading padding of a conv2d, from the TensorFlow padding rules. */
+function convGeometry(xs: number[], ws: number[], stride: number, pad: Pad) {
+  const [, H, W] = xs;
+  const [kh, kw] = ws;
+  if (pad === 'valid') return { Ho: Math.floor((H - kh) / stride) + 1, Wo: Math.floor((W - kw) / stride) + 1, top: 0, left: 0 };
+  if (pad === 'same') {
+    const Ho = Math.ceil(H / stride);
+    const Wo = Math.ceil(W / stride);
+    return { Ho, Wo, top: Math.floor(Math.max((Ho - 1) * stride + kh - H, 0) / 2), left: Math.floor(Math.max((Wo - 1) * stride + kw - W, 0) / 2) };
+  }
+  return {
+    Ho: Math.floor((H + pad[1][0] + pad[1][1] - kh) / stride) + 1,
+    Wo: Math.floor((W + pad[2][0] + pad[2][1] - kw) / stride) + 1,
+    top: pad[1][0],
+    left: pad[2][0],
+  };
+}
+
+/** Conv2d gradients of L = Σ y ⊙ r by the definition, NHWC, a loop over every term. */
+function bruteConvGrads(x: Float32Array, xs: number[], w: Float32Array, ws: number[], r: Float32Array, stride: number, pad: Pad) {
+  const [N, H, W, C] = xs;
+  const [kh, kw, , O] = ws;
+  const { Ho, Wo, top, left } = convGeometry(xs, ws, stride, pad);
+  const dx = new Float32Array(x.length);
+  const dw = new Float32Array(w.length);
+  for (let n = 0; n < N; n++)
+    for (let ho = 0; ho < Ho; ho++)
+      for (let wo = 0; wo < Wo; wo++)
+        for (let i = 0; i < kh; i++)
+          for (let j = 0; j < kw; j++) {
+            const h = ho * stride + i - top;
+            const ww = wo * stride + j - left;
+            if (h < 0 || h >= H || ww < 0 || ww >= W) continue;
+            for (let c = 0; c < C; c++)
+              for (let o = 0; o < O; o++) {
+                const rv = r[((n * Ho + ho) * Wo + wo) * O + o];
+                const xi = ((n * H + h) * W + ww) * C + c;
+                const wi = ((i * kw + j) * C + c) * O + o;
+                dw[wi] += x[xi] * rv;
+                dx[xi] += w[wi] * rv;
+              }
+          }
+  return { dx, dw };
+}
+
+const seeded = (n: number, seed: number) => {
+  const rand = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => rand() * 2 - 1);
+};
+
+describe('training kernels (conv2d gradient, rank > 4 slices on wasm)', () => {
+  let before: string;
+  beforeAll(async () => {
+    await tf.ready();
+    before = tf.getBackend();
+    registerTrainingKernels();
+  });
+  afterAll(async () => {
+    await tf.setBackend(before);
+  });
+
+  const cases: Array<{ xs: number[]; ws: number[]; stride: number; pad: Pad }> = [
+    { xs: [2, 7, 6, 3], ws: [3, 3, 3, 4], stride: 1, pad: 'valid' },
+    { xs: [2, 7, 6, 3], ws: [3, 3, 3, 4], stride: 1, pad: 'same' },
+    { xs: [1, 8, 9, 2], ws: [3, 3, 2, 5], stride: 2, pad: 'valid' },
+    { xs: [3, 9, 8, 2], ws: [3, 2, 2, 3], stride: 2, pad: 'same' },
+    { xs: [2, 6, 6, 4], ws: [1, 1, 4, 2], stride: 1, pad: 'valid' },
+    { xs: [2, 6, 5, 2], ws: [2, 3, 2, 2], stride: 1, pad: [[0, 0], [1, 0], [0, 2], [0, 0]] },
+    { xs: [2, 7, 7, 3], ws: [3, 3, 3, 2], stride: 2, pad: [[0, 0], [0, 1], [0, 1], [0, 0]] },
+  ];
+  for (const backend of ['cpu', 'wasm']) {
+    it.each(cases)(`${backend}: conv2d gradients equal the definition for x $xs, w $ws, stride $stride, pad $pad`, async ({ xs, ws, stride, pad }) => {
+      await tf.setBackend(backend);
+      const x = seeded(xs.reduce((a, b) => a * b), 1);
+      const w = seeded(ws.reduce((a, b) => a * b), 2);
+      const { Ho, Wo } = convGeometry(xs, ws, stride, pad);
+      const outShape: [number, number, number, number] = [xs[0], Ho, Wo, ws[3]];
+      const r = seeded(outShape.reduce((a, b) => a * b), 3);
+      const want = bruteConvGrads(x, xs, w, ws, r, stride, pad);
+      const start = tf.memory().numTensors;
+      const [gx, gw] = tf.tidy(() => {
+        const xt = tf.tensor4d(x, xs as [number, number, number, number]);
+        const wt = tf.tensor4d(w, ws as [number, number, number, number]);
+        const rt = tf.tensor4d(r, outShape);
+        return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad), rt)))([xt, wt]);
+      });
+      expect(maxAbsDiffArrays(gx.dataSync(), want.dx)).toBeLessThan(1e-4);
+      expect(maxAbsDiffArrays(gw.dataSync(), want.dw)).toBeLessThan(1e-4);
+      tf.dispose([gx, gw]);
+      expect(tf.memory().numTensors).toBe(start);
+    });
+  }
+
+  it('wasm slices and splits of rank-5 tensors equal the cpu backend', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 5, maxLength: 6 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        async (shape, seed) => {
+          const rand = mulberry32(seed);
+          const begin = shape.map((d) => Math.floor(rand() * d));
+          const size = shape.map((d, i) => 1 + Math.floor(rand() * (d - begin[i])));
+          const axis = Math.floor(rand() * shape.length);
+          const first = Math.floor(rand() * (shape[axis] + 1));
+          const data = seeded(shape.reduce((a, b) => a * b), seed);
+          const run = async (b: string) => {
+            await tf.setBackend(b);
+            return tf.tidy(() => {
+              const t = tf.tensor(data, shape);
+              const parts = tf.split(t, [first, shape[axis] - first], axis);
+              return [tf.slice(t, begin, size), ...parts].map((p) => Array.from(p.dataSync()));
+            });
+          };
+          const cpu = await run('cpu');
+          const wasm = await run('wasm');
+          expect(wasm).toEqual(cpu);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('collapseSlice merges the axes a slice keeps whole', () => {
+    expect(collapseSlice([2, 3, 4, 5], [0, 1, 0, 0], [2, 1, 4, 5])).toEqual({ shape: [2, 60], begin: [0, 20], size: [2, 20] });
+    expect(collapseSlice([2, 3, 4, 5], [1, 0, 0, 0], [1, 3, 4, 5])).toEqual({ shape: [120], begin: [60], size: [60] });
+    expect(collapseSlice([2, 3, 4, 5], [0, 0, 1, 0], [2, 3, 2, 5])).toEqual({ shape: [6, 20], begin: [0, 5], size: [6, 10] });
+  });
+});
