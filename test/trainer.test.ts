@@ -60,7 +60,8 @@ describe('Trainer', () => {
     return tf.tidy(() => tf.mean(tf.squaredDifference(m.forward(tf.slice(xs, [i, 0], [4, 3])), tf.slice(ys, [i, 0], [4, 2]))) as tf.Scalar);
   };
 
-  it('reduces the loss, reports as it goes, and leaks no tensors per step', async () => {
+  it('reduces the loss, reports as it goes, and leaks no tensors per step or after dispose', async () => {
+    const start = tf.memory().numTensors;
     const m = make();
     const logs: number[] = [];
     const t = new Trainer(trainableParams(m), lossFor(m), { steps: 60, optimizer: { lr: 0.05, weightDecay: 0 }, logEvery: 20, onLog: (l) => logs.push(l.loss) });
@@ -73,6 +74,7 @@ describe('Trainer', () => {
     expect(t.losses[t.losses.length - 1]).toBeLessThan(t.losses[0] * 0.2);
     t.dispose();
     m.dispose();
+    expect(tf.memory().numTensors).toBe(start);
   });
 
   it('resumes from a checkpoint to exactly the weights of an uninterrupted run', async () => {

@@ -39,8 +39,8 @@ export class AdamW {
     for (const [name, variable] of params) {
       this.slots.set(name, {
         variable,
-        m: tf.variable(tf.zerosLike(variable), false),
-        v: tf.variable(tf.zerosLike(variable), false),
+        m: tf.tidy(() => tf.variable(tf.zerosLike(variable), false)),
+        v: tf.tidy(() => tf.variable(tf.zerosLike(variable), false)),
       });
     }
   }

@@ -89,6 +89,15 @@ function log(msg: string): void {
   process.stdout.write(`[train-toy ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
+/** Linear warm-up to `peak` over `warmup` steps, then cosine decay to peak/10 at `total`. */
+export function warmupCosine(peak: number, warmup: number, total: number): (step: number) => number {
+  return (step) => {
+    if (step <= warmup) return (peak * step) / warmup;
+    const p = Math.min(1, (step - warmup) / Math.max(1, total - warmup));
+    return peak * (0.1 + 0.45 * (1 + Math.cos(Math.PI * p)));
+  };
+}
+
 const report = (phase: string) => (l: TrainLog) =>
   log(`${phase} step ${l.step}: loss ${l.loss.toFixed(5)}  lr ${l.lr.toExponential(2)}  |g| ${l.gradNorm.toFixed(3)}  ${l.stepsPerSecond.toFixed(2)} steps/s`);
 
@@ -166,7 +175,7 @@ export async function trainToy(): Promise<void> {
       // reconstruction + a small pull of the latents towards 0 (their scale is normalised after training)
       return tf.add(tf.mean(tf.squaredDifference(y, x)), tf.mul(1e-4, tf.add(tf.mean(tf.square(mean)), tf.mean(tf.abs(logvar))))) as tf.Scalar;
     }),
-    { steps: vaeSteps, optimizer: { lr: 2e-3, weightDecay: 0 }, logEvery: 10, onLog: report('vae'), checkpointEvery: 50, checkpointPath: path.join(work, 'vae.safetensors') },
+    { steps: vaeSteps, optimizer: { lr: warmupCosine(1e-3, 50, vaeSteps), weightDecay: 0 }, logEvery: 10, onLog: report('vae'), checkpointEvery: 50, checkpointPath: path.join(work, 'vae.safetensors') },
   );
   if (vaeTrainer.resume(path.join(work, 'vae.safetensors'))) log(`vae: resumed at step ${vaeTrainer.step}`);
   const vaeRun = await vaeTrainer.run();
@@ -230,7 +239,7 @@ export async function trainToy(): Promise<void> {
     }),
     {
       steps: ditSteps,
-      optimizer: { lr: (s) => 1e-3 * Math.min(1, s / 100), weightDecay: 0.01 },
+      optimizer: { lr: warmupCosine(1e-3, 100, ditSteps), weightDecay: 0.01 },
       logEvery: 25,
       onLog: report('dit'),
       checkpointEvery: 250,
