@@ -5,7 +5,7 @@
  *
  * The model folder is a Diffusers Wan checkpoint (model_index.json) or an original Wan release.
  * Frames, size, steps and guidance come from the model's defaults; pass them to textToVideo to
- * change them. MP4 needs ffmpeg; without it, ask for a .gif.
+ * change them. MP4 goes through ffmpeg when it is found, else through the built-in (uncompressed) writer.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/select.js';

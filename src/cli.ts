@@ -10,9 +10,8 @@ import { formatInspect, inspectCheckpoint } from './pipeline/inspect.js';
 import { readModelIndex } from './pipeline/model-index.js';
 import { randomSeed } from './pipeline/noise.js';
 import { WanPipeline, type StepInfo } from './pipeline/wan-pipeline.js';
-import { FFMPEG_MISSING, findFfmpeg } from './video/ffmpeg.js';
+import { findFfmpeg } from './video/ffmpeg.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
-import { VideoEncoderError } from './video/video-error.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
 
@@ -38,8 +37,9 @@ generate options:
   --prompt TEXT            what to generate
   --negative-prompt TEXT   what to avoid (default "")
   --out FILE               output file or folder (default wan-output.<format>)
-  --format mp4|gif|png     default from --out's extension, else mp4 (mp4 needs ffmpeg;
-                           png writes one image per frame into the folder --out)
+  --format mp4|gif|png     default from --out's extension, else mp4 (mp4 through ffmpeg when
+                           found, else uncompressed by a built-in writer; png writes one
+                           image per frame into the folder --out)
   --frames N               number of frames, 1 + 4k (default: the model's, e.g. 81)
   --size WxH               width × height, multiples of 16 (default: the model's)
   --steps N                denoising steps (default: the model's)
@@ -228,7 +228,6 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   const shift = numFlag('shift', values.shift);
   const fps = numFlag('fps', values.fps);
   if (fps !== undefined && !(fps > 0)) throw new ConfigError(`--fps: got ${fps}, expected a positive number`);
-  if (finalFormat === 'mp4' && !(await findFfmpeg())) throw new VideoEncoderError(FFMPEG_MISSING);
   const modelDir = values.model ?? defaultModelDir(io.env);
   readModelIndex(modelDir);
 
@@ -237,6 +236,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   tf.enableProdMode();
   const backend = await selectBackend(values.backend);
   progress.note(`backend ${backend}; loading ${modelDir}`);
+  if (finalFormat === 'mp4' && !(await findFfmpeg())) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
   const t0 = performance.now();
   const pipe = await WanPipeline.fromPretrained(modelDir, { residency: values.experts === 'active' ? 'active' : 'both' });
   const owned: tf.Tensor[] = [];
@@ -287,7 +287,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
         },
       });
       io.stdout.write(
-        `wrote ${saved.path} (${saved.frameCount} frames, ${saved.width}×${saved.height}, ${saved.fps} fps, seed ${result.seed}) in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`,
+        `wrote ${saved.path} (${saved.frameCount} frames, ${saved.width}×${saved.height}, ${saved.fps} fps, seed ${result.seed}${saved.encoder === 'builtin' && saved.format === 'mp4' ? ', uncompressed H.264' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`,
       );
     } finally {
       result.frames.dispose();

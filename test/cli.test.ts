@@ -200,18 +200,24 @@ describe('wan-tfjs CLI', () => {
   });
 
   // With the optional @ffmpeg-installer/ffmpeg installed there is always an ffmpeg to find.
-  it.skipIf(fs.existsSync('node_modules/@ffmpeg-installer/ffmpeg'))('MP4 without ffmpeg fails before loading the model', async () => {
-    const saved = process.env.PATH;
+  it.skipIf(fs.existsSync('node_modules/@ffmpeg-installer/ffmpeg'))('MP4 without ffmpeg: the built-in writer, with a note', async () => {
+    const saved = { PATH: process.env.PATH, WAN_FFMPEG: process.env.WAN_FFMPEG };
     process.env.PATH = emptyDir('empty-path');
+    delete process.env.WAN_FFMPEG;
+    const out = path.join(emptyDir('mp4-builtin'), 'x.mp4');
     try {
-      const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--out', path.join(tmp, 'x.mp4')]);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/needs ffmpeg.*--format gif/);
-      expect(r.stderr).not.toMatch(/loading/);
+      const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--fps', '16', '--out', out]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/ffmpeg not found: the MP4 is written uncompressed by the built-in writer/);
+      expect(r.stdout).toMatch(/wrote .*x\.mp4 \(5 frames, 48×32, 16 fps, seed 5, uncompressed H\.264\)/);
     } finally {
-      process.env.PATH = saved;
+      process.env.PATH = saved.PATH;
+      if (saved.WAN_FFMPEG !== undefined) process.env.WAN_FFMPEG = saved.WAN_FFMPEG;
     }
-    expect(fs.existsSync(path.join(tmp, 'x.mp4'))).toBe(false);
+    const info = parseMp4File(out);
+    expect(info).toMatchObject({ frameCount: 5, width: 48, height: 32, codec: 'avc1' });
+    expect(info.fps).toBeCloseTo(16, 9);
+    expect(JSON.parse(info.tags.comment)).toMatchObject({ seed: '5' });
   });
 
   it.runIf(findOnPath('ffmpeg'))('generate an MP4 whose frames, size, fps and title read back', async () => {

@@ -13,7 +13,7 @@ import { encodeGif, gifFrameDelay, lzwEncode } from '../src/video/gif-encoder.js
 import { parseMp4File, probeMp4 } from '../src/video/mp4-probe.js';
 import { decodePng } from '../src/video/png-decoder.js';
 import { crc32, encodePng } from '../src/video/png-encoder.js';
-import { saveVideo, type RawVideo } from '../src/video/save-video.js';
+import { saveVideo, type RawVideo, type SaveVideoOptions } from '../src/video/save-video.js';
 import { VideoEncoderError, VideoFormatError } from '../src/video/video-error.js';
 
 const FFMPEG = findOnPath('ffmpeg');
@@ -216,20 +216,66 @@ describe('saveVideo', () => {
   });
 
   // With the optional @ffmpeg-installer/ffmpeg installed there is always an ffmpeg to find.
-  it.skipIf(fs.existsSync('node_modules/@ffmpeg-installer/ffmpeg'))('MP4 without ffmpeg: a VideoEncoderError that says how to get it, and no file', async () => {
+  it.skipIf(fs.existsSync('node_modules/@ffmpeg-installer/ffmpeg'))('MP4 without ffmpeg: the built-in writer under auto; encoder ffmpeg is a VideoEncoderError that says how to get it', async () => {
     const d = emptyDir('no-ffmpeg');
     const saved = { PATH: process.env.PATH, WAN_FFMPEG: process.env.WAN_FFMPEG };
     process.env.PATH = d;
     delete process.env.WAN_FFMPEG;
+    const [F, H, W] = [3, 24, 40];
+    const video: RawVideo = { data: pattern(F, H, W), shape: [F, H, W, 3] };
     try {
       expect(await findFfmpeg()).toBeUndefined();
-      const err = await saveVideo({ data: new Uint8Array(48), shape: [1, 4, 4, 3] }, path.join(d, 'x.mp4'), { fps: 8 }).catch((e: unknown) => e);
+      const err = await saveVideo(video, path.join(d, 'forced.mp4'), { fps: 8, encoder: 'ffmpeg' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(VideoEncoderError);
-      expect(String(err)).toMatch(/ffmpeg.*gif/s);
+      expect(String(err)).toMatch(/needs ffmpeg.*apt install ffmpeg.*builtin.*gif/s);
+      expect(fs.readdirSync(d)).toEqual([]);
+      const r = await saveVideo(video, path.join(d, 'x.mp4'), { fps: 8, metadata: { prompt: 'a cat' } });
+      expect(r).toMatchObject({ format: 'mp4', encoder: 'builtin', frameCount: F, width: W, height: H, fps: 8 });
+      expect(r.bytes).toBe(fs.statSync(r.path).size);
     } finally {
       process.env.PATH = saved.PATH;
       if (saved.WAN_FFMPEG !== undefined) process.env.WAN_FFMPEG = saved.WAN_FFMPEG;
     }
+    expect(fs.readdirSync(d)).toEqual(['x.mp4']);
+    const info = parseMp4File(path.join(d, 'x.mp4'));
+    expect(info).toMatchObject({ frameCount: F, width: W, height: H, codec: 'avc1' });
+    expect(info.fps).toBeCloseTo(8, 9);
+    expect(info.tags.title).toBe('a cat');
+  });
+
+  it('the built-in MP4 writer: a float tensor, tags, odd sizes padded to even as the ffmpeg path does, no tensor leaked', async () => {
+    const [F, H, W] = [2, 17, 33];
+    const values = pattern(F, H, W, 64);
+    const x = tf.tidy(() => tf.div(tf.tensor(Float32Array.from(values), [1, F, H, W, 3]), 255));
+    const before = tf.memory().numTensors;
+    const file = path.join(emptyDir('mp4-builtin'), 'odd.mp4');
+    const r = await saveVideo(x, file, { fps: 24, encoder: 'builtin', metadata: { prompt: 'a red fox', seed: 42 } });
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    expect(r).toMatchObject({ format: 'mp4', encoder: 'builtin', frameCount: F, width: W, height: H });
+    const info = parseMp4File(file);
+    expect(info).toMatchObject({ frameCount: F, width: W + 1, height: H + 1, codec: 'avc1' });
+    expect(info.fps).toBeCloseTo(24, 9);
+    expect(JSON.parse(info.tags.comment)).toEqual({ prompt: 'a red fox', seed: '42' });
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['odd.mp4']);
+    // ffmpeg decodes every frame at the padded size.
+    if (FFMPEG) expect(ffmpegDecode(file).length).toBe(F * (H + 1) * (W + 1) * 3);
+  });
+
+  it('an abort while the built-in MP4 writer runs leaves no file; an unknown encoder is a ConfigError', async () => {
+    const [F, H, W] = [8, 16, 16];
+    const size = H * W * 3;
+    const ctrl = new AbortController();
+    class Tripwire extends Uint8Array {
+      override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+        if ((begin ?? 0) >= 4 * size) ctrl.abort();
+        return super.subarray(begin, end);
+      }
+    }
+    const d = emptyDir('mp4-builtin-abort');
+    await expect(saveVideo({ data: new Tripwire(F * size), shape: [F, H, W, 3] }, path.join(d, 'x.mp4'), { fps: 8, encoder: 'builtin', signal: ctrl.signal })).rejects.toThrow(AbortError);
+    const bad = { fps: 8, encoder: 'x264' } as unknown as SaveVideoOptions;
+    await expect(saveVideo({ data: new Uint8Array(size), shape: [1, H, W, 3] }, path.join(d, 'y.mp4'), bad)).rejects.toThrow(ConfigError);
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
@@ -249,6 +295,7 @@ describe('saveVideo', () => {
     const values = pattern(F, H, W, 64);
     const r = await saveVideo({ data: values, shape: [F, H, W, 3] }, file, { fps: 16, metadata: { prompt: 'a red fox', seed: 42, model: 'toy' } });
     expect(r.bytes).toBe(fs.statSync(file).size);
+    expect(r.encoder).toBe('ffmpeg');
     const info = parseMp4File(file);
     expect(info).toMatchObject({ frameCount: F, width: W, height: H, codec: 'avc1' });
     expect(info.fps).toBeCloseTo(16, 3);

@@ -57,9 +57,9 @@ export function findFfprobe(): string | undefined {
   return findOnPath('ffprobe');
 }
 
-/** The message for a missing ffmpeg. */
+/** The message for a missing ffmpeg when it was asked for (encoder 'ffmpeg'). */
 export const FFMPEG_MISSING =
-  'writing MP4 needs ffmpeg, which was not found: install it (apt install ffmpeg, brew install ffmpeg, or npm install @ffmpeg-installer/ffmpeg) or set WAN_FFMPEG, or write a GIF or PNG frames instead (format "gif" / "png", --format gif)';
+  'the MP4 encoder "ffmpeg" needs ffmpeg, which was not found: install it (apt install ffmpeg, brew install ffmpeg, or npm install @ffmpeg-installer/ffmpeg) or set WAN_FFMPEG; or use encoder "auto" / "builtin" (an uncompressed MP4 without ffmpeg), or write a GIF or PNG frames instead (format "gif" / "png", --format gif)';
 
 export interface Mp4EncodeOptions {
   width: number;

@@ -2,14 +2,24 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { AbortError, ConfigError, ShapeError } from '../errors.js';
-import { encodeMp4 } from './ffmpeg.js';
+import { encodeMp4, FFMPEG_MISSING, findFfmpeg } from './ffmpeg.js';
 import { GifPaletteBuilder, GifWriter } from './gif-encoder.js';
+import { Mp4PcmWriter, type Mp4Tags } from './mp4-writer.js';
 import { encodePng } from './png-encoder.js';
 import { VideoEncoderError } from './video-error.js';
 
 export type VideoFormat = 'mp4' | 'gif' | 'png';
 
 export const VIDEO_FORMATS: readonly VideoFormat[] = ['mp4', 'gif', 'png'];
+
+/**
+ * Who writes an MP4: 'ffmpeg' (H.264 by x264, compressed), 'builtin' (the pure-TypeScript writer:
+ * uncompressed H.264 I_PCM, about 1.5 bytes a pixel a frame) or 'auto' (ffmpeg when one is found,
+ * else builtin).
+ */
+export type Mp4Encoder = 'auto' | 'ffmpeg' | 'builtin';
+
+export const MP4_ENCODERS: readonly Mp4Encoder[] = ['auto', 'ffmpeg', 'builtin'];
 
 /**
  * Frames on the host: [F, H, W, 3] (or [1, F, H, W, 3]) RGB, row-major. Uint8 data is 0–255,
@@ -32,9 +42,11 @@ export interface SaveVideoOptions {
   format?: VideoFormat;
   metadata?: VideoMetadata;
   signal?: AbortSignal;
-  /** ffmpeg binary for MP4 (default: WAN_FFMPEG, PATH, then @ffmpeg-installer/ffmpeg). */
+  /** MP4 encoder (default 'auto': ffmpeg when found, else the built-in writer). */
+  encoder?: Mp4Encoder;
+  /** ffmpeg binary for MP4 (default: WAN_FFMPEG, PATH, then @ffmpeg-installer/ffmpeg); implies ffmpeg under 'auto'. */
   ffmpegPath?: string;
-  /** x264 CRF for MP4 (default 18). */
+  /** x264 CRF for MP4 through ffmpeg (default 18). */
   crf?: number;
 }
 
@@ -47,6 +59,8 @@ export interface SavedVideo {
   fps: number;
   /** Bytes written (for PNG, all frames together). */
   bytes: number;
+  /** What wrote the file: ffmpeg (MP4 only) or this library's own encoder. */
+  encoder: 'ffmpeg' | 'builtin';
 }
 
 /** Random access to frames as rgb24 [H, W, 3] uint8. */
@@ -154,6 +168,40 @@ function pngText(meta: Record<string, string>): Record<string, string> {
   return text;
 }
 
+/** An MP4 at `tmp` through Mp4PcmWriter, one frame in memory at a time; returns the bytes written. */
+async function writeBuiltinMp4(tmp: string, src: FrameSource, o: SaveVideoOptions, tags: Mp4Tags): Promise<number> {
+  const writer = new Mp4PcmWriter(src.width, src.height, { fps: o.fps, tags });
+  const fd = fs.openSync(tmp, 'w');
+  let bytes = 0;
+  const put = (b: Uint8Array) => {
+    fs.writeSync(fd, b);
+    bytes += b.length;
+  };
+  try {
+    put(writer.header());
+    for (let i = 0; i < src.count; i++) {
+      checkAbort(o.signal);
+      put(writer.frame(await src.frame(i)));
+    }
+    const { moov, mdatHeader, mdatHeaderOffset } = writer.finish();
+    put(moov);
+    fs.writeSync(fd, mdatHeader, 0, mdatHeader.length, mdatHeaderOffset);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return bytes;
+}
+
+/** The ffmpeg binary that writes the MP4 under `o.encoder`, or undefined for the built-in writer. */
+async function ffmpegForMp4(o: SaveVideoOptions): Promise<string | undefined> {
+  const encoder = o.encoder ?? 'auto';
+  if (!MP4_ENCODERS.includes(encoder)) throw new ConfigError(`encoder: got '${encoder}', expected one of ${MP4_ENCODERS.join(', ')}`);
+  if (encoder === 'builtin') return undefined;
+  const bin = o.ffmpegPath ?? (await findFfmpeg());
+  if (!bin && encoder === 'ffmpeg') throw new VideoEncoderError(FFMPEG_MISSING);
+  return bin;
+}
+
 /** PNG frames into the folder `tmp` as frame-00000.png, …; returns the bytes written. */
 async function writePngFolder(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
   fs.mkdirSync(tmp);
@@ -189,11 +237,12 @@ function installFolder(tmp: string, target: string): void {
 }
 
 /**
- * Writes frames as a video: 'mp4' (H.264 through ffmpeg), 'gif' (pure JS, 256-colour global
- * palette) or 'png' (one PNG per frame in a folder `file`, or a single file when there is one frame
- * and `file` ends in .png). The output is written under a temporary name beside `file` and renamed
- * when complete: after an error or an abort, nothing is left behind. Metadata (prompt, seed, model,
- * library version …) goes into the container: MP4 title/comment tags, a GIF comment, PNG text chunks.
+ * Writes frames as a video: 'mp4' (H.264 through ffmpeg, or when there is none the built-in writer
+ * of uncompressed H.264; see `encoder`), 'gif' (pure JS, 256-colour global palette) or 'png' (one
+ * PNG per frame in a folder `file`, or a single file when there is one frame and `file` ends in
+ * .png). The output is written under a temporary name beside `file` and renamed when complete: after
+ * an error or an abort, nothing is left behind. Metadata (prompt, seed, model, library version …)
+ * goes into the container: MP4 title/comment tags, a GIF comment, PNG text chunks.
  */
 export async function saveVideo(frames: VideoFrames, file: string, options: SaveVideoOptions): Promise<SavedVideo> {
   const implied = formatFromPath(file);
@@ -208,15 +257,20 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
   const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
   const meta = metadataStrings(options.metadata);
   const singlePng = format === 'png' && src.count === 1 && implied === 'png';
+  const ffmpeg = format === 'mp4' ? await ffmpegForMp4(options) : undefined;
   let bytes = 0;
   try {
     if (format === 'mp4') {
-      const tags: Record<string, string> = {};
+      const tags: Mp4Tags = {};
       if (meta.prompt) tags.title = meta.prompt;
       if (Object.keys(meta).length) tags.comment = JSON.stringify(meta);
-      await encodeMp4(tmp, src.count, (i) => src.frame(i), { width: src.width, height: src.height, fps: options.fps, metadata: tags, signal: options.signal, ffmpegPath: options.ffmpegPath, crf: options.crf });
+      if (ffmpeg) {
+        await encodeMp4(tmp, src.count, (i) => src.frame(i), { width: src.width, height: src.height, fps: options.fps, metadata: { ...tags }, signal: options.signal, ffmpegPath: ffmpeg, crf: options.crf });
+        bytes = fs.statSync(tmp).size;
+      } else {
+        bytes = await writeBuiltinMp4(tmp, src, options, tags);
+      }
       checkAbort(options.signal);
-      bytes = fs.statSync(tmp).size;
       fs.renameSync(tmp, target);
     } else if (format === 'gif') {
       bytes = await writeGif(tmp, src, options, meta);
@@ -237,5 +291,5 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes };
+  return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes, encoder: ffmpeg ? 'ffmpeg' : 'builtin' };
 }
