@@ -25,7 +25,7 @@ export { PromptEmbeddingCache, defaultPromptEmbeddingCache } from './text/embedd
 export { promptClean } from './text/prompt-clean.js';
 export { DEFAULT_NEGATIVE_PROMPT } from './text/default-negative-prompt.js';
 
-export { VIDEO_FORMATS, saveVideo, type SaveVideoOptions, type SavedVideo, type VideoFormat, type VideoFrames, type VideoMetadata } from './video/save-video.js';
+export { MP4_ENCODERS, VIDEO_FORMATS, saveVideo, type Mp4Encoder, type SaveVideoOptions, type SavedVideo, type VideoFormat, type VideoFrames, type VideoMetadata } from './video/save-video.js';
 export { VideoEncoderError, VideoFormatError } from './video/video-error.js';
 
 export { CUDA_KERNEL_NAMES, CudaBackend, checkKernels, kernelsUsedBy, missingKernels, registerCudaBackend, type DeviceInfo } from './cuda/index.js';

@@ -28,6 +28,11 @@ describe('ShapesDataset', () => {
       .toBe('一个红色的圆形在黑色背景上缓慢地向左移动');
     expect(captionEn({ colour: 'red', shape: 'circle', direction: 'left', speed: 'slowly', background: 'black' }))
       .toBe('a red circle moving left slowly on a black background');
+    const spec = { colour: 'blue', shape: 'square', direction: 'up', speed: 'quickly', background: 'white' } as const;
+    expect(captionEn(spec, { speed: false, background: false })).toBe('a blue square moving up');
+    expect(captionEn(spec, { background: false })).toBe('a blue square moving up quickly');
+    expect(captionZh(spec, { speed: false, background: false })).toBe('一个蓝色的正方形向上移动');
+    expect(captionZh(spec, { speed: false })).toBe('一个蓝色的正方形在白色背景上向上移动');
   });
 
   it('never yields a held-out combination, and every colour, shape and direction still occurs', () => {

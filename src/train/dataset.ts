@@ -97,12 +97,26 @@ export function isHeldOut(colour: Colour, shape: Shape, direction: Direction): b
   return (COLOURS.indexOf(colour) + 2 * SHAPES.indexOf(shape) + 3 * DIRECTIONS.indexOf(direction)) % 7 === 3;
 }
 
-export function captionEn(s: Pick<ClipSpec, 'shape' | 'colour' | 'direction' | 'speed' | 'background'>): string {
-  return `a ${s.colour} ${s.shape} moving ${s.direction} ${s.speed} on a ${s.background} background`;
+/** The optional phrases of a caption (both included by default). */
+export interface CaptionParts {
+  speed?: boolean;
+  background?: boolean;
 }
 
-export function captionZh(s: Pick<ClipSpec, 'shape' | 'colour' | 'direction' | 'speed' | 'background'>): string {
-  return `一个${ZH[s.colour]}的${ZH[s.shape]}在${ZH[s.background]}背景上${ZH[s.speed]}向${ZH[s.direction]}移动`;
+type CaptionSpec = Pick<ClipSpec, 'shape' | 'colour' | 'direction' | 'speed' | 'background'>;
+
+/** "a red circle moving left slowly on a black background" (speed and background optional). */
+export function captionEn(s: CaptionSpec, parts: CaptionParts = {}): string {
+  const speed = parts.speed ?? true ? ` ${s.speed}` : '';
+  const background = parts.background ?? true ? ` on a ${s.background} background` : '';
+  return `a ${s.colour} ${s.shape} moving ${s.direction}${speed}${background}`;
+}
+
+/** "一个红色的圆形在黑色背景上缓慢地向左移动" (speed and background optional). */
+export function captionZh(s: CaptionSpec, parts: CaptionParts = {}): string {
+  const speed = parts.speed ?? true ? ZH[s.speed] : '';
+  const background = parts.background ?? true ? `在${ZH[s.background]}背景上` : '';
+  return `一个${ZH[s.colour]}的${ZH[s.shape]}${background}${speed}向${ZH[s.direction]}移动`;
 }
 
 /** Unit step of the object per frame for a direction (image y grows downwards). */

@@ -9,7 +9,8 @@
  * (English and Chinese). The text encoder stays random and frozen: the DiT learns to read it.
  * Phases: (1) the VAE on single frames (its past-frame kernel taps start at zero and get no gradient
  * from one-frame clips, so it is a per-frame autoencoder); (2) latents and caption embeddings of the
- * dataset; (3) the DiT with the flow-matching loss, 10 % empty captions for guidance.
+ * dataset; (3) the DiT with the flow-matching loss on English and Chinese captions, full or without
+ * the speed/background phrase, 10 % empty captions for guidance.
  *
  * Environment: WAN_TOY_OUT (default models/toy), WAN_TOY_VAE_STEPS, WAN_TOY_DIT_STEPS, WAN_TOY_CLIPS,
  * WAN_TOY_BACKEND (default wasm), WAN_TOY_RESULTS (default bench/RESULTS.md, appended to). A run resumes each phase from its checkpoint in <out>/.train/.
@@ -27,7 +28,7 @@ import { WanTransformer3DModel, type WanTransformerConfig } from '../../layers/w
 import { WanTextEncoder } from '../text/text-encoder.js';
 import { WanTokenizer } from '../text/tokenizer.js';
 import { writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
-import { BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, mulberry32 } from './dataset.js';
+import { BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, mulberry32, type CaptionParts } from './dataset.js';
 import { FlowMatchingSampler, flowMatchingLoss } from './flow-matching.js';
 import { registerTrainingKernels } from './kernels.js';
 import { Trainer, trainableParams, type TrainLog } from './trainer.js';
@@ -215,10 +216,16 @@ export async function trainToy(): Promise<void> {
     tf.dispose(parts);
     return all;
   };
-  const embEn = await embed(specs.map(captionEn));
-  const embZh = await embed(specs.map(captionZh));
+  // Every caption in both languages, in full and without the speed and/or background phrase.
+  const variants: CaptionParts[] = [{}, { speed: false }, { background: false }, { speed: false, background: false }];
+  const embEn: tf.Tensor[] = [];
+  const embZh: tf.Tensor[] = [];
+  for (const parts of variants) {
+    embEn.push(await embed(specs.map((s) => captionEn(s, parts))));
+    embZh.push(await embed(specs.map((s) => captionZh(s, parts))));
+  }
   const embEmpty = await embed(['']);
-  log(`caption embeddings [${embEn.shape}] (English and Chinese)`);
+  log(`caption embeddings ${variants.length * 2} × [${embEn[0].shape}] (English and Chinese, full and shortened)`);
 
   // (3) DiT on the latents.
   const dit = new WanTransformer3DModel(TOY.transformer).initialize(7);
@@ -232,7 +239,9 @@ export async function trainToy(): Promise<void> {
       const x0 = tf.gather(latents, idx);
       const ctx = tf.concat(idx.map((i) => {
         const r = pick();
-        return r < 0.1 ? embEmpty : tf.slice(r < 0.55 ? embEn : embZh, [i, 0, 0], [1, -1, -1]);
+        if (r < 0.1) return embEmpty;
+        const v = Math.floor(pick() * variants.length);
+        return tf.slice(r < 0.55 ? embEn[v] : embZh[v], [i, 0, 0], [1, -1, -1]);
       }), 0);
       const b = sampler.batch(x0);
       return flowMatchingLoss(dit.forward(b.noisy, b.timestep, ctx), b.target);
@@ -310,7 +319,7 @@ export async function trainToy(): Promise<void> {
       `- VAE ${vaeRun.steps} steps in ${(vaeRun.elapsedMs / 60_000).toFixed(1)} min (final loss ≈ ${last(vaeRun.losses)}); DiT ${ditRun.steps} steps in ${(ditRun.elapsedMs / 60_000).toFixed(1)} min (final loss ≈ ${last(ditRun.losses)})\n` +
       `- total ${minutes.toFixed(1)} min; ${(bytes / 1e6).toFixed(2)} MB of safetensors written to ${path.relative(process.cwd(), out) || out}\n`,
   );
-  tf.dispose([latents, embEn, embZh, embEmpty]);
+  tf.dispose([latents, ...embEn, ...embZh, embEmpty]);
   for (const m of [vae, dit, t5]) m.dispose();
 }
 
