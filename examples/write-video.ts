@@ -1,6 +1,7 @@
 /**
  * Writing frames made by any tfjs code as a video: a GIF (pure JS), a folder of PNGs (pure JS),
- * and an MP4 when ffmpeg is available, then reading each back.
+ * and an MP4 (H.264 through ffmpeg when it is installed, else the built-in uncompressed writer),
+ * then reading each back.
  *
  *   npx tsx examples/write-video.ts [output folder]
  */
@@ -8,7 +9,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { findFfmpeg } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
 import { probeMp4 } from '../src/video/mp4-probe.js';
 import { saveVideo } from '../src/video/save-video.js';
@@ -38,11 +38,7 @@ console.log(`gif: ${info.frames.length} frames, ${info.width}x${info.height}, ${
 const png = await saveVideo(frames, path.join(outDir, 'disc-frames'), { fps: 12, format: 'png', metadata });
 console.log(`png: ${fs.readdirSync(png.path).length} files in ${png.path}`);
 
-if (await findFfmpeg()) {
-  const mp4 = await saveVideo(frames, path.join(outDir, 'disc.mp4'), { fps: 12, metadata });
-  const m = await probeMp4(mp4.path);
-  console.log(`mp4: ${m.frameCount} frames, ${m.width}x${m.height}, ${m.fps.toFixed(2)} fps, ${mp4.bytes} bytes`);
-} else {
-  console.log('mp4: skipped (ffmpeg not found)');
-}
+const mp4 = await saveVideo(frames, path.join(outDir, 'disc.mp4'), { fps: 12, metadata });
+const m = await probeMp4(mp4.path);
+console.log(`mp4: ${m.frameCount} frames, ${m.width}x${m.height}, ${m.fps.toFixed(2)} fps, ${mp4.bytes} bytes (${mp4.encoder})`);
 frames.dispose();

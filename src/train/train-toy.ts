@@ -3,8 +3,9 @@
  * library's own layers and training code, and writes it in the Diffusers layout to models/toy/
  * (model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/, wan_tfjs.json).
  *
- * The model is the Wan architecture with small dims: AutoencoderKLWan (4× spatial, no temporal
- * compression, so 32×32×5 clips become 8×8×5 latents), WanTransformer3DModel (3 blocks, width 64),
+ * The model is the Wan architecture with small dims: AutoencoderKLWan (2× spatial, no temporal
+ * compression, so 32×32×5 clips become 16×16×5 latents), WanTransformer3DModel (3 blocks, width 64,
+ * patch 1×4×4 so 80 tokens),
  * and a one-layer UMT5EncoderModel behind a Unigram tokenizer.json built from the caption vocabulary
  * (English and Chinese). The text encoder stays random and frozen: the DiT learns to read it.
  * Phases: (1) the VAE on single frames (its past-frame kernel taps start at zero and get no gradient
@@ -40,11 +41,11 @@ export const TOY = {
   maxTextLength: 64,
   flowShift: 3,
   vae: {
-    baseDim: 8, zDim: 8, dimMult: [1, 2, 2], numResBlocks: 1, attnScales: [], temperalDownsample: [false, false],
-    scaleFactorSpatial: 4, scaleFactorTemporal: 1,
+    baseDim: 8, zDim: 8, dimMult: [1, 2], numResBlocks: 1, attnScales: [], temperalDownsample: [false],
+    scaleFactorSpatial: 2, scaleFactorTemporal: 1,
   } satisfies Partial<AutoencoderKLWanConfig>,
   transformer: {
-    numAttentionHeads: 4, attentionHeadDim: 16, inChannels: 8, outChannels: 8, textDim: 32, freqDim: 64, ffnDim: 128, numLayers: 3,
+    patchSize: [1, 4, 4], numAttentionHeads: 4, attentionHeadDim: 16, inChannels: 8, outChannels: 8, textDim: 32, freqDim: 64, ffnDim: 128, numLayers: 3,
   } satisfies Partial<WanTransformerConfig>,
   textEncoder: { dModel: 32, dKv: 8, dFf: 64, numLayers: 1, numHeads: 4, relativeAttentionNumBuckets: 32, relativeAttentionMaxDistance: 128 },
 } as const;
@@ -142,7 +143,7 @@ function zeroPastTaps(vae: AutoencoderKLWan): void {
 export async function trainToy(): Promise<void> {
   const out = path.resolve(process.env.WAN_TOY_OUT ?? 'models/toy');
   const work = path.join(out, '.train');
-  const vaeSteps = envInt('WAN_TOY_VAE_STEPS', 400);
+  const vaeSteps = envInt('WAN_TOY_VAE_STEPS', 1500);
   const ditSteps = envInt('WAN_TOY_DIT_STEPS', 3000);
   const nClips = envInt('WAN_TOY_CLIPS', 512);
   const backend = process.env.WAN_TOY_BACKEND ?? 'wasm';
@@ -176,7 +177,7 @@ export async function trainToy(): Promise<void> {
       // reconstruction + a small pull of the latents towards 0 (their scale is normalised after training)
       return tf.add(tf.mean(tf.squaredDifference(y, x)), tf.mul(1e-4, tf.add(tf.mean(tf.square(mean)), tf.mean(tf.abs(logvar))))) as tf.Scalar;
     }),
-    { steps: vaeSteps, optimizer: { lr: warmupCosine(1e-3, 50, vaeSteps), weightDecay: 0 }, logEvery: 10, onLog: report('vae'), checkpointEvery: 50, checkpointPath: path.join(work, 'vae.safetensors') },
+    { steps: vaeSteps, optimizer: { lr: warmupCosine(5e-4, 50, vaeSteps), weightDecay: 0 }, logEvery: 10, onLog: report('vae'), checkpointEvery: 50, checkpointPath: path.join(work, 'vae.safetensors') },
   );
   if (vaeTrainer.resume(path.join(work, 'vae.safetensors'))) log(`vae: resumed at step ${vaeTrainer.step}`);
   const vaeRun = await vaeTrainer.run();
