@@ -128,41 +128,35 @@ export function collapseSlice(shape: readonly number[], begin: readonly number[]
   return { shape: s, begin: b, size: z };
 }
 
-function registerWasmSlice(): void {
-  const original = tf.getKernel('Slice', 'wasm');
+/** Replaces the wasm backend's kernel `name` by `wrap(its own kernel function)`, if wasm is loaded. */
+function wrapWasmKernel(name: string, wrap: (original: tf.KernelFunc) => tf.KernelFunc): void {
+  const original = tf.getKernel(name, 'wasm');
   if (!original) return;
-  tf.unregisterKernel('Slice', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Slice',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs, backend }) => {
-      const x = inputs.x as tf.TensorInfo;
-      if (x.shape.length <= 4) return original.kernelFunc({ inputs, attrs, backend });
-      const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs!.begin as number[], attrs!.size as number[]);
-      const c = collapseSlice(x.shape, begin, size);
-      if (c.shape.length > 4) return original.kernelFunc({ inputs, attrs, backend });
-      const out = original.kernelFunc({ inputs: { x: { ...x, shape: c.shape } }, attrs: { begin: c.begin, size: c.size }, backend }) as tf.TensorInfo;
-      return { ...out, shape: size };
-    },
+  tf.unregisterKernel(name, 'wasm');
+  tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: wrap(original.kernelFunc) });
+}
+
+function registerWasmSlice(): void {
+  wrapWasmKernel('Slice', (original) => ({ inputs, attrs, backend }) => {
+    const x = inputs.x as tf.TensorInfo;
+    if (x.shape.length <= 4) return original({ inputs, attrs, backend });
+    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs!.begin as number[], attrs!.size as number[]);
+    const c = collapseSlice(x.shape, begin, size);
+    if (c.shape.length > 4) return original({ inputs, attrs, backend });
+    const out = original({ inputs: { x: { ...x, shape: c.shape } }, attrs: { begin: c.begin, size: c.size }, backend }) as tf.TensorInfo;
+    return { ...out, shape: size };
   });
 }
 
 function registerWasmSplitV(): void {
-  const original = tf.getKernel('SplitV', 'wasm');
-  if (!original) return;
-  tf.unregisterKernel('SplitV', 'wasm');
-  tf.registerKernel({
-    kernelName: 'SplitV',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs, backend }) => {
-      const x = inputs.x as tf.TensorInfo;
-      if (x.shape.length <= 3) return original.kernelFunc({ inputs, attrs, backend });
-      // [..pre, d, ..post] → [Π pre, d, Π post], split on axis 1
-      const axis = tf.util.parseAxisParam(attrs!.axis as number, x.shape)[0];
-      const pre = x.shape.slice(0, axis).reduce((a, d) => a * d, 1);
-      const post = x.shape.slice(axis + 1).reduce((a, d) => a * d, 1);
-      const outs = original.kernelFunc({ inputs: { x: { ...x, shape: [pre, x.shape[axis], post] } }, attrs: { ...attrs, axis: 1 }, backend }) as tf.TensorInfo[];
-      return outs.map((o) => ({ ...o, shape: x.shape.map((d, a) => (a === axis ? o.shape[1] : d)) }));
-    },
+  wrapWasmKernel('SplitV', (original) => ({ inputs, attrs, backend }) => {
+    const x = inputs.x as tf.TensorInfo;
+    if (x.shape.length <= 3) return original({ inputs, attrs, backend });
+    // [..pre, d, ..post] → [Π pre, d, Π post], split on axis 1
+    const axis = tf.util.parseAxisParam(attrs!.axis as number, x.shape)[0];
+    const pre = x.shape.slice(0, axis).reduce((a, d) => a * d, 1);
+    const post = x.shape.slice(axis + 1).reduce((a, d) => a * d, 1);
+    const outs = original({ inputs: { x: { ...x, shape: [pre, x.shape[axis], post] } }, attrs: { ...attrs, axis: 1 }, backend }) as tf.TensorInfo[];
+    return outs.map((o) => ({ ...o, shape: x.shape.map((d, a) => (a === axis ? o.shape[1] : d)) }));
   });
 }

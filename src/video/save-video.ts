@@ -134,6 +134,21 @@ function checkAbort(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError('video writing was aborted');
 }
 
+/** Opens `file`, hands `write` a `put` that appends bytes (and the descriptor), closes it; returns the bytes put. */
+async function writeCounted(file: string, write: (put: (b: Uint8Array) => void, fd: number) => Promise<void>): Promise<number> {
+  const fd = fs.openSync(file, 'w');
+  let bytes = 0;
+  try {
+    await write((b) => {
+      fs.writeSync(fd, b);
+      bytes += b.length;
+    }, fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return bytes;
+}
+
 async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
   const builder = new GifPaletteBuilder();
   for (let i = 0; i < src.count; i++) {
@@ -141,23 +156,14 @@ async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, meta
     builder.add(await src.frame(i));
   }
   const writer = new GifWriter(src.width, src.height, builder.build(), { fps: o.fps, comment: Object.keys(meta).length ? JSON.stringify(meta) : undefined });
-  const fd = fs.openSync(tmp, 'w');
-  let bytes = 0;
-  const put = (b: Uint8Array) => {
-    fs.writeSync(fd, b);
-    bytes += b.length;
-  };
-  try {
+  return writeCounted(tmp, async (put) => {
     put(writer.header());
     for (let i = 0; i < src.count; i++) {
       checkAbort(o.signal);
       put(writer.frame(await src.frame(i), i));
     }
     put(writer.trailer());
-  } finally {
-    fs.closeSync(fd);
-  }
-  return bytes;
+  });
 }
 
 function pngText(meta: Record<string, string>): Record<string, string> {
@@ -171,13 +177,7 @@ function pngText(meta: Record<string, string>): Record<string, string> {
 /** An MP4 at `tmp` through Mp4PcmWriter, one frame in memory at a time; returns the bytes written. */
 async function writeBuiltinMp4(tmp: string, src: FrameSource, o: SaveVideoOptions, tags: Mp4Tags): Promise<number> {
   const writer = new Mp4PcmWriter(src.width, src.height, { fps: o.fps, tags });
-  const fd = fs.openSync(tmp, 'w');
-  let bytes = 0;
-  const put = (b: Uint8Array) => {
-    fs.writeSync(fd, b);
-    bytes += b.length;
-  };
-  try {
+  return writeCounted(tmp, async (put, fd) => {
     put(writer.header());
     for (let i = 0; i < src.count; i++) {
       checkAbort(o.signal);
@@ -186,10 +186,7 @@ async function writeBuiltinMp4(tmp: string, src: FrameSource, o: SaveVideoOption
     const { moov, mdatHeader, mdatHeaderOffset } = writer.finish();
     put(moov);
     fs.writeSync(fd, mdatHeader, 0, mdatHeader.length, mdatHeaderOffset);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return bytes;
+  });
 }
 
 /** The ffmpeg binary that writes the MP4 under `o.encoder`, or undefined for the built-in writer. */
