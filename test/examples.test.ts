@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
@@ -93,5 +94,11 @@ describe('examples', () => {
     }));
     expect(merged.map((m) => [m.format, m.modules])).toEqual([['diffusers', 30], ['wan', 30]]);
     expect(maxAbsDiffArrays(merged[0].data, merged[1].data)).toBeLessThan(1e-6);
+    const base = await WanTransformer3DModel.fromPretrained(path.join(TOY, 'transformer'));
+    const w = base.namedParams().get('blocks.0.attn1.to_q.weight')!.read()!;
+    // the trained adapter changed the weight it was merged into
+    expect(maxAbsDiffArrays(merged[0].data, w.dataSync())).toBeGreaterThan(1e-5);
+    w.dispose();
+    base.dispose();
   }, 180_000);
 });
