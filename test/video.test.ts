@@ -57,6 +57,18 @@ function ffmpegDecode(file: string): Uint8Array {
   return new Uint8Array(execFileSync(FFMPEG!, ['-v', 'error', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { maxBuffer: 1 << 28 }));
 }
 
+/** F frames of [H, W, 3] zeros whose reader aborts `ctrl` when it reaches frame `at`. */
+function tripwireFrames(F: number, H: number, W: number, at: number, ctrl: AbortController): Uint8Array {
+  const size = H * W * 3;
+  class Tripwire extends Uint8Array {
+    override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+      if ((begin ?? 0) >= at * size) ctrl.abort();
+      return super.subarray(begin, end);
+    }
+  }
+  return new Tripwire(F * size);
+}
+
 describe('PNG encoder', () => {
   it('CRC-32 of "123456789" is the check value CBF43926', () => {
     expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
@@ -200,17 +212,9 @@ describe('saveVideo', () => {
 
   it('an abort in the middle of writing leaves no file', async () => {
     const [F, H, W] = [6, 4, 4];
-    const size = H * W * 3;
     const ctrl = new AbortController();
-    /** Aborts when frame 3 is read. */
-    class Tripwire extends Uint8Array {
-      override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
-        if ((begin ?? 0) >= 3 * size) ctrl.abort();
-        return super.subarray(begin, end);
-      }
-    }
     const d = emptyDir('abort');
-    const data = new Tripwire(F * size);
+    const data = tripwireFrames(F, H, W, 3, ctrl);
     await expect(saveVideo({ data, shape: [F, H, W, 3] }, path.join(d, 'x.gif'), { fps: 8, signal: ctrl.signal })).rejects.toThrow(AbortError);
     expect(fs.readdirSync(d)).toEqual([]);
   });
@@ -266,14 +270,8 @@ describe('saveVideo', () => {
     const [F, H, W] = [8, 16, 16];
     const size = H * W * 3;
     const ctrl = new AbortController();
-    class Tripwire extends Uint8Array {
-      override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
-        if ((begin ?? 0) >= 4 * size) ctrl.abort();
-        return super.subarray(begin, end);
-      }
-    }
     const d = emptyDir('mp4-builtin-abort');
-    await expect(saveVideo({ data: new Tripwire(F * size), shape: [F, H, W, 3] }, path.join(d, 'x.mp4'), { fps: 8, encoder: 'builtin', signal: ctrl.signal })).rejects.toThrow(AbortError);
+    await expect(saveVideo({ data: tripwireFrames(F, H, W, 4, ctrl), shape: [F, H, W, 3] }, path.join(d, 'x.mp4'), { fps: 8, encoder: 'builtin', signal: ctrl.signal })).rejects.toThrow(AbortError);
     const bad = { fps: 8, encoder: 'x264' } as unknown as SaveVideoOptions;
     await expect(saveVideo({ data: new Uint8Array(size), shape: [1, H, W, 3] }, path.join(d, 'y.mp4'), bad)).rejects.toThrow(ConfigError);
     expect(fs.readdirSync(d)).toEqual([]);
