@@ -3,7 +3,8 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collapseSlice, registerTrainingKernels } from '../src/train/kernels.js';
+import { collapseSlice } from '../src/backend/wasm-kernels.js';
+import { registerTrainingKernels } from '../src/train/kernels.js';
 import { mulberry32 } from '../src/train/dataset.js';
 import { maxAbsDiffArrays } from './helpers/compare.js';
 

@@ -113,7 +113,6 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 }
 
-/** y = x · wᵀ + b with a PyTorch-layout weight w: [out, in]. x: [..., in] → [..., out]. */
 /** Backends whose 2-D matMul runs several times slower with a transpose flag than on a transposed copy. */
 const SLOW_TRANSPOSED_MATMUL = new Set(['wasm']);
 
@@ -128,6 +127,7 @@ export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transpose
   return tf.tidy(() => tf.matMul(transposeA ? tf.transpose(a) : a, transposeB ? tf.transpose(b) : b));
 }
 
+/** y = x · wᵀ + b with a PyTorch-layout weight w: [out, in]. x: [..., in] → [..., out]. */
 export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const inDim = x.shape[x.rank - 1];

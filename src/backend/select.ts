@@ -10,9 +10,12 @@ async function register(name: BackendName): Promise<void> {
   switch (name) {
     case 'cpu':
       return;
-    case 'wasm':
+    case 'wasm': {
       await import('@tensorflow/tfjs-backend-wasm');
+      const { registerWasmKernels } = await import('./wasm-kernels.js');
+      registerWasmKernels();
       return;
+    }
     case 'tensorflow': {
       const candidates = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
       for (const m of candidates) {
