@@ -80,10 +80,9 @@ export function libraryVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf-8')) as { version?: string }).version ?? 'unknown';
 }
 
-/** The model used without --model: $WAN_MODEL, else models/toy in the package. */
-export function defaultModelDir(env: CliIO['env']): string {
+/** The model used without --model: $WAN_MODEL, else models/toy in the package (root). */
+export function defaultModelDir(env: CliIO['env'], root = packageRoot()): string {
   if (env.WAN_MODEL) return env.WAN_MODEL;
-  const root = packageRoot();
   const toy = root ? path.join(root, 'models', 'toy') : undefined;
   if (toy && fs.existsSync(path.join(toy, 'model_index.json'))) return toy;
   throw new ConfigError(

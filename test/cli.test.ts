@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main, parseSize, type CliIO } from '../src/cli.js';
+import { defaultModelDir, main, parseSize, type CliIO } from '../src/cli.js';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
 import { parseMp4File } from '../src/video/mp4-probe.js';
@@ -179,10 +179,10 @@ describe('wan-tfjs CLI', () => {
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
-  it.runIf(!fs.existsSync(path.join(ROOT, 'models', 'toy', 'model_index.json')))('without --model and without models/toy: a clear message', async () => {
-    const r = await run(['generate', '--prompt', 'a cat', '--format', 'gif', '--out', path.join(tmp, 'none.gif')]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/no --model given and the default model \(models\/toy\) is not installed/);
+  it('without --model: $WAN_MODEL, else the bundled models/toy, else a clear message', () => {
+    expect(defaultModelDir({ WAN_MODEL: '/some/model' })).toBe('/some/model');
+    expect(defaultModelDir({})).toBe(path.join(ROOT, 'models', 'toy'));
+    expect(() => defaultModelDir({}, emptyDir('no-toy'))).toThrow(/no --model given and the default model \(models\/toy\) is not installed/);
   });
 
   it('Ctrl-C (an abort) during the denoising loop exits 130 and writes nothing', async () => {
