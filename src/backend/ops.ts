@@ -11,8 +11,21 @@ export const KERNELS = {
   geluTanh: 'WanGeluTanh',
 } as const;
 
+let fusedEnabled = true;
+
+/**
+ * Turns the fused kernels on or off (they are on by default) and returns the previous setting.
+ * The fused kernels have no gradients, so the Trainer turns them off while it records a step and
+ * every op of the forward runs as differentiable tfjs-core ops.
+ */
+export function setFusedKernels(enabled: boolean): boolean {
+  const previous = fusedEnabled;
+  fusedEnabled = enabled;
+  return previous;
+}
+
 function fused(name: string): boolean {
-  return tf.getKernel(name, tf.getBackend()) !== undefined;
+  return fusedEnabled && tf.getKernel(name, tf.getBackend()) !== undefined;
 }
 
 /** Most score elements one composite-attention chunk may hold (64 MiB of float32). */

@@ -32,6 +32,7 @@ import { writeSafetensors, type TensorToWrite } from '../../weights/safetensors.
 import { BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, mulberry32, type CaptionParts } from './dataset.js';
 import { FlowMatchingSampler, flowMatchingLoss } from './flow-matching.js';
 import { registerTrainingKernels } from './kernels.js';
+import { selectBackend } from '../backend/select.js';
 import { Trainer, trainableParams, type TrainLog } from './trainer.js';
 
 export const TOY = {
@@ -45,7 +46,7 @@ export const TOY = {
     scaleFactorSpatial: 2, scaleFactorTemporal: 1,
   } satisfies Partial<AutoencoderKLWanConfig>,
   transformer: {
-    patchSize: [1, 4, 4], numAttentionHeads: 4, attentionHeadDim: 16, inChannels: 8, outChannels: 8, textDim: 32, freqDim: 64, ffnDim: 128, numLayers: 3,
+    patchSize: [1, 2, 2], numAttentionHeads: 4, attentionHeadDim: 32, inChannels: 8, outChannels: 8, textDim: 32, freqDim: 64, ffnDim: 512, numLayers: 4,
   } satisfies Partial<WanTransformerConfig>,
   textEncoder: { dModel: 32, dKv: 8, dFf: 64, numLayers: 1, numHeads: 4, relativeAttentionNumBuckets: 32, relativeAttentionMaxDistance: 128 },
 } as const;
@@ -146,42 +147,49 @@ export async function trainToy(): Promise<void> {
   const vaeSteps = envInt('WAN_TOY_VAE_STEPS', 1500);
   const ditSteps = envInt('WAN_TOY_DIT_STEPS', 3000);
   const nClips = envInt('WAN_TOY_CLIPS', 512);
-  const backend = process.env.WAN_TOY_BACKEND ?? 'wasm';
+  const ditBatch = envInt('WAN_TOY_DIT_BATCH', 8);
   registerTrainingKernels();
-  await tf.setBackend(backend);
-  await tf.ready();
+  await selectBackend(process.env.WAN_TOY_BACKEND);
   fs.mkdirSync(work, { recursive: true });
   const started = Date.now();
-  log(`backend ${tf.getBackend()}, ${os.cpus().length} cores; VAE ${vaeSteps} steps, DiT ${ditSteps} steps, ${nClips} clips → ${out}`);
+  log(`backend ${tf.getBackend()}, ${os.cpus().length} cores; VAE ${vaeSteps} steps, DiT ${ditSteps} steps of batch ${ditBatch}, ${nClips} clips → ${out}`);
   const ds = new ShapesDataset({ seed: 1, frames: TOY.frames, height: TOY.height, width: TOY.width });
 
-  // (1) VAE on single frames.
-  const vae = new AutoencoderKLWan({ ...TOY.vae, latentsMean: new Array(TOY.vae.zDim).fill(0), latentsStd: new Array(TOY.vae.zDim).fill(1) }).initialize(11);
-  zeroPastTaps(vae);
-  const frameRand = mulberry32(3);
-  const vaeTrainer = new Trainer(
-    trainableParams(vae),
-    (step) => tf.tidy(() => {
-      const B = 16;
-      const F = ds.frames;
-      const clips = Array.from({ length: B }, (_, i) => ds.get(100_000 + step * B + i));
-      const data = new Float32Array(B * ds.height * ds.width * 3);
-      clips.forEach((c, i) => {
-        const f = Math.floor(frameRand() * F);
-        const n = ds.height * ds.width * 3;
-        data.set(c.frames.subarray(f * n, (f + 1) * n), i * n);
-      });
-      const x = tf.transpose(tf.tensor5d(data, [B, 1, ds.height, ds.width, 3]), [0, 4, 1, 2, 3]);
-      const { mean, logvar } = vae.encode(x);
-      const y = vae.decode(mean);
-      // reconstruction + a small pull of the latents towards 0 (their scale is normalised after training)
-      return tf.add(tf.mean(tf.squaredDifference(y, x)), tf.mul(1e-4, tf.add(tf.mean(tf.square(mean)), tf.mean(tf.abs(logvar))))) as tf.Scalar;
-    }),
-    { steps: vaeSteps, optimizer: { lr: warmupCosine(5e-4, 50, vaeSteps), weightDecay: 0 }, logEvery: 10, onLog: report('vae'), checkpointEvery: 50, checkpointPath: path.join(work, 'vae.safetensors') },
-  );
-  if (vaeTrainer.resume(path.join(work, 'vae.safetensors'))) log(`vae: resumed at step ${vaeTrainer.step}`);
-  const vaeRun = await vaeTrainer.run();
-  vaeTrainer.dispose();
+  // (1) VAE on single frames, or the VAE of an earlier run (WAN_TOY_VAE=<model dir>).
+  const reuseVae = process.env.WAN_TOY_VAE;
+  let vae: AutoencoderKLWan;
+  let vaeRun = { steps: 0, losses: [] as number[], elapsedMs: 0 };
+  if (reuseVae) {
+    vae = await AutoencoderKLWan.fromPretrained(path.join(path.resolve(reuseVae), 'vae'));
+    log(`vae: reused from ${reuseVae}`);
+  } else {
+    vae = new AutoencoderKLWan({ ...TOY.vae, latentsMean: new Array(TOY.vae.zDim).fill(0), latentsStd: new Array(TOY.vae.zDim).fill(1) }).initialize(11);
+    zeroPastTaps(vae);
+    const frameRand = mulberry32(3);
+    const vaeTrainer = new Trainer(
+      trainableParams(vae),
+      (step) => tf.tidy(() => {
+        const B = 16;
+        const F = ds.frames;
+        const clips = Array.from({ length: B }, (_, i) => ds.get(100_000 + step * B + i));
+        const data = new Float32Array(B * ds.height * ds.width * 3);
+        clips.forEach((c, i) => {
+          const f = Math.floor(frameRand() * F);
+          const n = ds.height * ds.width * 3;
+          data.set(c.frames.subarray(f * n, (f + 1) * n), i * n);
+        });
+        const x = tf.transpose(tf.tensor5d(data, [B, 1, ds.height, ds.width, 3]), [0, 4, 1, 2, 3]);
+        const { mean, logvar } = vae.encode(x);
+        const y = vae.decode(mean);
+        // reconstruction + a small pull of the latents towards 0 (their scale is normalised after training)
+        return tf.add(tf.mean(tf.squaredDifference(y, x)), tf.mul(1e-4, tf.add(tf.mean(tf.square(mean)), tf.mean(tf.abs(logvar))))) as tf.Scalar;
+      }),
+      { steps: vaeSteps, optimizer: { lr: warmupCosine(5e-4, 50, vaeSteps), weightDecay: 0 }, logEvery: 10, onLog: report('vae'), checkpointEvery: 50, checkpointPath: path.join(work, 'vae.safetensors') },
+    );
+    if (vaeTrainer.resume(path.join(work, 'vae.safetensors'))) log(`vae: resumed at step ${vaeTrainer.step}`);
+    vaeRun = await vaeTrainer.run();
+    vaeTrainer.dispose();
+  }
 
   // (2) Latents of the dataset, their per-channel statistics, and caption embeddings.
   const latentChunks: tf.Tensor[] = [];
@@ -209,24 +217,23 @@ export async function trainToy(): Promise<void> {
   const t5Config: Partial<UMT5Config> = { ...TOY.textEncoder, vocabSize };
   const t5 = new UMT5EncoderModel(t5Config).initialize(5);
   const textEncoder = new WanTextEncoder(new WanTokenizer(tokenizerJson, TOKENIZER_CONFIG, { maxLength: TOY.maxTextLength }), t5, { cache: null, maxLength: TOY.maxTextLength });
-  const specs = Array.from({ length: nClips }, (_, i) => ds.specAt(i));
-  const embed = async (texts: string[]) => {
-    const parts: tf.Tensor[] = [];
-    for (let s = 0; s < texts.length; s += 32) parts.push(await textEncoder.encode(texts.slice(s, s + 32)));
-    const all = tf.concat(parts, 0);
-    tf.dispose(parts);
-    return all;
-  };
-  // Every caption in both languages, in full and without the speed and/or background phrase.
+  // Every caption in both languages, in full and without the speed and/or background phrase; each
+  // distinct caption is encoded once and the clips index into the table.
   const variants: CaptionParts[] = [{}, { speed: false }, { background: false }, { speed: false, background: false }];
-  const embEn: tf.Tensor[] = [];
-  const embZh: tf.Tensor[] = [];
-  for (const parts of variants) {
-    embEn.push(await embed(specs.map((s) => captionEn(s, parts))));
-    embZh.push(await embed(specs.map((s) => captionZh(s, parts))));
-  }
-  const embEmpty = await embed(['']);
-  log(`caption embeddings ${variants.length * 2} × [${embEn[0].shape}] (English and Chinese, full and shortened)`);
+  const captions = new Map<string, number>([['', 0]]);
+  const captionIds = Array.from({ length: nClips }, (_, i) => {
+    const spec = ds.specAt(i);
+    return variants.flatMap((parts) => [captionEn(spec, parts), captionZh(spec, parts)]).map((c) => {
+      if (!captions.has(c)) captions.set(c, captions.size);
+      return captions.get(c)!;
+    });
+  });
+  const texts = [...captions.keys()];
+  const embParts: tf.Tensor[] = [];
+  for (let s = 0; s < texts.length; s += 64) embParts.push(await textEncoder.encode(texts.slice(s, s + 64)));
+  const embeddings = tf.concat(embParts, 0);
+  tf.dispose(embParts);
+  log(`caption embeddings [${embeddings.shape}] (${texts.length - 1} distinct captions, English and Chinese, full and shortened, and the empty one)`);
 
   // (3) DiT on the latents.
   const dit = new WanTransformer3DModel(TOY.transformer).initialize(7);
@@ -235,15 +242,10 @@ export async function trainToy(): Promise<void> {
   const ditTrainer = new Trainer(
     trainableParams(dit),
     () => tf.tidy(() => {
-      const B = 8;
-      const idx = Array.from({ length: B }, () => Math.floor(pick() * nClips));
+      const idx = Array.from({ length: ditBatch }, () => Math.floor(pick() * nClips));
       const x0 = tf.gather(latents, idx);
-      const ctx = tf.concat(idx.map((i) => {
-        const r = pick();
-        if (r < 0.1) return embEmpty;
-        const v = Math.floor(pick() * variants.length);
-        return tf.slice(r < 0.55 ? embEn[v] : embZh[v], [i, 0, 0], [1, -1, -1]);
-      }), 0);
+      // 10 % empty captions (the unconditional branch of classifier-free guidance), else one variant at random.
+      const ctx = tf.gather(embeddings, idx.map((i) => (pick() < 0.1 ? 0 : captionIds[i][Math.floor(pick() * captionIds[i].length)])));
       const b = sampler.batch(x0);
       return flowMatchingLoss(dit.forward(b.noisy, b.timestep, ctx), b.target);
     }),
@@ -320,7 +322,7 @@ export async function trainToy(): Promise<void> {
       `- VAE ${vaeRun.steps} steps in ${(vaeRun.elapsedMs / 60_000).toFixed(1)} min (final loss ≈ ${last(vaeRun.losses)}); DiT ${ditRun.steps} steps in ${(ditRun.elapsedMs / 60_000).toFixed(1)} min (final loss ≈ ${last(ditRun.losses)})\n` +
       `- total ${minutes.toFixed(1)} min; ${(bytes / 1e6).toFixed(2)} MB of safetensors written to ${path.relative(process.cwd(), out) || out}\n`,
   );
-  tf.dispose([latents, ...embEn, ...embZh, embEmpty]);
+  tf.dispose([latents, embeddings]);
   for (const m of [vae, dit, t5]) m.dispose();
 }
 

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AbortError, CheckpointError, ConfigError } from '../errors.js';
 import type { Param, WanModule } from '../../layers/module.js';
 import { hostToTensor } from '../../weights/load.js';
+import { setFusedKernels } from '../backend/ops.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
 import { AdamW, clipGradNorm, type AdamWConfig } from './adamw.js';
 
@@ -83,7 +84,15 @@ export class Trainer {
     const step = this.step + 1;
     const names = [...this.vars.keys()];
     const list = names.map((n) => this.vars.get(n)!);
-    const { value, grads } = tf.variableGrads(() => this.loss(step), list);
+    // The fused kernels have no gradients: the step is recorded with the composite ops.
+    const fusedWas = setFusedKernels(false);
+    let recorded: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    try {
+      recorded = tf.variableGrads(() => this.loss(step), list);
+    } finally {
+      setFusedKernels(fusedWas);
+    }
+    const { value, grads } = recorded;
     const byName: Record<string, tf.Tensor> = {};
     const idToName = new Map(list.map((v, i) => [v.name, names[i]]));
     for (const [varName, g] of Object.entries(grads)) byName[idToName.get(varName) ?? varName] = g;

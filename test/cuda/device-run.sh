@@ -2,7 +2,8 @@
 # The GPU work in one device call, from the repository root of the device machine:
 #   bash test/cuda/device-run.sh build ops parity bench torch
 # build: npm run build:cuda; ops / parity: the two halves of npm run test:cuda; bench: the 1.3B
-# transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS). Each step has a
+# transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS); train: npm run
+# train:toy on 'cuda'. Each step has a
 # time limit, writes $OUT/<step>.log and prints its tail; later steps run even if one fails.
 set -u
 OUT=${OUT:-/tmp/wan-cuda-out}
@@ -30,6 +31,12 @@ for s in "$@"; do
     parity) step parity "${PARITY_LIMIT:-240}" "${VITEST[@]}" test/cuda/parity.cuda.ts ;;
     bench) step bench "${BENCH_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/transformer-cuda.ts --json "$OUT/bench.json" ${BENCH_ARGS:-} ;;
     torch) step torch "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32 ${TORCH_ARGS:-} ;;
+    train)
+      # npm run train:toy on 'cuda' (WAN_TOY_* from the caller), resuming from a carried
+      # models/toy/.train; the model comes back as toy-model.tar and the DiT checkpoint beside it.
+      step train "${TRAIN_LIMIT:-540}" env WAN_TOY_BACKEND=cuda WAN_TOY_RESULTS="$OUT/train-results.md" node node_modules/tsx/dist/cli.mjs src/train/train-toy.ts
+      tar -cf "$OUT/toy-model.tar" --exclude=.train -C "${WAN_TOY_OUT:-models/toy}" .
+      cp "${WAN_TOY_OUT:-models/toy}/.train/dit.safetensors" "$OUT/" 2>/dev/null ;;
     tune) step tune "${TUNE_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs test/cuda/attention-tune.ts ;;
     *) echo "unknown step $s" ;;
   esac
