@@ -8,7 +8,7 @@ import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
 import { COLOURS, DIRECTIONS, SHAPES, captionEn, captionZh, isHeldOut, type Colour, type Direction, type Shape } from '../src/train/dataset.js';
 import { measureClip } from '../src/train/measure.js';
 
-const MODEL = path.resolve('models/toy');
+const MODEL = path.resolve(process.env.WAN_TOY_MODEL ?? 'models/toy');
 const present = fs.existsSync(path.join(MODEL, 'model_index.json'));
 // Issue #8's acceptance measurement; the committed toy model does not meet it yet (bench/RESULTS.md),
 // so it runs on request: WAN_TOY_EVAL=1 npx vitest run test/toy-model.test.ts
@@ -43,5 +43,5 @@ describe.skipIf(!present || !requested)('the trained toy model (models/toy)', ()
     }
     expect(n).toBeGreaterThan(5);
     expect(hits / n, misses.join('\n')).toBeGreaterThanOrEqual(0.9);
-  }, 120_000);
+  }, 600_000);
 });
