@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { matMul } from '../src/backend/ops.js';
 import { collapseSlice } from '../src/backend/wasm-kernels.js';
 import { registerTrainingKernels } from '../src/train/kernels.js';
 import { mulberry32 } from '../src/train/dataset.js';
@@ -136,5 +137,76 @@ describe('training kernels (conv2d gradient, rank > 4 slices on wasm)', () => {
     expect(collapseSlice([2, 3, 4, 5], [0, 1, 0, 0], [2, 1, 4, 5])).toEqual({ shape: [2, 60], begin: [0, 20], size: [2, 20] });
     expect(collapseSlice([2, 3, 4, 5], [1, 0, 0, 0], [1, 3, 4, 5])).toEqual({ shape: [120], begin: [60], size: [60] });
     expect(collapseSlice([2, 3, 4, 5], [0, 0, 1, 0], [2, 3, 2, 5])).toEqual({ shape: [6, 20], begin: [0, 5], size: [6, 10] });
+  });
+
+  it('sum and mean gradients equal the definition: the upstream gradient repeated over the reduced axes', async () => {
+    await tf.setBackend('cpu');
+    await fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        fc.boolean(),
+        fc.boolean(),
+        (shape, seed, keepDims, mean) => {
+          const rand = mulberry32(seed);
+          const axes = shape.map((_, i) => i).filter(() => rand() < 0.5);
+          const outShape = shape.flatMap((d, i) => (axes.includes(i) ? (keepDims ? [1] : []) : [d]));
+          const r = seeded(outShape.reduce((a, b) => a * b, 1), seed + 1);
+          const size = axes.reduce((n, a) => n * shape[a], 1);
+          const start = tf.memory().numTensors;
+          const g = tf.tidy(() => {
+            const rt = tf.tensor(r, outShape);
+            const f = (x: tf.Tensor) => tf.sum(tf.mul(mean ? tf.mean(x, axes, keepDims) : tf.sum(x, axes, keepDims), rt));
+            return tf.grad(f)(tf.tensor(seeded(shape.reduce((a, b) => a * b, 1), seed), shape));
+          });
+          // dL/dx at index i is r at i's position with the reduced axes dropped (÷ size for the mean)
+          const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+          const want = new Float32Array(g.size);
+          for (let i = 0; i < g.size; i++) {
+            let rest = i;
+            let j = 0;
+            for (let a = 0; a < shape.length; a++) {
+              const stride = shape.slice(a + 1).reduce((p, d) => p * d, 1);
+              const idx = Math.floor(rest / stride);
+              rest %= stride;
+              j = j * kept[a] + (axes.includes(a) ? 0 : idx);
+            }
+            want[i] = mean ? r[j] / size : r[j];
+          }
+          expect(maxAbsDiffArrays(g.dataSync(), want)).toBeLessThan(1e-6);
+          g.dispose();
+          expect(tf.memory().numTensors).toBe(start);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('ops.matMul on wasm (2-D products of transposed copies) equals tf.matMul on cpu, batched and flagged', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 0, maxLength: 2 }),
+        fc.tuple(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 9 })),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        async (batch, [m, k, n], ta, tb, seed) => {
+          const aShape = [...batch, ...(ta ? [k, m] : [m, k])];
+          const bShape = [...batch, ...(tb ? [n, k] : [k, n])];
+          const a = seeded(aShape.reduce((p, d) => p * d, 1), seed);
+          const b = seeded(bShape.reduce((p, d) => p * d, 1), seed + 7);
+          await tf.setBackend('cpu');
+          const want = tf.tidy(() => tf.matMul(tf.tensor(a, aShape), tf.tensor(b, bShape), ta, tb).dataSync());
+          await tf.setBackend('wasm');
+          const start = tf.memory().numTensors;
+          const got = tf.tidy(() => matMul(tf.tensor(a, aShape), tf.tensor(b, bShape), ta, tb));
+          expect(got.shape).toEqual([...batch, m, n]);
+          expect(maxAbsDiffArrays(got.dataSync(), want)).toBeLessThan(1e-5);
+          got.dispose();
+          expect(tf.memory().numTensors).toBe(start);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Linear } from '../layers/linear.js';
+import { KERNELS, geluTanh } from '../src/backend/ops.js';
 import { AdamW } from '../src/train/adamw.js';
 import { flowMatchingBatch, sampleSigmas, shiftSigma } from '../src/train/flow-matching.js';
 import { mulberry32 } from '../src/train/dataset.js';
@@ -75,6 +76,31 @@ describe('Trainer', () => {
     t.dispose();
     m.dispose();
     expect(tf.memory().numTensors).toBe(start);
+  });
+
+  it('trains through a fused kernel that has no gradient: the step runs the composite ops', () => {
+    const step = () => {
+      const m = make();
+      const t = new Trainer(trainableParams(m), () => tf.tidy(() => tf.mean(tf.square(geluTanh(m.forward(tf.tensor2d([[0.5, -1, 2]])))))), { steps: 1, optimizer: { lr: 0.1 } });
+      t.trainStep();
+      const w = Array.from(m.weight.read()!.dataSync());
+      t.dispose();
+      m.dispose();
+      return w;
+    };
+    const composite = step();
+    // A stand-in fused kernel with no gradient, as a CUDA build registers.
+    tf.registerKernel({ kernelName: KERNELS.geluTanh, backendName: 'cpu', kernelFunc: ({ inputs, backend }) => {
+      const x = inputs.x as tf.TensorInfo;
+      return (backend as unknown as { makeTensorInfo(s: number[], d: tf.DataType, v: Float32Array): tf.TensorInfo }).makeTensorInfo(x.shape, 'float32', new Float32Array(tf.util.sizeFromShape(x.shape)));
+    } });
+    try {
+      const fused = tf.tidy(() => Array.from(geluTanh(tf.tensor1d([1, 2])).dataSync()));
+      expect(fused).toEqual([0, 0]);
+      expect(step()).toEqual(composite);
+    } finally {
+      tf.unregisterKernel(KERNELS.geluTanh, 'cpu');
+    }
   });
 
   it('resumes from a checkpoint to exactly the weights of an uninterrupted run', async () => {

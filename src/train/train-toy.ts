@@ -4,8 +4,8 @@
  * (model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/, wan_tfjs.json).
  *
  * The model is the Wan architecture with small dims: AutoencoderKLWan (2× spatial, no temporal
- * compression, so 32×32×5 clips become 16×16×5 latents), WanTransformer3DModel (3 blocks, width 64,
- * patch 1×4×4 so 80 tokens),
+ * compression, so 32×32×5 clips become 16×16×5 latents), WanTransformer3DModel (4 blocks, width 128,
+ * patch 1×2×2 so 320 tokens),
  * and a one-layer UMT5EncoderModel behind a Unigram tokenizer.json built from the caption vocabulary
  * (English and Chinese). The text encoder stays random and frozen: the DiT learns to read it.
  * Phases: (1) the VAE on single frames (its past-frame kernel taps start at zero and get no gradient
@@ -14,7 +14,13 @@
  * the speed/background phrase, 10 % empty captions for guidance.
  *
  * Environment: WAN_TOY_OUT (default models/toy), WAN_TOY_VAE_STEPS, WAN_TOY_DIT_STEPS, WAN_TOY_CLIPS,
- * WAN_TOY_BACKEND (default wasm), WAN_TOY_RESULTS (default bench/RESULTS.md, appended to). A run resumes each phase from its checkpoint in <out>/.train/.
+ * WAN_TOY_DIT_BATCH, WAN_TOY_DIT_LR (peak, default 1e-3), WAN_TOY_HIGH_SIGMA (fraction of DiT batches
+ * drawn at high noise, default 0), WAN_TOY_VAE=<model dir> (reuse its VAE, skipping phase 1),
+ * WAN_TOY_DIT_INIT=<model dir> (continue from its DiT), WAN_TOY_BACKEND (default: the fastest
+ * available, cuda first), WAN_TOY_RESULTS (default bench/RESULTS.md, appended to). A run resumes each
+ * phase from its checkpoint in <out>/.train/. The defaults are the recipe of the committed model:
+ * the VAE phase takes about 22 min on 2 CPU cores (wasm), the DiT phase (3100 steps of batch 256)
+ * 15 min on one H200 (cuda) and far too long on a CPU, where WAN_TOY_DIT_BATCH=8 is the practical size.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -144,10 +150,13 @@ function zeroPastTaps(vae: AutoencoderKLWan): void {
 export async function trainToy(): Promise<void> {
   const out = path.resolve(process.env.WAN_TOY_OUT ?? 'models/toy');
   const work = path.join(out, '.train');
-  const vaeSteps = envInt('WAN_TOY_VAE_STEPS', 1500);
-  const ditSteps = envInt('WAN_TOY_DIT_STEPS', 3000);
-  const nClips = envInt('WAN_TOY_CLIPS', 512);
-  const ditBatch = envInt('WAN_TOY_DIT_BATCH', 8);
+  const vaeSteps = envInt('WAN_TOY_VAE_STEPS', 1000);
+  const ditSteps = envInt('WAN_TOY_DIT_STEPS', 3100);
+  const nClips = envInt('WAN_TOY_CLIPS', 4096);
+  const ditBatch = envInt('WAN_TOY_DIT_BATCH', 256);
+  const ditLr = Number(process.env.WAN_TOY_DIT_LR ?? 1e-3);
+  const highSigma = Number(process.env.WAN_TOY_HIGH_SIGMA ?? 0);
+  const ditInit = process.env.WAN_TOY_DIT_INIT;
   registerTrainingKernels();
   await selectBackend(process.env.WAN_TOY_BACKEND);
   fs.mkdirSync(work, { recursive: true });
@@ -202,9 +211,10 @@ export async function trainToy(): Promise<void> {
   }
   const rawLatents = tf.concat(latentChunks, 0);
   tf.dispose(latentChunks);
+  // A DiT that continues from an earlier model keeps the latent statistics it was trained with.
   const { mean: chMean, variance: chVar } = tf.tidy(() => tf.moments(tf.reshape(tf.transpose(rawLatents, [1, 0, 2, 3, 4]), [TOY.vae.zDim, -1]), 1));
-  const latentsMean = Array.from(chMean.dataSync());
-  const latentsStd = Array.from(tf.tidy(() => tf.sqrt(tf.add(chVar, 1e-6))).dataSync());
+  const latentsMean = ditInit && reuseVae ? [...vae.config.latentsMean] : Array.from(chMean.dataSync());
+  const latentsStd = ditInit && reuseVae ? [...vae.config.latentsStd] : Array.from(tf.tidy(() => tf.sqrt(tf.add(chVar, 1e-6))).dataSync());
   const vaeConfig = { ...vae.config, latentsMean, latentsStd };
   const normVae = new AutoencoderKLWan(vaeConfig);
   const latents = normVae.normalizeLatents(rawLatents);
@@ -236,8 +246,12 @@ export async function trainToy(): Promise<void> {
   log(`caption embeddings [${embeddings.shape}] (${texts.length - 1} distinct captions, English and Chinese, full and shortened, and the empty one)`);
 
   // (3) DiT on the latents.
-  const dit = new WanTransformer3DModel(TOY.transformer).initialize(7);
+  const dit = ditInit ? await WanTransformer3DModel.fromPretrained(path.join(path.resolve(ditInit), 'transformer')) : new WanTransformer3DModel(TOY.transformer).initialize(7);
+  if (ditInit) log(`dit: continues from ${ditInit}`);
   const sampler = new FlowMatchingSampler({ sampling: 'logit_normal', shift: TOY.flowShift }, 9);
+  // Batches drawn at high noise (logit mean 2: σ ≈ 0.9–0.99), where the layout of the clip, and so the
+  // direction of motion, is decided and only the caption can say it.
+  const highSampler = new FlowMatchingSampler({ sampling: 'logit_normal', logitMean: 2, shift: TOY.flowShift }, 19);
   const pick = mulberry32(21);
   const ditTrainer = new Trainer(
     trainableParams(dit),
@@ -246,12 +260,12 @@ export async function trainToy(): Promise<void> {
       const x0 = tf.gather(latents, idx);
       // 10 % empty captions (the unconditional branch of classifier-free guidance), else one variant at random.
       const ctx = tf.gather(embeddings, idx.map((i) => (pick() < 0.1 ? 0 : captionIds[i][Math.floor(pick() * captionIds[i].length)])));
-      const b = sampler.batch(x0);
+      const b = (pick() < highSigma ? highSampler : sampler).batch(x0);
       return flowMatchingLoss(dit.forward(b.noisy, b.timestep, ctx), b.target);
     }),
     {
       steps: ditSteps,
-      optimizer: { lr: warmupCosine(1e-3, 100, ditSteps), weightDecay: 0.01 },
+      optimizer: { lr: warmupCosine(ditLr, 100, ditSteps), weightDecay: 0.01 },
       logEvery: 25,
       onLog: report('dit'),
       checkpointEvery: 250,
