@@ -28,6 +28,8 @@ describe.skipIf(!present || !requested)('the trained toy model (models/toy)', ()
 
   it('draws the captioned colour moving in the captioned direction for ≥ 90 % of held-out captions', async () => {
     let hits = 0;
+    let colours = 0;
+    let directions = 0;
     const misses: string[] = [];
     let n = 0;
     for (const [i, c] of heldOut.entries()) {
@@ -38,10 +40,13 @@ describe.skipIf(!present || !requested)('the trained toy model (models/toy)', ()
       const m = measureClip(pixels.dataSync() as Float32Array, pixels.shape);
       tf.dispose([frames, pixels]);
       n++;
+      if (m.colour === c.colour) colours++;
+      if (m.direction === c.direction) directions++;
       if (m.colour === c.colour && m.direction === c.direction) hits++;
       else misses.push(`${prompt} → ${m.colour} ${m.direction}`);
     }
     expect(n).toBeGreaterThan(5);
-    expect(hits / n, misses.join('\n')).toBeGreaterThanOrEqual(0.9);
+    const summary = `${hits}/${n} right on both (colour ${colours}/${n}, direction ${directions}/${n})`;
+    expect(hits / n, `${summary}\n${misses.join('\n')}`).toBeGreaterThanOrEqual(0.9);
   }, 600_000);
 });
