@@ -13,51 +13,48 @@ import { appendResults, arg, benchOptions, runMain, stats, type TimingStats } fr
 // latents, text 64×32) with registerTrainingKernels and the fused kernels off (as the Trainer runs),
 // and appends the figures to bench/RESULTS.md. --profile prints the DiT step's kernels by total time.
 
-async function timeStep(model: { trainableWeights: Array<{ read(): tf.Tensor }> }, loss: () => tf.Scalar, runs: number): Promise<TimingStats> {
-  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+type Trainable = { trainableWeights: Array<{ read(): tf.Tensor }> };
+
+/** One training step: the loss's gradients with respect to every trainable weight, read back. */
+async function gradStep(vars: tf.Variable[], loss: () => tf.Scalar): Promise<void> {
+  const { value, grads } = tf.variableGrads(loss, vars);
+  await Promise.all(Object.values(grads).map((g) => g.data()));
+  tf.dispose([value, ...Object.values(grads)]);
+}
+
+const variables = (model: Trainable) => model.trainableWeights.map((w) => w.read() as tf.Variable);
+
+async function timeStep(model: Trainable, loss: () => tf.Scalar, runs: number): Promise<TimingStats> {
+  const vars = variables(model);
   const times: number[] = [];
-  const fusedWas = setFusedKernels(false);
-  try {
-    for (let i = 0; i <= runs; i++) {
-      const start = performance.now();
-      const { value, grads } = tf.variableGrads(loss, vars);
-      await Promise.all(Object.values(grads).map((g) => g.data()));
-      tf.dispose([value, ...Object.values(grads)]);
-      if (i > 0) times.push(performance.now() - start);
-    }
-  } finally {
-    setFusedKernels(fusedWas);
+  for (let i = 0; i <= runs; i++) {
+    const start = performance.now();
+    await gradStep(vars, loss);
+    if (i > 0) times.push(performance.now() - start);
   }
   return stats(times);
 }
 
 /** Prints the kernels of one step by total kernel time, and their sum beside the step's wall time. */
-async function profileStep(model: { trainableWeights: Array<{ read(): tf.Tensor }> }, loss: () => tf.Scalar): Promise<string> {
-  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const fusedWas = setFusedKernels(false);
-  try {
-    const start = performance.now();
-    const info = await tf.profile(async () => {
-      const { value, grads } = tf.variableGrads(loss, vars);
-      await Promise.all(Object.values(grads).map((g) => g.data()));
-      tf.dispose([value, ...Object.values(grads)]);
-      return tf.scalar(0);
-    });
-    const wall = performance.now() - start;
-    const byName = new Map<string, { ms: number; n: number }>();
-    for (const k of info.kernels) {
-      const e = byName.get(k.name) ?? { ms: 0, n: 0 };
-      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-      e.n++;
-      byName.set(k.name, e);
-    }
-    const rows = [...byName].sort((a, b) => b[1].ms - a[1].ms);
-    const total = rows.reduce((a, [, e]) => a + e.ms, 0);
-    for (const [name, e] of rows.slice(0, 15)) console.log(`  ${name.padEnd(20)} ${e.ms.toFixed(1).padStart(9)} ms  ${String(e.n).padStart(5)} calls`);
-    return `${info.kernels.length} kernels, ${total.toFixed(1)} ms of kernel time in ${wall.toFixed(1)} ms (profiled)`;
-  } finally {
-    setFusedKernels(fusedWas);
+async function profileStep(model: Trainable, loss: () => tf.Scalar): Promise<string> {
+  const vars = variables(model);
+  const start = performance.now();
+  const info = await tf.profile(async () => {
+    await gradStep(vars, loss);
+    return tf.scalar(0);
+  });
+  const wall = performance.now() - start;
+  const byName = new Map<string, { ms: number; n: number }>();
+  for (const k of info.kernels) {
+    const e = byName.get(k.name) ?? { ms: 0, n: 0 };
+    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    e.n++;
+    byName.set(k.name, e);
   }
+  const rows = [...byName].sort((a, b) => b[1].ms - a[1].ms);
+  const total = rows.reduce((a, [, e]) => a + e.ms, 0);
+  for (const [name, e] of rows.slice(0, 15)) console.log(`  ${name.padEnd(20)} ${e.ms.toFixed(1).padStart(9)} ms  ${String(e.n).padStart(5)} calls`);
+  return `${info.kernels.length} kernels, ${total.toFixed(1)} ms of kernel time in ${wall.toFixed(1)} ms (profiled)`;
 }
 
 async function main(): Promise<void> {
@@ -66,6 +63,8 @@ async function main(): Promise<void> {
   const batch = Number(arg('batch') ?? 8);
   const models = (arg('models') ?? 'vae,dit').split(',');
   registerTrainingKernels();
+  // Every step below is a training step, recorded as the Trainer records it: without the fused kernels.
+  setFusedKernels(false);
   const lines: string[] = [];
   for (const backend of backends) {
     await selectBackend(backend);
@@ -87,7 +86,11 @@ async function main(): Promise<void> {
       const t = tf.linspace(50, 950, batch);
       const loss = () => tf.tidy(() => tf.mean(tf.square(dit.forward(latents, t, text))) as tf.Scalar);
       results.push([`toy DiT step (batch ${batch}, ${tokens} tokens, text ${TOY.maxTextLength})`, await timeStep(dit, loss, opts.runs)]);
-      if (process.argv.includes('--profile')) lines.push(`${backend}, toy DiT step, batch ${batch}: ${await profileStep(dit, loss)}`);
+      if (process.argv.includes('--profile')) {
+        const line = `${backend}, toy DiT step, batch ${batch}: ${await profileStep(dit, loss)}`;
+        console.log(line);
+        lines.push(line);
+      }
       tf.dispose([latents, text, t]);
       dit.dispose();
     }
