@@ -212,14 +212,17 @@ export async function trainToy(): Promise<void> {
   const rawLatents = tf.concat(latentChunks, 0);
   tf.dispose(latentChunks);
   // A DiT that continues from an earlier model keeps the latent statistics it was trained with.
-  const { mean: chMean, variance: chVar } = tf.tidy(() => tf.moments(tf.reshape(tf.transpose(rawLatents, [1, 0, 2, 3, 4]), [TOY.vae.zDim, -1]), 1));
-  const latentsMean = ditInit && reuseVae ? [...vae.config.latentsMean] : Array.from(chMean.dataSync());
-  const latentsStd = ditInit && reuseVae ? [...vae.config.latentsStd] : Array.from(tf.tidy(() => tf.sqrt(tf.add(chVar, 1e-6))).dataSync());
-  const vaeConfig = { ...vae.config, latentsMean, latentsStd };
+  const stats = ditInit && reuseVae
+    ? { latentsMean: [...vae.config.latentsMean], latentsStd: [...vae.config.latentsStd] }
+    : tf.tidy(() => {
+      const { mean, variance } = tf.moments(tf.reshape(tf.transpose(rawLatents, [1, 0, 2, 3, 4]), [TOY.vae.zDim, -1]), 1);
+      return { latentsMean: Array.from(mean.dataSync()), latentsStd: Array.from(tf.sqrt(tf.add(variance, 1e-6)).dataSync()) };
+    });
+  const vaeConfig = { ...vae.config, ...stats };
   const normVae = new AutoencoderKLWan(vaeConfig);
   const latents = normVae.normalizeLatents(rawLatents);
   normVae.dispose();
-  tf.dispose([rawLatents, chMean, chVar]);
+  rawLatents.dispose();
   log(`encoded ${nClips} clips to latents [${latents.shape}]`);
 
   const tokenizerJson = toyTokenizerJson();
