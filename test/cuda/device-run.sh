@@ -3,8 +3,8 @@
 #   bash test/cuda/device-run.sh build ops parity bench torch
 # build: npm run build:cuda; ops / parity: the two halves of npm run test:cuda; bench: the 1.3B
 # transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS); train: npm run
-# train:toy on 'cuda'. Each step has a
-# time limit, writes $OUT/<step>.log and prints its tail; later steps run even if one fails.
+# train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints its tail; later
+# steps run even if one fails.
 set -u
 OUT=${OUT:-/tmp/wan-cuda-out}
 mkdir -p "$OUT"
