@@ -1,6 +1,6 @@
 /**
  * LoRA fine-tune of the toy model (models/toy, made by `npm run train:toy`) on a new motion: a
- * "quickly" moving object now dashes at 5 pixels per frame instead of 3. Only the adapters on the
+ * "quickly" moving object now dashes at 5 pixels per frame instead of 4. Only the adapters on the
  * attention and feed-forward linears train (rank 4); blocks use gradient checkpointing. The adapter
  * is saved in both published key forms:
  *   <out>/toy-dash-lora.safetensors        (Diffusers/PEFT: transformer.….lora_A.weight)
@@ -34,7 +34,7 @@ const vae = await AutoencoderKLWan.fromPretrained(path.join(modelDir, 'vae'));
 const text = await WanTextEncoder.fromPretrained(modelDir, { maxLength: TOY.maxTextLength });
 
 // The new motion: "quickly" now means 5 px/frame.
-const ds = new ShapesDataset({ seed: 77, frames: TOY.frames, height: TOY.height, width: TOY.width, pixelsPerFrame: { slowly: 1.5, quickly: 5 } });
+const ds = new ShapesDataset({ seed: 77, frames: TOY.frames, height: TOY.height, width: TOY.width, pixelsPerFrame: { ...TOY.pixelsPerFrame, quickly: 5 }, growth: TOY.growth });
 const indices: number[] = [];
 for (let i = 0; indices.length < 64; i++) if (ds.specAt(i).speed === 'quickly') indices.push(i);
 const latentParts: tf.Tensor[] = [];

@@ -65,6 +65,47 @@ describe('ShapesDataset', () => {
   });
 });
 
+describe('ShapesDataset growth', () => {
+  /** Object pixels (those away from the background colour) of each frame. */
+  const areas = (frames: Float32Array, F: number, n: number): number[] =>
+    Array.from({ length: F }, (_, f) => {
+      let a = 0;
+      for (let i = 0; i < n; i++) {
+        const o = (f * n + i) * 3;
+        const bg = [frames[0], frames[1], frames[2]]; // the corner pixel is background
+        if (Math.hypot(frames[o] - bg[0], frames[o + 1] - bg[1], frames[o + 2] - bg[2]) > 0.5) a++;
+      }
+      return a;
+    });
+
+  it('grows the object by the factor asked for over the clip and keeps it inside the frame', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 10_000 }), fc.double({ min: 0, max: 0.6, noNaN: true }), (i, growth) => {
+        const ds = new ShapesDataset({ seed: 2, frames: 5, height: 32, width: 32, pixelsPerFrame: { slowly: 2, quickly: 4 }, growth });
+        const clip = ds.get(i);
+        const s = clip.spec;
+        const travel = ds.pixelsPerFrame[s.speed] * 4;
+        const [ux, uy] = s.direction === 'left' ? [-1, 0] : s.direction === 'right' ? [1, 0] : s.direction === 'up' ? [0, -1] : [0, 1];
+        for (const [t, r] of [[0, s.size], [travel, s.size * (1 + growth)]]) {
+          expect(Math.min(s.x0 + ux * t - r, s.y0 + uy * t - r)).toBeGreaterThanOrEqual(0);
+          expect(Math.max(s.x0 + ux * t + r, s.y0 + uy * t + r)).toBeLessThanOrEqual(32);
+        }
+        const a = areas(clip.frames, 5, 32 * 32);
+        // area ∝ size²: the last frame holds (1 + growth)² times the first's pixels (± edge pixels)
+        expect(a[4] / a[0]).toBeGreaterThan((1 + growth) ** 2 * 0.75);
+        expect(a[4] / a[0]).toBeLessThan((1 + growth) ** 2 * 1.33);
+        const m = measureClip(clip.frames, clip.shape);
+        expect(`${m.colour} ${m.direction}`).toBe(`${s.colour} ${s.direction}`);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('rejects a negative growth', () => {
+    expect(() => new ShapesDataset({ growth: -0.1 })).toThrow(/growth/);
+  });
+});
+
 describe('measureClip', () => {
   it('recovers colour and direction of every combination rendered by the dataset', () => {
     const ds = new ShapesDataset({ frames: 5, height: 32, width: 32, excludeHeldOut: false });

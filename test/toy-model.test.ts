@@ -47,6 +47,7 @@ describe.skipIf(!present || !requested)('the trained toy model (models/toy)', ()
     }
     expect(n).toBeGreaterThan(5);
     const summary = `${hits}/${n} right on both (colour ${colours}/${n}, direction ${directions}/${n})`;
+    console.log(`toy model ${MODEL}: ${summary}`);
     expect(hits / n, `${summary}\n${misses.join('\n')}`).toBeGreaterThanOrEqual(0.9);
   }, 600_000);
 });

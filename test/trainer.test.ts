@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Linear } from '../layers/linear.js';
 import { KERNELS, geluTanh } from '../src/backend/ops.js';
 import { AdamW } from '../src/train/adamw.js';
-import { flowMatchingBatch, sampleSigmas, shiftSigma } from '../src/train/flow-matching.js';
+import fc from 'fast-check';
+import { FlowMatchingSampler, flowMatchingBatch, flowMatchingFrameBatch, sampleSigmas, shiftSigma } from '../src/train/flow-matching.js';
 import { mulberry32 } from '../src/train/dataset.js';
 import { Trainer, trainableParams } from '../src/train/trainer.js';
 
@@ -23,6 +24,54 @@ describe('flow matching', () => {
     expect(Array.from(b.target.dataSync())).toEqual([-1, -2, -2, -3]);
     expect(Array.from(b.timestep.dataSync())).toEqual([250, 500]);
     tf.dispose([x0, eps, b.noisy, b.target, b.sigma, b.timestep]);
+  });
+
+  it('noises each token frame at its own σ and gives per-token timesteps in frame-major order', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ B: fc.integer({ min: 1, max: 3 }), C: fc.integer({ min: 1, max: 3 }), Fp: fc.integer({ min: 1, max: 4 }), pt: fc.integer({ min: 1, max: 2 }), H: fc.integer({ min: 1, max: 3 }), W: fc.integer({ min: 1, max: 3 }), tpf: fc.integer({ min: 1, max: 4 }), seed: fc.nat() }),
+        ({ B, C, Fp, pt, H, W, tpf, seed }) => {
+          const F = Fp * pt;
+          const before = tf.memory().numTensors;
+          const x0 = tf.randomNormal([B, C, F, H, W], 0, 1, 'float32', seed);
+          const eps = tf.randomNormal([B, C, F, H, W], 0, 1, 'float32', seed + 1);
+          const rand = mulberry32(seed);
+          const sig = Float32Array.from({ length: B * Fp }, () => rand());
+          const b = flowMatchingFrameBatch(x0, eps, sig, pt, tpf);
+          const [x, e, n, tgt] = [x0, eps, b.noisy, b.target].map((t) => t.arraySync() as number[][][][][]);
+          for (let i = 0; i < B; i++) for (let c = 0; c < C; c++) for (let f = 0; f < F; f++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
+            const s = sig[i * Fp + Math.floor(f / pt)];
+            expect(n[i][c][f][h][w]).toBeCloseTo((1 - s) * x[i][c][f][h][w] + s * e[i][c][f][h][w], 5);
+            expect(tgt[i][c][f][h][w]).toBeCloseTo(e[i][c][f][h][w] - x[i][c][f][h][w], 5);
+          }
+          expect(b.timestep.shape).toEqual([B, Fp * tpf]);
+          const ts = b.timestep.dataSync();
+          for (let i = 0; i < B; i++) for (let k = 0; k < Fp * tpf; k++) expect(ts[i * Fp * tpf + k]).toBeCloseTo(1000 * sig[i * Fp + Math.floor(k / tpf)], 2);
+          tf.dispose([x0, eps, b.noisy, b.target, b.sigma, b.timestep]);
+          expect(tf.memory().numTensors).toBe(before);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('equals the per-sample batch when every frame has the sample\'s σ, and rejects frames that do not split into patches', () => {
+    const x0 = tf.randomNormal([2, 2, 3, 2, 2], 0, 1, 'float32', 1);
+    const eps = tf.randomNormal([2, 2, 3, 2, 2], 0, 1, 'float32', 2);
+    const a = flowMatchingBatch(x0, eps, Float32Array.of(0.3, 0.8));
+    const b = flowMatchingFrameBatch(x0, eps, Float32Array.of(0.3, 0.3, 0.3, 0.8, 0.8, 0.8), 1, 4);
+    expect(Array.from(b.noisy.dataSync())).toEqual(Array.from(a.noisy.dataSync()));
+    expect(() => flowMatchingFrameBatch(x0, eps, Float32Array.of(0.5, 0.5), 2, 4)).toThrow(/3 latent frames/);
+    expect(() => flowMatchingFrameBatch(x0, eps, Float32Array.of(0.5), 1, 4)).toThrow(/sigmas/);
+    tf.dispose([x0, eps, a.noisy, a.target, a.sigma, a.timestep, b.noisy, b.target, b.sigma, b.timestep]);
+  });
+
+  it('anchors one nearly clean token frame per sample when asked', () => {
+    const x0 = tf.zeros([64, 1, 5, 2, 2]);
+    const b = new FlowMatchingSampler({ sampling: 'logit_normal', shift: 3 }, 4).framewiseBatch(x0, 1, 1, 1);
+    const s = b.sigma.arraySync() as number[][];
+    for (const row of s) expect(Math.min(...row)).toBeLessThanOrEqual(0.1);
+    tf.dispose([x0, b.noisy, b.target, b.sigma, b.timestep]);
   });
 
   it('shifts σ as s·σ/(1 + (s − 1)σ) and keeps it in (0, 1)', () => {

@@ -66,6 +66,12 @@ export interface DatasetConfig {
   pixelsPerFrame?: Readonly<Record<Speed, number>>;
   /** Exclude held-out (colour, shape, direction) combinations (see isHeldOut). Default true. */
   excludeHeldOut?: boolean;
+  /**
+   * Relative growth of the object over the clip (it approaches): size at frame f is
+   * size·(1 + growth·f/(F − 1)). A cue to the arrow of time that does not depend on the caption.
+   * Default 0.
+   */
+  growth?: number;
 }
 
 export interface Clip {
@@ -145,8 +151,8 @@ function coverage(shape: Shape, cx: number, cy: number, r: number, px: number, p
   return hit / 16;
 }
 
-/** Renders a spec: frames [F, H, W, 3] in [-1, 1]. */
-export function renderClip(spec: ClipSpec, frames: number, height: number, width: number, pixelsPerFrame: number): Float32Array {
+/** Renders a spec: frames [F, H, W, 3] in [-1, 1]; the object grows by `growth` over the clip. */
+export function renderClip(spec: ClipSpec, frames: number, height: number, width: number, pixelsPerFrame: number, growth = 0): Float32Array {
   const out = new Float32Array(frames * height * width * 3);
   const fg = COLOUR_RGB[spec.colour];
   const bg = BACKGROUND_RGB[spec.background];
@@ -154,9 +160,10 @@ export function renderClip(spec: ClipSpec, frames: number, height: number, width
   for (let f = 0; f < frames; f++) {
     const cx = spec.x0 + ux * pixelsPerFrame * f;
     const cy = spec.y0 + uy * pixelsPerFrame * f;
+    const r = spec.size * (1 + (growth * f) / Math.max(1, frames - 1));
     for (let y = 0; y < height; y++) {
       for (let x = 0; x < width; x++) {
-        const a = Math.abs(x + 0.5 - cx) > spec.size + 1 || Math.abs(y + 0.5 - cy) > spec.size + 1 ? 0 : coverage(spec.shape, cx, cy, spec.size, x, y);
+        const a = Math.abs(x + 0.5 - cx) > r + 1 || Math.abs(y + 0.5 - cy) > r + 1 ? 0 : coverage(spec.shape, cx, cy, r, x, y);
         const o = ((f * height + y) * width + x) * 3;
         for (let c = 0; c < 3; c++) out[o + c] = 2 * (a * fg[c] + (1 - a) * bg[c]) - 1;
       }
@@ -173,6 +180,7 @@ export class ShapesDataset {
   readonly seed: number;
   readonly pixelsPerFrame: Readonly<Record<Speed, number>>;
   readonly excludeHeldOut: boolean;
+  readonly growth: number;
 
   constructor(config: DatasetConfig = {}) {
     this.frames = config.frames ?? 5;
@@ -181,6 +189,8 @@ export class ShapesDataset {
     this.seed = config.seed ?? 0;
     this.pixelsPerFrame = config.pixelsPerFrame ?? { slowly: 1.5, quickly: 3 };
     this.excludeHeldOut = config.excludeHeldOut ?? true;
+    this.growth = config.growth ?? 0;
+    if (!(this.growth >= 0)) throw new ConfigError(`ShapesDataset: growth must be ≥ 0, got ${this.growth}`);
     if (this.frames < 2 || this.height < 8 || this.width < 8) {
       throw new ConfigError(`ShapesDataset: frames ≥ 2 and height, width ≥ 8 are needed; got frames ${this.frames}, ${this.height}×${this.width}`);
     }
@@ -201,14 +211,19 @@ export class ShapesDataset {
     return this.place({ colour, shape, direction, speed: pick(SPEEDS), background: pick(BACKGROUNDS) }, rand);
   }
 
-  /** Places an object so that it stays inside the frame for the whole clip. */
+  /**
+   * Places an object so that it stays inside the frame for the whole clip (its size at the start,
+   * its grown size at the end; the mean size is that of a clip without growth).
+   */
   place(s: Pick<ClipSpec, 'shape' | 'colour' | 'direction' | 'speed' | 'background'>, rand: () => number): ClipSpec {
-    const size = Math.min(this.height, this.width) * (0.14 + 0.05 * rand());
+    const size = (Math.min(this.height, this.width) * (0.14 + 0.05 * rand())) / (1 + this.growth / 2);
+    const end = size * (1 + this.growth);
     const travel = this.pixelsPerFrame[s.speed] * (this.frames - 1);
     const [ux, uy] = directionVector(s.direction);
     const span = (extent: number, u: number) => {
-      const lo = size + 1 + (u < 0 ? travel : 0);
-      const hi = extent - size - 1 - (u > 0 ? travel : 0);
+      // the start-side margin holds the start size, the far side the grown size after the travel
+      const lo = u < 0 ? end + 1 + travel : u > 0 ? size + 1 : end + 1;
+      const hi = u > 0 ? extent - end - 1 - travel : extent - end - 1;
       return lo + rand() * Math.max(0, hi - lo);
     };
     return { ...s, size, x0: span(this.width, ux), y0: span(this.height, uy) };
@@ -223,7 +238,7 @@ export class ShapesDataset {
       spec,
       captionEn: captionEn(spec),
       captionZh: captionZh(spec),
-      frames: renderClip(spec, this.frames, this.height, this.width, this.pixelsPerFrame[spec.speed]),
+      frames: renderClip(spec, this.frames, this.height, this.width, this.pixelsPerFrame[spec.speed], this.growth),
       shape: [this.frames, this.height, this.width, 3],
     };
   }

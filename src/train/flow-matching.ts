@@ -7,6 +7,10 @@
  * ('logit_normal', SD3 paper §3.1), then the same time shift the samplers use,
  * σ = s·u / (1 + (s − 1)·u) (FlowMatchEulerDiscreteScheduler / Wan's `shift`), so training puts its
  * effort where sampling spends its steps. The model's timestep input is 1000·σ.
+ *
+ * `framewiseBatch` draws σ per latent frame instead (independent draws, as in Diffusion Forcing,
+ * Chen et al. 2024) and gives the DiT per-token timesteps, the form Wan2.2-TI2V uses for its clean
+ * first frame: predicting a noisy frame from cleaner ones teaches the model motion across frames.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
@@ -55,10 +59,10 @@ export interface FlowMatchingBatch {
   noisy: tf.Tensor;
   /** v = ε − x₀. */
   target: tf.Tensor;
-  /** [B] σ per sample. */
-  sigma: tf.Tensor1D;
-  /** [B] model timestep numTrainTimesteps·σ. */
-  timestep: tf.Tensor1D;
+  /** [B] σ per sample, or [B, F'] per latent frame (framewiseBatch). */
+  sigma: tf.Tensor;
+  /** [B] model timestep numTrainTimesteps·σ, or per token [B, L] (framewiseBatch). */
+  timestep: tf.Tensor;
 }
 
 /**
@@ -75,7 +79,39 @@ export function flowMatchingBatch(x0: tf.Tensor, noise: tf.Tensor, sigmas: Float
     const s = tf.reshape(sigma, [B, ...x0.shape.slice(1).map(() => 1)]);
     const noisy = tf.add(tf.mul(tf.sub(1, s), x0), tf.mul(s, noise));
     const target = tf.sub(noise, x0);
-    return { noisy, target, sigma, timestep: tf.mul(sigma, T) as tf.Tensor1D };
+    return { noisy, target, sigma, timestep: tf.mul(sigma, T) };
+  });
+}
+
+/**
+ * A batch with one σ per group of `patchFrames` latent frames (one DiT token frame).
+ * x0, noise: [B, C, F, H, W]; sigmas: [B·F'] row-major, F' = F / patchFrames; tokensPerFrame: the DiT
+ * tokens of one token frame, (H / p_h)·(W / p_w). timestep: [B, F'·tokensPerFrame] in the DiT's token
+ * order (frame-major).
+ */
+export function flowMatchingFrameBatch(
+  x0: tf.Tensor,
+  noise: tf.Tensor,
+  sigmas: Float32Array,
+  patchFrames: number,
+  tokensPerFrame: number,
+  config: FlowMatchingConfig = {},
+): FlowMatchingBatch {
+  if (x0.rank !== 5) throw new ShapeError('x0', `[${x0.shape}]`, '[B, C, F, H, W]');
+  if (noise.shape.join() !== x0.shape.join()) throw new ShapeError('noise', `[${noise.shape}]`, `[${x0.shape}] (the shape of x0)`);
+  const [B, , F] = x0.shape;
+  if (!(patchFrames >= 1) || F % patchFrames !== 0) throw new ConfigError(`flow matching: ${F} latent frames do not split into patches of ${patchFrames}`);
+  const Fp = F / patchFrames;
+  if (sigmas.length !== B * Fp) throw new ShapeError('sigmas', `${sigmas.length} values`, `${B * Fp} (batch ${B} × ${Fp} token frames)`);
+  const T = config.numTrainTimesteps ?? 1000;
+  return tf.tidy(() => {
+    const sigma = tf.tensor2d(sigmas, [B, Fp]);
+    // [B, F'] → [B, 1, F, 1, 1]: each token frame's σ over its patchFrames latent frames.
+    const s = tf.reshape(tf.tile(tf.reshape(sigma, [B, Fp, 1]), [1, 1, patchFrames]), [B, 1, F, 1, 1]);
+    const noisy = tf.add(tf.mul(tf.sub(1, s), x0), tf.mul(s, noise));
+    const target = tf.sub(noise, x0);
+    const timestep = tf.reshape(tf.tile(tf.reshape(tf.mul(sigma, T), [B, Fp, 1]), [1, 1, tokensPerFrame]), [B, Fp * tokensPerFrame]);
+    return { noisy, target, sigma, timestep };
   });
 }
 
@@ -100,6 +136,23 @@ export class FlowMatchingSampler {
     const sigmas = sampleSigmas(x0.shape[0], this.rand, this.config);
     const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
     const out = flowMatchingBatch(x0, noise, sigmas, this.config);
+    noise.dispose();
+    return out;
+  }
+
+  /**
+   * Like batch, with σ drawn per token frame (flowMatchingFrameBatch). x0: [B, C, F, H, W]. With
+   * probability `anchor` a sample also gets one random token frame nearly clean (σ ~ U(0, 0.1)), so
+   * that the others are predicted from it, as an image-to-video model predicts a clip from its first frame.
+   */
+  framewiseBatch(x0: tf.Tensor, patchFrames: number, tokensPerFrame: number, anchor = 0): FlowMatchingBatch {
+    const frames = Math.floor((x0.shape[2] ?? 0) / patchFrames);
+    const sigmas = sampleSigmas(x0.shape[0] * frames, this.rand, this.config);
+    for (let b = 0; b < x0.shape[0] && anchor > 0; b++) {
+      if (this.rand() < anchor) sigmas[b * frames + Math.floor(this.rand() * frames)] = 0.1 * this.rand();
+    }
+    const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
+    const out = flowMatchingFrameBatch(x0, noise, sigmas, patchFrames, tokensPerFrame, this.config);
     noise.dispose();
     return out;
   }

@@ -11,11 +11,15 @@
  * Phases: (1) the VAE on single frames (its past-frame kernel taps start at zero and get no gradient
  * from one-frame clips, so it is a per-frame autoencoder); (2) latents and caption embeddings of the
  * dataset; (3) the DiT with the flow-matching loss on English and Chinese captions, full or without
- * the speed/background phrase, 10 % empty captions for guidance.
+ * the speed/background phrase, 10 % empty captions for guidance, and half of the batches with σ drawn
+ * per frame (flowMatchingFrameBatch), which is what teaches it motion across frames. The clips move
+ * 2 or 4 px per frame (half a DiT token or one) and their object grows by 40 %, a cue to the arrow of
+ * time: the DiT has only relative (rotary) positions, and without it a clip and its reverse look alike.
  *
  * Environment: WAN_TOY_OUT (default models/toy), WAN_TOY_VAE_STEPS, WAN_TOY_DIT_STEPS, WAN_TOY_CLIPS,
  * WAN_TOY_DIT_BATCH, WAN_TOY_DIT_LR (peak, default 1e-3), WAN_TOY_HIGH_SIGMA (fraction of DiT batches
- * drawn at high noise, default 0), WAN_TOY_VAE=<model dir> (reuse its VAE, skipping phase 1),
+ * drawn at high noise, default 0), WAN_TOY_FRAME_SIGMA (fraction of DiT batches with σ drawn per frame,
+ * default 0.5), WAN_TOY_ANCHOR (chance that such a sample has one nearly clean frame, default 0), WAN_TOY_VAE=<model dir> (reuse its VAE, skipping phase 1),
  * WAN_TOY_DIT_INIT=<model dir> (continue from its DiT), WAN_TOY_BACKEND (default: the fastest
  * available, cuda first), WAN_TOY_RESULTS (default bench/RESULTS.md, appended to). A run resumes each
  * phase from its checkpoint in <out>/.train/. The defaults are the recipe of the committed model:
@@ -47,6 +51,10 @@ export const TOY = {
   width: 32,
   maxTextLength: 64,
   flowShift: 3,
+  /** 0.5 and 1 DiT token per frame: a displacement the attention can see from frame to frame. */
+  pixelsPerFrame: { slowly: 2, quickly: 4 },
+  /** Objects grow by 40 % over a clip: the arrow of time the DiT needs to tell left from right. */
+  growth: 0.4,
   vae: {
     baseDim: 8, zDim: 8, dimMult: [1, 2], numResBlocks: 1, attnScales: [], temperalDownsample: [false],
     scaleFactorSpatial: 2, scaleFactorTemporal: 1,
@@ -156,13 +164,15 @@ export async function trainToy(): Promise<void> {
   const ditBatch = envInt('WAN_TOY_DIT_BATCH', 256);
   const ditLr = Number(process.env.WAN_TOY_DIT_LR ?? 1e-3);
   const highSigma = Number(process.env.WAN_TOY_HIGH_SIGMA ?? 0);
+  const frameSigma = Number(process.env.WAN_TOY_FRAME_SIGMA ?? 0.5);
+  const anchor = Number(process.env.WAN_TOY_ANCHOR ?? 0);
   const ditInit = process.env.WAN_TOY_DIT_INIT;
   registerTrainingKernels();
   await selectBackend(process.env.WAN_TOY_BACKEND);
   fs.mkdirSync(work, { recursive: true });
   const started = Date.now();
   log(`backend ${tf.getBackend()}, ${os.cpus().length} cores; VAE ${vaeSteps} steps, DiT ${ditSteps} steps of batch ${ditBatch}, ${nClips} clips → ${out}`);
-  const ds = new ShapesDataset({ seed: 1, frames: TOY.frames, height: TOY.height, width: TOY.width });
+  const ds = new ShapesDataset({ seed: 1, frames: TOY.frames, height: TOY.height, width: TOY.width, pixelsPerFrame: TOY.pixelsPerFrame, growth: TOY.growth });
 
   // (1) VAE on single frames, or the VAE of an earlier run (WAN_TOY_VAE=<model dir>).
   const reuseVae = process.env.WAN_TOY_VAE;
@@ -256,6 +266,8 @@ export async function trainToy(): Promise<void> {
   // direction of motion, is decided and only the caption can say it.
   const highSampler = new FlowMatchingSampler({ sampling: 'logit_normal', logitMean: 2, shift: TOY.flowShift }, 19);
   const pick = mulberry32(21);
+  const [pt, ph, pw] = dit.config.patchSize;
+  const tokensPerFrame = ((latents.shape[3] ?? 0) / ph) * ((latents.shape[4] ?? 0) / pw);
   const ditTrainer = new Trainer(
     trainableParams(dit),
     () => tf.tidy(() => {
@@ -263,7 +275,9 @@ export async function trainToy(): Promise<void> {
       const x0 = tf.gather(latents, idx);
       // 10 % empty captions (the unconditional branch of classifier-free guidance), else one variant at random.
       const ctx = tf.gather(embeddings, idx.map((i) => (pick() < 0.1 ? 0 : captionIds[i][Math.floor(pick() * captionIds[i].length)])));
-      const b = (pick() < highSigma ? highSampler : sampler).batch(x0);
+      // A share of the batches with σ drawn per frame, so that cleaner frames predict noisier ones:
+      // without it the DiT denoises each frame alone and never learns which way the caption moves.
+      const b = pick() < frameSigma ? sampler.framewiseBatch(x0, pt, tokensPerFrame, anchor) : (pick() < highSigma ? highSampler : sampler).batch(x0);
       return flowMatchingLoss(dit.forward(b.noisy, b.timestep, ctx), b.target);
     }),
     {
