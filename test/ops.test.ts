@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { attention, conv3d, geluTanh, layerNorm, linear, rmsNorm } from '../src/backend/ops.js';
+import { registerTrainingKernels } from '../src/train/kernels.js';
 import { maxAbsDiffArrays } from './helpers/compare.js';
 
 /** Plain float64 attention: q [B,Lq,H,D], k/v [B,Lk,H,D]; bias [H,Lq,Lk]; mask [B,Lk]. */
@@ -95,6 +96,27 @@ describe('conv3d op', () => {
         },
       ),
       { numRuns: 40 },
+    );
+  });
+
+  it('has the gradients of tf.conv3d, temporal strides included (training a VAE that downsamples time)', () => {
+    registerTrainingKernels();
+    fc.assert(
+      fc.property(
+        fc.record({ T: fc.integer({ min: 1, max: 7 }), C: fc.integer({ min: 1, max: 2 }), Co: fc.integer({ min: 1, max: 2 }), kt: fc.integer({ min: 1, max: 3 }), st: fc.integer({ min: 1, max: 3 }), seed: fc.nat(1000) }),
+        ({ T, C, Co, kt, st, seed }) => {
+          fc.pre(kt <= T);
+          const x = tf.randomNormal([2, T, 4, 4, C], 0, 1, 'float32', seed);
+          const w = tf.randomNormal([kt, 2, 2, C, Co], 0, 1, 'float32', seed + 1);
+          const probe = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor) =>
+            tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(f(a, b))))([x, w]);
+          const got = probe((a, b) => conv3d(a, b, [st, 1, 1]));
+          const want = probe((a, b) => tf.conv3d(a as tf.Tensor5D, b as tf.Tensor5D, [st, 1, 1], 'valid'));
+          for (let i = 0; i < 2; i++) expect(maxAbsDiffArrays(got[i].dataSync(), want[i].dataSync())).toBeLessThan(1e-3);
+          tf.dispose([x, w, ...got, ...want]);
+        },
+      ),
+      { numRuns: 25 },
     );
   });
 });

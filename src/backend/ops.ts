@@ -190,8 +190,17 @@ export function conv3d(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, nu
     const To = Math.floor((T - kt) / st) + 1;
     let acc: tf.Tensor | undefined;
     for (let i = 0; i < kt; i++) {
-      let frames = tf.slice(x, [0, i, 0, 0, 0], [B, st * (To - 1) + 1, H, W, C]);
-      if (st > 1) frames = tf.stridedSlice(frames, [0, 0, 0, 0, 0], [B, st * (To - 1) + 1, H, W, C], [1, st, 1, 1, 1]);
+      let frames: tf.Tensor;
+      if (st === 1) {
+        frames = tf.slice(x, [0, i, 0, 0, 0], [B, To, H, W, C]);
+      } else {
+        // frames i, i + st, …: st·To frames (zero-padded past the end) viewed as [B, To, st, …], first
+        // of each group. Slice, Pad and Reshape have gradients; tfjs' StridedSlice has none.
+        const n = Math.min(st * To, T - i);
+        let run = tf.slice(x, [0, i, 0, 0, 0], [B, n, H, W, C]);
+        if (n < st * To) run = tf.pad(run, [[0, 0], [0, st * To - n], [0, 0], [0, 0], [0, 0]]);
+        frames = tf.reshape(tf.slice(tf.reshape(run, [B, To, st, H * W * C]), [0, 0, 0, 0], [B, To, 1, H * W * C]), [B, To, H, W, C]);
+      }
       const tap = tf.reshape(tf.slice(w, [i, 0, 0, 0, 0], [1, kh, kw, C, Cout]), [kh, kw, C, Cout]);
       const y = tf.conv2d(tf.reshape(frames, [B * To, H, W, C]) as tf.Tensor4D, tap as tf.Tensor4D, [sh, sw], 'valid');
       acc = acc ? tf.add(acc, y) : y;
