@@ -14,6 +14,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { AutoencoderKLWan } from '../layers/autoencoder-kl-wan.js';
 import { applyLora } from '../layers/lora-linear.js';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
+import { readModelIndex } from '../src/pipeline/model-index.js';
 import { WanTextEncoder } from '../src/text/text-encoder.js';
 import { enableGradientCheckpointing } from '../src/train/checkpointing.js';
 import { ShapesDataset, captionEn, mulberry32 } from '../src/train/dataset.js';
@@ -31,7 +32,7 @@ registerTrainingKernels();
 await tf.setBackend('wasm');
 const dit = await WanTransformer3DModel.fromPretrained(path.join(modelDir, 'transformer'));
 const vae = await AutoencoderKLWan.fromPretrained(path.join(modelDir, 'vae'));
-const text = await WanTextEncoder.fromPretrained(modelDir, { maxLength: TOY.maxTextLength });
+const text = await WanTextEncoder.fromPretrained(modelDir, { maxLength: readModelIndex(modelDir).defaults.maxSequenceLength });
 
 // The new motion: "quickly" now means 5 px/frame.
 const ds = new ShapesDataset({ seed: 77, frames: TOY.frames, height: TOY.height, width: TOY.width, pixelsPerFrame: { ...TOY.pixelsPerFrame, quickly: 5 }, growth: TOY.growth });
