@@ -29,15 +29,15 @@ describe('flow matching', () => {
   it('noises each token frame at its own σ and gives per-token timesteps in frame-major order', () => {
     fc.assert(
       fc.property(
-        fc.record({ B: fc.integer({ min: 1, max: 3 }), C: fc.integer({ min: 1, max: 3 }), Fp: fc.integer({ min: 1, max: 4 }), pt: fc.integer({ min: 1, max: 2 }), H: fc.integer({ min: 1, max: 3 }), W: fc.integer({ min: 1, max: 3 }), tpf: fc.integer({ min: 1, max: 4 }), seed: fc.nat() }),
-        ({ B, C, Fp, pt, H, W, tpf, seed }) => {
-          const F = Fp * pt;
+        fc.record({ B: fc.integer({ min: 1, max: 3 }), C: fc.integer({ min: 1, max: 3 }), Fp: fc.integer({ min: 1, max: 4 }), pt: fc.integer({ min: 1, max: 2 }), Hp: fc.integer({ min: 1, max: 2 }), Wp: fc.integer({ min: 1, max: 2 }), ph: fc.integer({ min: 1, max: 2 }), pw: fc.integer({ min: 1, max: 2 }), seed: fc.nat() }),
+        ({ B, C, Fp, pt, Hp, Wp, ph, pw, seed }) => {
+          const [F, H, W, tpf] = [Fp * pt, Hp * ph, Wp * pw, Hp * Wp];
           const before = tf.memory().numTensors;
           const x0 = tf.randomNormal([B, C, F, H, W], 0, 1, 'float32', seed);
           const eps = tf.randomNormal([B, C, F, H, W], 0, 1, 'float32', seed + 1);
           const rand = mulberry32(seed);
           const sig = Float32Array.from({ length: B * Fp }, () => rand());
-          const b = flowMatchingFrameBatch(x0, eps, sig, pt, tpf);
+          const b = flowMatchingFrameBatch(x0, eps, sig, [pt, ph, pw]);
           const [x, e, n, tgt] = [x0, eps, b.noisy, b.target].map((t) => t.arraySync() as number[][][][][]);
           for (let i = 0; i < B; i++) for (let c = 0; c < C; c++) for (let f = 0; f < F; f++) for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) {
             const s = sig[i * Fp + Math.floor(f / pt)];
@@ -59,16 +59,16 @@ describe('flow matching', () => {
     const x0 = tf.randomNormal([2, 2, 3, 2, 2], 0, 1, 'float32', 1);
     const eps = tf.randomNormal([2, 2, 3, 2, 2], 0, 1, 'float32', 2);
     const a = flowMatchingBatch(x0, eps, Float32Array.of(0.3, 0.8));
-    const b = flowMatchingFrameBatch(x0, eps, Float32Array.of(0.3, 0.3, 0.3, 0.8, 0.8, 0.8), 1, 4);
+    const b = flowMatchingFrameBatch(x0, eps, Float32Array.of(0.3, 0.3, 0.3, 0.8, 0.8, 0.8), [1, 1, 1]);
     expect(Array.from(b.noisy.dataSync())).toEqual(Array.from(a.noisy.dataSync()));
-    expect(() => flowMatchingFrameBatch(x0, eps, Float32Array.of(0.5, 0.5), 2, 4)).toThrow(/3 latent frames/);
-    expect(() => flowMatchingFrameBatch(x0, eps, Float32Array.of(0.5), 1, 4)).toThrow(/sigmas/);
+    expect(() => flowMatchingFrameBatch(x0, eps, Float32Array.of(0.5, 0.5), [2, 1, 1])).toThrow(/F a positive multiple of the patch size 2/);
+    expect(() => flowMatchingFrameBatch(x0, eps, Float32Array.of(0.5), [1, 1, 1])).toThrow(/sigmas/);
     tf.dispose([x0, eps, a.noisy, a.target, a.sigma, a.timestep, b.noisy, b.target, b.sigma, b.timestep]);
   });
 
   it('anchors one nearly clean token frame per sample when asked', () => {
     const x0 = tf.zeros([64, 1, 5, 2, 2]);
-    const b = new FlowMatchingSampler({ sampling: 'logit_normal', shift: 3 }, 4).framewiseBatch(x0, 1, 1, 1);
+    const b = new FlowMatchingSampler({ sampling: 'logit_normal', shift: 3 }, 4).framewiseBatch(x0, [1, 1, 1], 1);
     const s = b.sigma.arraySync() as number[][];
     for (const row of s) expect(Math.min(...row)).toBeLessThanOrEqual(0.1);
     tf.dispose([x0, b.noisy, b.target, b.sigma, b.timestep]);

@@ -13,6 +13,7 @@
  * first frame: predicting a noisy frame from cleaner ones teaches the model motion across frames.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { patchGrid, type PatchSize } from '../../layers/wan-patch.js';
 import { ConfigError, ShapeError } from '../errors.js';
 import { mulberry32 } from './dataset.js';
 
@@ -59,10 +60,19 @@ export interface FlowMatchingBatch {
   noisy: tf.Tensor;
   /** v = ε − x₀. */
   target: tf.Tensor;
-  /** [B] σ per sample, or [B, F'] per latent frame (framewiseBatch). */
+  /** [B] σ per sample, or [B, F'] per token frame (framewiseBatch). */
   sigma: tf.Tensor;
   /** [B] model timestep numTrainTimesteps·σ, or per token [B, L] (framewiseBatch). */
   timestep: tf.Tensor;
+}
+
+/** x_σ = (1 − σ)·x₀ + σ·ε and v = ε − x₀, with s broadcasting against x0 (call inside tf.tidy). */
+function interpolate(x0: tf.Tensor, noise: tf.Tensor, s: tf.Tensor): { noisy: tf.Tensor; target: tf.Tensor } {
+  return { noisy: tf.add(tf.mul(tf.sub(1, s), x0), tf.mul(s, noise)), target: tf.sub(noise, x0) };
+}
+
+function checkNoise(x0: tf.Tensor, noise: tf.Tensor): void {
+  if (noise.shape.join() !== x0.shape.join()) throw new ShapeError('noise', `[${noise.shape}]`, `[${x0.shape}] (the shape of x0)`);
 }
 
 /**
@@ -71,46 +81,33 @@ export interface FlowMatchingBatch {
  */
 export function flowMatchingBatch(x0: tf.Tensor, noise: tf.Tensor, sigmas: Float32Array, config: FlowMatchingConfig = {}): FlowMatchingBatch {
   const B = x0.shape[0];
-  if (noise.shape.join() !== x0.shape.join()) throw new ShapeError('noise', `[${noise.shape}]`, `[${x0.shape}] (the shape of x0)`);
+  checkNoise(x0, noise);
   if (sigmas.length !== B) throw new ShapeError('sigmas', `${sigmas.length} values`, `${B} (the batch of x0)`);
   const T = config.numTrainTimesteps ?? 1000;
   return tf.tidy(() => {
     const sigma = tf.tensor1d(sigmas);
-    const s = tf.reshape(sigma, [B, ...x0.shape.slice(1).map(() => 1)]);
-    const noisy = tf.add(tf.mul(tf.sub(1, s), x0), tf.mul(s, noise));
-    const target = tf.sub(noise, x0);
+    const { noisy, target } = interpolate(x0, noise, tf.reshape(sigma, [B, ...x0.shape.slice(1).map(() => 1)]));
     return { noisy, target, sigma, timestep: tf.mul(sigma, T) };
   });
 }
 
 /**
- * A batch with one σ per group of `patchFrames` latent frames (one DiT token frame).
- * x0, noise: [B, C, F, H, W]; sigmas: [B·F'] row-major, F' = F / patchFrames; tokensPerFrame: the DiT
- * tokens of one token frame, (H / p_h)·(W / p_w). timestep: [B, F'·tokensPerFrame] in the DiT's token
- * order (frame-major).
+ * A batch with one σ per DiT token frame (pt latent frames for patch size (pt, ph, pw)).
+ * x0, noise: [B, C, F, H, W]; sigmas: [B·F'] row-major, F' = F / pt. timestep: [B, F'·H'·W'] per
+ * token, in the DiT's token order (frame-major), H' = H / ph, W' = W / pw.
  */
-export function flowMatchingFrameBatch(
-  x0: tf.Tensor,
-  noise: tf.Tensor,
-  sigmas: Float32Array,
-  patchFrames: number,
-  tokensPerFrame: number,
-  config: FlowMatchingConfig = {},
-): FlowMatchingBatch {
-  if (x0.rank !== 5) throw new ShapeError('x0', `[${x0.shape}]`, '[B, C, F, H, W]');
-  if (noise.shape.join() !== x0.shape.join()) throw new ShapeError('noise', `[${noise.shape}]`, `[${x0.shape}] (the shape of x0)`);
+export function flowMatchingFrameBatch(x0: tf.Tensor, noise: tf.Tensor, sigmas: Float32Array, patchSize: PatchSize, config: FlowMatchingConfig = {}): FlowMatchingBatch {
+  const [Fp, Hp, Wp] = patchGrid(x0.shape, patchSize, 'x0');
+  checkNoise(x0, noise);
   const [B, , F] = x0.shape;
-  if (!(patchFrames >= 1) || F % patchFrames !== 0) throw new ConfigError(`flow matching: ${F} latent frames do not split into patches of ${patchFrames}`);
-  const Fp = F / patchFrames;
+  const pt = patchSize[0];
   if (sigmas.length !== B * Fp) throw new ShapeError('sigmas', `${sigmas.length} values`, `${B * Fp} (batch ${B} × ${Fp} token frames)`);
   const T = config.numTrainTimesteps ?? 1000;
   return tf.tidy(() => {
     const sigma = tf.tensor2d(sigmas, [B, Fp]);
-    // [B, F'] → [B, 1, F, 1, 1]: each token frame's σ over its patchFrames latent frames.
-    const s = tf.reshape(tf.tile(tf.reshape(sigma, [B, Fp, 1]), [1, 1, patchFrames]), [B, 1, F, 1, 1]);
-    const noisy = tf.add(tf.mul(tf.sub(1, s), x0), tf.mul(s, noise));
-    const target = tf.sub(noise, x0);
-    const timestep = tf.reshape(tf.tile(tf.reshape(tf.mul(sigma, T), [B, Fp, 1]), [1, 1, tokensPerFrame]), [B, Fp * tokensPerFrame]);
+    // [B, F'] → [B, 1, F, 1, 1]: each token frame's σ over its pt latent frames.
+    const { noisy, target } = interpolate(x0, noise, tf.reshape(tf.tile(tf.reshape(sigma, [B, Fp, 1]), [1, 1, pt]), [B, 1, F, 1, 1]));
+    const timestep = tf.reshape(tf.tile(tf.reshape(tf.mul(sigma, T), [B, Fp, 1]), [1, 1, Hp * Wp]), [B, Fp * Hp * Wp]);
     return { noisy, target, sigma, timestep };
   });
 }
@@ -131,29 +128,34 @@ export class FlowMatchingSampler {
     this.noiseSeed = seed * 7919 + 1;
   }
 
+  /** ε ~ N(0, 1) shaped like x0 for one batch, disposed once `make` has used it. */
+  private withNoise(x0: tf.Tensor, make: (noise: tf.Tensor) => FlowMatchingBatch): FlowMatchingBatch {
+    const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
+    try {
+      return make(noise);
+    } finally {
+      noise.dispose();
+    }
+  }
+
   /** σ draws, ε ~ N(0, 1) and the batch for clean latents x0: [B, ...]. */
   batch(x0: tf.Tensor): FlowMatchingBatch {
     const sigmas = sampleSigmas(x0.shape[0], this.rand, this.config);
-    const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
-    const out = flowMatchingBatch(x0, noise, sigmas, this.config);
-    noise.dispose();
-    return out;
+    return this.withNoise(x0, (noise) => flowMatchingBatch(x0, noise, sigmas, this.config));
   }
 
   /**
-   * Like batch, with σ drawn per token frame (flowMatchingFrameBatch). x0: [B, C, F, H, W]. With
+   * Like batch, with σ drawn per DiT token frame (flowMatchingFrameBatch). x0: [B, C, F, H, W]. With
    * probability `anchor` a sample also gets one random token frame nearly clean (σ ~ U(0, 0.1)), so
    * that the others are predicted from it, as an image-to-video model predicts a clip from its first frame.
    */
-  framewiseBatch(x0: tf.Tensor, patchFrames: number, tokensPerFrame: number, anchor = 0): FlowMatchingBatch {
-    const frames = Math.floor((x0.shape[2] ?? 0) / patchFrames);
-    const sigmas = sampleSigmas(x0.shape[0] * frames, this.rand, this.config);
-    for (let b = 0; b < x0.shape[0] && anchor > 0; b++) {
-      if (this.rand() < anchor) sigmas[b * frames + Math.floor(this.rand() * frames)] = 0.1 * this.rand();
+  framewiseBatch(x0: tf.Tensor, patchSize: PatchSize, anchor = 0): FlowMatchingBatch {
+    const [frames] = patchGrid(x0.shape, patchSize, 'x0');
+    const B = x0.shape[0];
+    const sigmas = sampleSigmas(B * frames, this.rand, this.config);
+    if (anchor > 0) {
+      for (let b = 0; b < B; b++) if (this.rand() < anchor) sigmas[b * frames + Math.floor(this.rand() * frames)] = 0.1 * this.rand();
     }
-    const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
-    const out = flowMatchingFrameBatch(x0, noise, sigmas, patchFrames, tokensPerFrame, this.config);
-    noise.dispose();
-    return out;
+    return this.withNoise(x0, (noise) => flowMatchingFrameBatch(x0, noise, sigmas, patchSize, this.config));
   }
 }

@@ -269,8 +269,6 @@ export async function trainToy(): Promise<void> {
   // direction of motion, is decided and only the caption can say it.
   const highSampler = new FlowMatchingSampler({ sampling: 'logit_normal', logitMean: 2, shift: TOY.flowShift }, 19);
   const pick = mulberry32(21);
-  const [pt, ph, pw] = dit.config.patchSize;
-  const tokensPerFrame = ((latents.shape[3] ?? 0) / ph) * ((latents.shape[4] ?? 0) / pw);
   const ditTrainer = new Trainer(
     trainableParams(dit),
     () => tf.tidy(() => {
@@ -280,7 +278,7 @@ export async function trainToy(): Promise<void> {
       const ctx = tf.gather(embeddings, idx.map((i) => (pick() < 0.1 ? 0 : captionIds[i][Math.floor(pick() * captionIds[i].length)])));
       // A share of the batches with σ drawn per frame, so that cleaner frames predict noisier ones:
       // without it the DiT denoises each frame alone and never learns which way the caption moves.
-      const b = pick() < frameSigma ? sampler.framewiseBatch(x0, pt, tokensPerFrame, anchor) : (pick() < highSigma ? highSampler : sampler).batch(x0);
+      const b = pick() < frameSigma ? sampler.framewiseBatch(x0, dit.config.patchSize, anchor) : (pick() < highSigma ? highSampler : sampler).batch(x0);
       return flowMatchingLoss(dit.forward(b.noisy, b.timestep, ctx), b.target);
     }),
     {
