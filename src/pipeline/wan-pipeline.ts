@@ -408,9 +408,13 @@ export class WanPipeline {
     numFrames ??= d.numFrames;
     height ??= d.height;
     width ??= d.width;
-    if (!Number.isInteger(numFrames) || numFrames < 1 || (numFrames - 1) % ft !== 0) {
-      const nearest = Number.isFinite(numFrames) ? Math.max(1, Math.round((numFrames - 1) / ft) * ft + 1) : 1 + 4 * ft;
-      throw new ShapeError('numFrames', String(numFrames), `1 + ${ft}k frames (1, ${1 + ft}, ${1 + 2 * ft}, …)`, String(nearest));
+    // The VAE makes (numFrames − 1)/ft + 1 latent frames, which the DiT patches pt at a time.
+    const pt = this.patchSize[0] ?? 1;
+    const framesFor = (latentFrames: number) => (latentFrames - 1) * ft + 1;
+    if (!Number.isInteger(numFrames) || numFrames < 1 || (numFrames - 1) % ft !== 0 || ((numFrames - 1) / ft + 1) % pt !== 0) {
+      const nearest = Number.isFinite(numFrames) ? framesFor(Math.max(pt, Math.round(((numFrames - 1) / ft + 1) / pt) * pt)) : framesFor(pt);
+      const rule = pt === 1 ? `1 + ${ft}k frames` : `frames that make a multiple of ${pt} latent frames (VAE factor ${ft}, patch ${pt})`;
+      throw new ShapeError('numFrames', String(numFrames), `${rule} (${framesFor(pt)}, ${framesFor(2 * pt)}, ${framesFor(3 * pt)}, …)`, String(nearest));
     }
     for (const [name, v, m] of [['height', height, mh], ['width', width, mw]] as const) {
       if (!Number.isInteger(v) || v < m || v % m !== 0) {

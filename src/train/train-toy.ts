@@ -4,30 +4,32 @@
  * (model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/, wan_tfjs.json).
  *
  * The model is the Wan architecture with small dims: AutoencoderKLWan (2× spatial, no temporal
- * compression, so 32×32×5 clips become 16×16×5 latents), WanTransformer3DModel (4 blocks, width 128,
- * patch 1×2×2 so 320 tokens),
- * and a one-layer UMT5EncoderModel behind a Unigram tokenizer.json built from the caption vocabulary
- * (English and Chinese). The text encoder stays random and frozen: the DiT learns to read it.
+ * compression, so 32×32×5 clips become 16×16×5 latents), WanTransformer3DModel (4 blocks, width 192,
+ * patch 5×2×2, so 64 tokens, each holding the whole clip of its 4×4-pixel window), and a one-layer
+ * UMT5EncoderModel behind a Unigram tokenizer.json built from the caption vocabulary (English and
+ * Chinese). The text encoder stays random and frozen: the DiT learns to read it.
  * Phases: (1) the VAE on single frames (its past-frame kernel taps start at zero and get no gradient
  * from one-frame clips, so it is a per-frame autoencoder); (2) latents and caption embeddings of the
  * dataset; (3) the DiT with the flow-matching loss on English and Chinese captions, full or without
- * the speed/background phrase, 10 % empty captions for guidance, and half of the batches with σ drawn
- * per frame (flowMatchingFrameBatch), which is what teaches it motion across frames. The clips move
- * 2 or 4 px per frame (half a DiT token or one) and their object grows by 40 %, a cue to the arrow of
- * time: the DiT has only relative (rotary) positions, and without it a clip and its reverse look alike.
- *
+ * the speed/background phrase, and 10 % empty captions for guidance. The clips move 2 or 4 px per
+ * frame and their object grows by 40 %.
+ * Why a token spans all 5 frames: the DiT has only relative (rotary) positions, so with one token
+ * per frame the sense of motion is a relation between tokens of different frames at an offset
+ * whose sign the caption sets, and a DiT trained that way learns the colour and the axis but leaves
+ * left/right to the seed (bench/RESULTS.md). With the frames inside the token, the sense is a
+ * per-token pattern (which edge enters first), learnt as readily as the colour.
  * Environment: WAN_TOY_OUT (default models/toy), WAN_TOY_VAE_STEPS, WAN_TOY_DIT_STEPS, WAN_TOY_CLIPS,
  * WAN_TOY_DIT_BATCH, WAN_TOY_DIT_LR (peak, default 1e-3), WAN_TOY_HIGH_SIGMA (fraction of DiT batches
- * drawn at high noise, default 0), WAN_TOY_FRAME_SIGMA (fraction of DiT batches with σ drawn per frame,
- * default 0.5), WAN_TOY_ANCHOR (chance that such a sample has one nearly clean frame, default 0),
+ * drawn at high noise, default 0), WAN_TOY_FRAME_SIGMA (fraction of DiT batches with σ drawn per token frame,
+ * default 0: with 5-frame patches there is one token frame), WAN_TOY_ANCHOR (chance that such a sample has one nearly clean frame, default 0),
  * WAN_TOY_VAE=<model dir> (reuse its VAE, skipping phase 1), WAN_TOY_DIT_INIT=<model dir> (continue
  * from its DiT), WAN_TOY_BACKEND (default: the fastest available, cuda first), WAN_TOY_RESULTS
  * (default bench/RESULTS.md, appended to). A run resumes each phase from its checkpoint in
  * <out>/.train/. The defaults are the current recipe: the VAE phase takes about 22 min on 2 CPU
- * cores (wasm), the DiT phase (3100 steps of batch 256) 15 min on one H200 (cuda) and far too long
- * on a CPU, where WAN_TOY_DIT_BATCH=8 is the practical size. The committed DiT was trained by a
- * chain of such runs, each continuing the last (WAN_TOY_DIT_INIT), as the recipe grew;
- * bench/RESULTS.md lists them.
+ * cores (wasm), the DiT phase (4500 steps of batch 256) 15 min on one H200 (cuda) and far too long
+ * on a CPU, where WAN_TOY_DIT_BATCH=8 is the practical size. The committed DiT was trained in two
+ * runs of this recipe on the committed VAE, the second continuing the first (WAN_TOY_DIT_INIT) at
+ * half the learning rate; bench/RESULTS.md lists them.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -54,16 +56,16 @@ export const TOY = {
   width: 32,
   maxTextLength: 64,
   flowShift: 3,
-  /** 0.5 and 1 DiT token per frame: a displacement the attention can see from frame to frame. */
+  /** Half a DiT token's width and a whole one per frame: an edge crosses a token within the clip. */
   pixelsPerFrame: { slowly: 2, quickly: 4 },
-  /** Objects grow by 40 % over a clip: the arrow of time the DiT needs to tell left from right. */
+  /** Objects grow by 40 % over a clip. */
   growth: 0.4,
   vae: {
     baseDim: 8, zDim: 8, dimMult: [1, 2], numResBlocks: 1, attnScales: [], temperalDownsample: [false],
     scaleFactorSpatial: 2, scaleFactorTemporal: 1,
   } satisfies Partial<AutoencoderKLWanConfig>,
   transformer: {
-    patchSize: [1, 2, 2], numAttentionHeads: 4, attentionHeadDim: 32, inChannels: 8, outChannels: 8, textDim: 32, freqDim: 64, ffnDim: 512, numLayers: 4,
+    patchSize: [5, 2, 2], numAttentionHeads: 6, attentionHeadDim: 32, inChannels: 8, outChannels: 8, textDim: 32, freqDim: 64, ffnDim: 768, numLayers: 4,
   } satisfies Partial<WanTransformerConfig>,
   textEncoder: { dModel: 32, dKv: 8, dFf: 64, numLayers: 1, numHeads: 4, relativeAttentionNumBuckets: 32, relativeAttentionMaxDistance: 128 },
 } as const;
@@ -162,12 +164,12 @@ export async function trainToy(): Promise<void> {
   const out = path.resolve(process.env.WAN_TOY_OUT ?? 'models/toy');
   const work = path.join(out, '.train');
   const vaeSteps = envInt('WAN_TOY_VAE_STEPS', 1000);
-  const ditSteps = envInt('WAN_TOY_DIT_STEPS', 3100);
+  const ditSteps = envInt('WAN_TOY_DIT_STEPS', 4500);
   const nClips = envInt('WAN_TOY_CLIPS', 4096);
   const ditBatch = envInt('WAN_TOY_DIT_BATCH', 256);
   const ditLr = Number(process.env.WAN_TOY_DIT_LR ?? 1e-3);
   const highSigma = Number(process.env.WAN_TOY_HIGH_SIGMA ?? 0);
-  const frameSigma = Number(process.env.WAN_TOY_FRAME_SIGMA ?? 0.5);
+  const frameSigma = Number(process.env.WAN_TOY_FRAME_SIGMA ?? 0);
   const anchor = Number(process.env.WAN_TOY_ANCHOR ?? 0);
   const ditInit = process.env.WAN_TOY_DIT_INIT;
   registerTrainingKernels();
@@ -276,8 +278,8 @@ export async function trainToy(): Promise<void> {
       const x0 = tf.gather(latents, idx);
       // 10 % empty captions (the unconditional branch of classifier-free guidance), else one variant at random.
       const ctx = tf.gather(embeddings, idx.map((i) => (pick() < 0.1 ? 0 : captionIds[i][Math.floor(pick() * captionIds[i].length)])));
-      // A share of the batches with σ drawn per frame, so that cleaner frames predict noisier ones:
-      // without it the DiT denoises each frame alone and never learns which way the caption moves.
+      // Optionally a share of the batches with σ drawn per token frame (for DiTs with several token
+      // frames), so that cleaner frames predict noisier ones.
       const b = pick() < frameSigma ? sampler.framewiseBatch(x0, dit.config.patchSize, anchor) : (pick() < highSigma ? highSampler : sampler).batch(x0);
       return flowMatchingLoss(dit.forward(b.noisy, b.timestep, ctx), b.target);
     }),

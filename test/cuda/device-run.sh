@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU work in one device call, from the repository root of the device machine:
 #   bash test/cuda/device-run.sh build ops parity bench torch
-# build: npm run build:cuda; ops / parity: the two halves of npm run test:cuda; bench: the 1.3B
+# build: npm run build:cuda; ops / parity: the two halves of npm run test:cuda (they need vitest's
+# rolldown: pack with test/cuda/pack-modules.sh --vitest); fixtures: npm run parity on 'cuda' over
+# test/fixtures (tsx only, so any pack); bench: the 1.3B
 # transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS); train: npm run
 # train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints its tail; later
 # steps run even if one fails.
@@ -29,6 +31,7 @@ for s in "$@"; do
     build) step build 300 node src/cuda/build.mjs && cp build/Release/wan_cuda.node "$OUT/" ;;
     ops) step ops "${OPS_LIMIT:-240}" "${VITEST[@]}" test/cuda/ops.cuda.ts ;;
     parity) step parity "${PARITY_LIMIT:-240}" "${VITEST[@]}" test/cuda/parity.cuda.ts ;;
+    fixtures) step fixtures "${PARITY_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs src/parity/cli.ts test/fixtures --backend cuda ;;
     bench) step bench "${BENCH_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/transformer-cuda.ts --json "$OUT/bench.json" ${BENCH_ARGS:-} ;;
     torch) step torch "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32 ${TORCH_ARGS:-} ;;
     train)
