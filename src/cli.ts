@@ -11,6 +11,7 @@ import { readModelIndex } from './pipeline/model-index.js';
 import { randomSeed } from './pipeline/noise.js';
 import { WanPipeline, type StepInfo } from './pipeline/wan-pipeline.js';
 import { findFfmpeg } from './video/ffmpeg.js';
+import { decodePng, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
@@ -50,6 +51,7 @@ generate options:
   --fps N                  frames per second of the video (default: the model's)
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
   --experts both|active    two-expert models: keep both loaded, or only the one in use
+  --image FILE.png         first frame, for image-to-video (Wan2.2-TI2V-5B); its size is the video's
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
   --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
   --quiet                  no progress output
@@ -110,6 +112,13 @@ export function parseSize(v: string): [number, number] {
   const m = /^\s*(\d+)\s*[x×X*]\s*(\d+)\s*$/.exec(v);
   if (!m) throw new ShapeError('--size', `"${v}"`, 'WIDTHxHEIGHT, e.g. 832x480');
   return [Number(m[1]), Number(m[2])];
+}
+
+/** The first frame for --image: a PNG file, decoded to RGB. */
+function readImage(file: string): DecodedPng {
+  if (!/\.png$/i.test(file)) throw new ConfigError(`--image: got "${file}", expected a .png file (convert other formats to PNG first)`);
+  if (!fs.existsSync(file)) throw new ConfigError(`--image: no file ${file}`);
+  return decodePng(new Uint8Array(fs.readFileSync(file)), file);
 }
 
 /** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */
@@ -198,6 +207,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       fps: { type: 'string' },
       backend: { type: 'string' },
       experts: { type: 'string' },
+      image: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
     },
   });
@@ -229,6 +239,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (fps !== undefined && !(fps > 0)) throw new ConfigError(`--fps: got ${fps}, expected a positive number`);
   const modelDir = values.model ?? defaultModelDir(io.env);
   readModelIndex(modelDir);
+  const image = values.image !== undefined ? readImage(values.image) : undefined;
 
   const progress = new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true);
   // Production mode: no debug checks, and no console banner from the backends.
@@ -244,7 +255,10 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     if (promptEmbeds) owned.push(promptEmbeds);
     const negativePromptEmbeds = values['negative-prompt-embeds'] !== undefined ? readEmbeds(values['negative-prompt-embeds'], 'negative-prompt-embeds') : undefined;
     if (negativePromptEmbeds) owned.push(negativePromptEmbeds);
+    const imageTensor = image ? tf.tidy(() => tf.div(tf.tensor3d(image.rgb, [image.height, image.width, 3], 'float32'), 255)) : undefined;
+    if (imageTensor) owned.push(imageTensor);
     const request = {
+      image: imageTensor,
       prompt: values.prompt,
       promptEmbeds,
       negativePrompt: values['negative-prompt'],

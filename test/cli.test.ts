@@ -9,6 +9,7 @@ import { defaultModelDir, main, parseSize, type CliIO } from '../src/cli.js';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
 import { parseMp4File } from '../src/video/mp4-probe.js';
+import { encodePng } from '../src/video/png-encoder.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { assembleTinyModel } from './helpers/tiny-model.js';
@@ -177,6 +178,36 @@ describe('wan-tfjs CLI', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/wan-tfjs: .*vae.*/);
     expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('--image: image-to-video on a per-token-timestep model; clear errors elsewhere', async () => {
+    const ti2v = path.join(tmp, 'ti2v');
+    fs.cpSync(T2V, ti2v, { recursive: true });
+    for (const f of fs.readdirSync(ti2v, { recursive: true, withFileTypes: true })) fs.chmodSync(path.join(f.parentPath, f.name), f.isDirectory() ? 0o755 : 0o644);
+    const index = JSON.parse(fs.readFileSync(path.join(ti2v, 'model_index.json'), 'utf-8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(ti2v, 'model_index.json'), JSON.stringify({ ...index, expand_timesteps: true }));
+    const d = emptyDir('i2v');
+    const rgb = Uint8Array.from({ length: 32 * 48 * 3 }, (_, i) => (i * 37) % 256);
+    const png = path.join(tmp, 'first.png');
+    fs.writeFileSync(png, encodePng(rgb, 48, 32));
+    fs.writeFileSync(path.join(tmp, 'small.png'), encodePng(rgb.subarray(0, 16 * 48 * 3), 48, 16));
+    const plain = ['--backend', 'cpu', '--frames', '5', '--steps', '2', '--seed', '5'];
+    const out = path.join(d, 'clip.gif');
+    const ok = await run(['generate', '--model', ti2v, ...EMBEDS, ...plain, '--image', png, '--out', out]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/5 frames, 48×32/);
+    const cases: Array<[string, string[], RegExp]> = [
+      [T2V, ['--image', png], /image: a first frame needs a model with per-token timesteps/],
+      [ti2v, ['--image', path.join(tmp, 'small.png'), '--size', '48x32'], /image: got \[16,48,3\], expected 32×48 pixels/],
+      [ti2v, ['--image', path.join(tmp, 'first.jpg')], /--image: got ".*first\.jpg", expected a \.png file/],
+      [ti2v, ['--image', path.join(tmp, 'none.png')], /--image: no file .*none\.png/],
+    ];
+    for (const [model, extra, message] of cases) {
+      const r = await run(['generate', '--model', model, ...EMBEDS, ...plain, '--out', path.join(d, 'bad.gif'), ...extra]);
+      expect(r.code, extra.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(message);
+    }
+    expect(fs.readdirSync(d)).toEqual(['clip.gif']);
   });
 
   it('without --model: $WAN_MODEL, else the bundled models/toy, else a clear message', () => {

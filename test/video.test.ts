@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
@@ -81,6 +82,50 @@ describe('PNG encoder', () => {
     expect([d.width, d.height]).toEqual([7, 13]);
     expect(Buffer.from(d.rgb).equals(Buffer.from(rgb))).toBe(true);
     expect(d.text).toEqual({ Description: 'a cat', Comment: '猫 {"seed":1}' });
+  });
+
+  it('decodes grey, grey + alpha, RGB, RGBA (8 and 16 bits) and palette PNGs to RGB, dropping alpha', () => {
+    // A PNG by the spec: signature, IHDR, [PLTE], one IDAT of filter-0 rows, IEND; CRCs from zlib.
+    const chunk = (type: string, data: Uint8Array) => {
+      const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+      const out = Buffer.alloc(12 + data.length);
+      out.writeUInt32BE(data.length, 0);
+      body.copy(out, 4);
+      out.writeUInt32BE(zlib.crc32(body), 8 + data.length);
+      return out;
+    };
+    const build = (w: number, h: number, depth: number, colour: number, rows: Uint8Array[], plte?: Uint8Array) => {
+      const ihdr = Buffer.alloc(13);
+      ihdr.writeUInt32BE(w, 0);
+      ihdr.writeUInt32BE(h, 4);
+      ihdr.set([depth, colour, 0, 0, 0], 8);
+      const raw = Buffer.concat(rows.map((r) => Buffer.concat([Buffer.from([0]), r])));
+      return new Uint8Array(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), ...(plte ? [chunk('PLTE', plte)] : []), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', new Uint8Array())]));
+    };
+    fc.assert(
+      fc.property(fc.constantFrom(0, 2, 3, 4, 6), fc.constantFrom(8, 16), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer(), (colour, depth16, w, h, seed) => {
+        const depth = colour === 3 ? 8 : depth16;
+        const samples = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colour]!;
+        const r = rng(seed);
+        const random = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+        const bytes = random(h * w * samples * (depth / 8));
+        const palette = colour === 3 ? random(3 * 256) : undefined;
+        const rows = Array.from({ length: h }, (_, y) => bytes.subarray(y * w * samples * (depth / 8), (y + 1) * w * samples * (depth / 8)));
+        const d = decodePng(build(w, h, depth, colour, rows, palette));
+        const want = new Uint8Array(w * h * 3);
+        for (let i = 0; i < w * h; i++) {
+          const sample = (k: number) => bytes[(i * samples + k) * (depth / 8)];
+          const rgb = colour === 3 ? [...palette!.subarray(3 * sample(0), 3 * sample(0) + 3)] : colour === 0 || colour === 4 ? [sample(0), sample(0), sample(0)] : [sample(0), sample(1), sample(2)];
+          want.set(rgb, i * 3);
+        }
+        expect([d.width, d.height]).toEqual([w, h]);
+        expect([...d.rgb]).toEqual([...want]);
+      }),
+      { numRuns: 60 },
+    );
+    const interlaced = build(1, 1, 8, 2, [new Uint8Array(3)]);
+    interlaced[8 + 8 + 12] = 1;
+    expect(() => decodePng(interlaced)).toThrow(VideoFormatError);
   });
 
   it('rejects a corrupted chunk', () => {

@@ -31,6 +31,8 @@ export interface PipelineVae {
   };
   // z: [B, zDim, F, H, W] (denormalised) → video [B, 3, 1 + 4(F − 1), sH, sW] in [-1, 1]
   decode(z: tf.Tensor, options?: WanVaeDecodeOptions): tf.Tensor;
+  // video: [B, 3, F, H, W] in [-1, 1] → posterior mean and log-variance [B, zDim, F', H/s, W/s]; needed for `image`
+  encode?(video: tf.Tensor): { mean: tf.Tensor; logvar: tf.Tensor };
   dispose(): unknown;
 }
 
@@ -149,6 +151,14 @@ export interface GenerateOptions {
   seed?: number;
   /** Initial latents [B, C, F', H', W'] instead of noise (not disposed by the pipeline). */
   latents?: tf.Tensor;
+  /**
+   * The first frame, [H, W, 3] or [B, H, W, 3] in [0, 1] (as `frames`), for image-to-video with a
+   * per-token-timestep model (Wan2.2-TI2V-5B). Its size sets height and width. As Diffusers'
+   * WanImageToVideoPipeline with expand_timesteps: the VAE's posterior mean of the image, normalised,
+   * replaces latent frame 0 in every DiT input and in the result, and that frame's tokens get timestep 0.
+   * Not disposed by the pipeline.
+   */
+  image?: tf.Tensor;
   onStep?: (info: StepInfo) => void;
   /** Stops the loop before the next step; the promise rejects with AbortError and nothing leaks. */
   signal?: AbortSignal;
@@ -405,6 +415,19 @@ export class WanPipeline {
       }
       ({ numFrames, height, width } = implied);
     }
+    if (o.image) {
+      if (!this.expandTimesteps) {
+        throw new ConfigError('image: a first frame needs a model with per-token timesteps (Wan2.2-TI2V-5B; expand_timesteps in model_index.json); this one is text-to-video only');
+      }
+      if ((this.patchSize[0] ?? 1) !== 1) throw new ConfigError(`image: the first frame's tokens need a temporal patch of 1; this DiT's patch is [${this.patchSize}]`);
+      if (!this.vae?.encode) throw new ConfigError('image: the VAE must encode the first frame, and this pipeline has none (the model folder has no vae/, or loadVae was false)');
+      const im = o.image;
+      if ((im.rank !== 3 && im.rank !== 4) || im.shape[im.rank - 1] !== 3) throw new ShapeError('image', `[${im.shape}]`, '[H, W, 3] or [B, H, W, 3] RGB in [0, 1]');
+      const [ih, iw] = im.shape.slice(im.rank - 3, im.rank - 1) as [number, number];
+      height ??= ih;
+      width ??= iw;
+      if (ih !== height || iw !== width) throw new ShapeError('image', `[${im.shape}]`, `${height}×${width} pixels, the video's size (resize the image first)`);
+    }
     numFrames ??= d.numFrames;
     height ??= d.height;
     width ??= d.width;
@@ -439,6 +462,9 @@ export class WanPipeline {
       throw new ConfigError(`negativePrompt: got ${o.negativePrompt.length} prompts for a batch of ${batch}; give one string or one per prompt`);
     }
     if (o.latents && o.latents.shape[0] !== batch) throw new ShapeError('latents', `[${o.latents.shape}]`, `batch ${batch} (the number of prompts)`);
+    if (o.image?.rank === 4 && o.image.shape[0] !== 1 && o.image.shape[0] !== batch) {
+      throw new ShapeError('image', `[${o.image.shape}]`, `one image, or one per prompt (batch ${batch})`);
+    }
     if (g > 1 && o.negativePromptEmbeds === undefined && o.prompt === undefined && o.negativePrompt === undefined && !this.textEncoder) {
       throw new ConfigError('guidance > 1 needs negative embeddings: pass negativePromptEmbeds (this pipeline has no text encoder to encode a negative prompt)');
     }
@@ -458,10 +484,27 @@ export class WanPipeline {
     return slot.get();
   }
 
+  // image: [H, W, 3] or [b, H, W, 3] in [0, 1] → normalised latent frame [batch, zDim, 1, H/s, W/s]:
+  // (mean(VAE.encode(2·image − 1)) − latents_mean) · (1 / latents_std), as Diffusers' prepare_latents.
+  private encodeFirstFrame(image: tf.Tensor, batch: number): tf.Tensor {
+    const vae = this.vae!;
+    return tf.tidy(() => {
+      const im = image.rank === 3 ? tf.expandDims(image, 0) : image;
+      const video = tf.expandDims(tf.sub(tf.mul(tf.transpose(im, [0, 3, 1, 2]), 2), 1), 2);
+      const { mean } = vae.encode!(video);
+      const c = vae.config;
+      const z = tf.mul(tf.sub(mean, tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1])), tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1])));
+      return z.shape[0] === batch ? z : tf.tile(z, [batch, 1, 1, 1, 1]);
+    });
+  }
+
   /**
    * The denoising loop: returns the final latents [B, C, F', H', W'] (the caller disposes).
    * Follows Diffusers' WanPipeline.__call__: timesteps from the scheduler, the model gets t as
    * given (σ·1000, truncated to an integer by UniPC), CFG per step with the active expert's scale.
+   * With `image`, WanImageToVideoPipeline's expand_timesteps branch: the DiT sees the image's latent
+   * as frame 0 with timestep 0 on its tokens; the scheduler steps the latents as they are; the
+   * result gets the image's latent as frame 0.
    */
   async generate(o: GenerateOptions): Promise<tf.Tensor> {
     const r = this.resolve(o);
@@ -490,7 +533,12 @@ export class WanPipeline {
       const s = this.vaeScaleFactorSpatial;
       const shape = [r.batch, this.latentChannels, (r.numFrames - 1) / this.vaeScaleFactorTemporal + 1, r.height / s, r.width / s];
       latents = o.latents ? o.latents.clone() : randn(shape, r.seed);
-      const tokens = (shape[2] / (this.patchSize[0] ?? 1)) * (shape[3] / (this.patchSize[1] ?? 2)) * (shape[4] / (this.patchSize[2] ?? 2));
+      const tokensPerFrame = (shape[3] / (this.patchSize[1] ?? 2)) * (shape[4] / (this.patchSize[2] ?? 2));
+      const tokens = (shape[2] / (this.patchSize[0] ?? 1)) * tokensPerFrame;
+      const condition = o.image ? this.encodeFirstFrame(o.image, r.batch) : undefined;
+      if (condition) owned.push(condition);
+      // latents: [B, C, F', H', W'] → the same with latent frame 0 replaced by the image's
+      const withFirstFrame = (z: tf.Tensor) => (condition ? tf.concat([condition, tf.slice(z, [0, 0, 1, 0, 0], [-1, -1, -1, -1, -1])], 2) : z);
 
       const start = performance.now();
       for (let i = 0; i < timesteps.length; i++) {
@@ -502,10 +550,14 @@ export class WanPipeline {
         const g = e === 0 ? r.guidanceScale : r.guidanceScale2!;
         const x: tf.Tensor = latents;
         const v = tf.tidy(() => {
-          const timestep = this.expandTimesteps ? tf.fill([r.batch, tokens], t) : tf.fill([r.batch], t);
-          const vCond = model.forward(x, timestep, cond!);
+          // Per-token timesteps: t everywhere, 0 on the first frame's tokens when it is the given image.
+          const timestep = !this.expandTimesteps
+            ? tf.fill([r.batch], t)
+            : condition ? tf.concat([tf.zeros([r.batch, tokensPerFrame]), tf.fill([r.batch, tokens - tokensPerFrame], t)], 1) : tf.fill([r.batch, tokens], t);
+          const input = withFirstFrame(x);
+          const vCond = model.forward(input, timestep, cond!);
           if (!uncond) return vCond;
-          const vUncond = model.forward(x, timestep, uncond);
+          const vUncond = model.forward(input, timestep, uncond);
           return tf.add(vUncond, tf.mul(g, tf.sub(vCond, vUncond)));
         });
         const next = this.scheduler.step(v, t, x);
@@ -514,7 +566,8 @@ export class WanPipeline {
         latents = next;
         o.onStep?.({ step: i + 1, total: timesteps.length, timestep: t, expert: e === 0 ? 'transformer' : 'transformer_2', guidanceScale: g, elapsedMs: performance.now() - start, latents: next });
       }
-      const out = latents;
+      const out = condition ? tf.tidy(() => withFirstFrame(latents!)) : latents;
+      if (out !== latents) latents.dispose();
       latents = undefined;
       return out;
     } finally {

@@ -10,9 +10,13 @@ export interface DecodedPng {
   text: Record<string, string>;
 }
 
+/** Samples per pixel of each PNG colour type: grey, RGB, palette index, grey + alpha, RGBA. */
+const SAMPLES: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+
 /**
- * Decodes the PNGs this library writes and other 8-bit RGB/RGBA non-interlaced PNGs (alpha is
- * dropped). Checks every chunk's CRC. Throws VideoFormatError on anything else.
+ * Decodes non-interlaced PNGs to 8-bit RGB: grey, RGB, grey + alpha and RGBA at 8 or 16 bits
+ * (16-bit samples keep their high byte), and 8-bit palette images. Alpha is dropped, as PIL's
+ * convert('RGB') does. Checks every chunk's CRC. Throws VideoFormatError on anything else.
  */
 export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
   const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -22,6 +26,9 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
   let width = 0;
   let height = 0;
   let channels = 0;
+  let colour = 0;
+  let bytesPerSample = 1;
+  let palette: Uint8Array | undefined;
   const idat: Uint8Array[] = [];
   const text: Record<string, string> = {};
   for (;;) {
@@ -35,11 +42,17 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
     if (type === 'IHDR') {
       width = dv.getUint32(data.byteOffset - bytes.byteOffset);
       height = dv.getUint32(data.byteOffset - bytes.byteOffset + 4);
-      const [depth, colour, , , interlace] = data.subarray(8, 13);
-      if (depth !== 8 || (colour !== 2 && colour !== 6) || interlace !== 0) {
-        throw new VideoFormatError(`${label}: only 8-bit RGB/RGBA non-interlaced PNGs are supported (depth ${depth}, colour type ${colour}, interlace ${interlace})`);
+      const [depth, ct, , , interlace] = data.subarray(8, 13);
+      colour = ct;
+      if (SAMPLES[colour] === undefined || (depth !== 8 && (depth !== 16 || colour === 3)) || interlace !== 0) {
+        throw new VideoFormatError(
+          `${label}: supported are non-interlaced grey, RGB, grey + alpha and RGBA PNGs at 8 or 16 bits and 8-bit palette PNGs; this one has bit depth ${depth}, colour type ${colour}, interlace ${interlace} (re-save it as 8-bit RGB)`,
+        );
       }
-      channels = colour === 2 ? 3 : 4;
+      bytesPerSample = depth / 8;
+      channels = SAMPLES[colour] * bytesPerSample;
+    } else if (type === 'PLTE') {
+      palette = data;
     } else if (type === 'IDAT') {
       idat.push(data);
     } else if (type === 'tEXt') {
@@ -74,8 +87,23 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
       row[i] = (src[i] + pred) & 0xff;
     }
   }
-  if (channels === 3) return { width, height, rgb: pix, text };
+  if (colour === 2 && bytesPerSample === 1) return { width, height, rgb: pix, text };
+  if (colour === 3 && !palette) throw new VideoFormatError(`${label}: a palette image without a PLTE chunk`);
   const rgb = new Uint8Array(width * height * 3);
-  for (let i = 0; i < width * height; i++) rgb.set(pix.subarray(i * 4, i * 4 + 3), i * 3);
+  for (let i = 0; i < width * height; i++) {
+    // the high byte of each sample (16-bit PNGs are big-endian)
+    const at = (sample: number) => pix[i * channels + sample * bytesPerSample];
+    if (colour === 3) {
+      const k = at(0);
+      if (3 * k + 2 >= palette!.length) throw new VideoFormatError(`${label}: pixel ${i} uses palette entry ${k}, but the palette has ${palette!.length / 3}`);
+      rgb.set(palette!.subarray(3 * k, 3 * k + 3), i * 3);
+    } else if (colour === 0 || colour === 4) {
+      rgb.fill(at(0), i * 3, i * 3 + 3);
+    } else {
+      rgb[i * 3] = at(0);
+      rgb[i * 3 + 1] = at(1);
+      rgb[i * 3 + 2] = at(2);
+    }
+  }
   return { width, height, rgb, text };
 }

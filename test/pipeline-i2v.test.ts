@@ -1,0 +1,151 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, ShapeError } from '../src/errors.js';
+import { randn } from '../src/pipeline/noise.js';
+import { WanPipeline, type GenerateOptions, type PipelineTransformer } from '../src/pipeline/wan-pipeline.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
+import { hostToTensor } from '../weights/load.js';
+import { fixtureDir } from './helpers/fixtures.js';
+import { maxAbsDiff } from './helpers/compare.js';
+
+// Image-to-video as Diffusers' WanImageToVideoPipeline with expand_timesteps (Wan2.2-TI2V-5B): the
+// pipeline-t2v fixture's DiT and VAE, run as a per-token-timestep model.
+const T2V = fixtureDir('pipeline-t2v');
+
+/** A denoiser that records what the pipeline gives it. */
+class Spy implements PipelineTransformer {
+  readonly calls: Array<{ timestep: Float32Array; timestepShape: number[]; frame0: tf.Tensor }> = [];
+  constructor(readonly inner: PipelineTransformer) {}
+  get config() {
+    return this.inner.config;
+  }
+  forward(x: tf.Tensor, timestep: tf.Tensor, ctx: tf.Tensor): tf.Tensor {
+    this.calls.push({ timestep: timestep.dataSync() as Float32Array, timestepShape: [...timestep.shape], frame0: tf.keep(tf.slice(x, [0, 0, 0, 0, 0], [-1, -1, 1, -1, -1])) });
+    return this.inner.forward(x, timestep, ctx);
+  }
+  reset(): void {
+    for (const c of this.calls) c.frame0.dispose();
+    this.calls.length = 0;
+  }
+  dispose(): void {
+    this.reset();
+  }
+}
+
+let t2v: WanPipeline;
+let spy: Spy;
+let i2v: WanPipeline;
+let cond: tf.Tensor;
+let uncond: tf.Tensor;
+let image: tf.Tensor3D;
+
+beforeAll(async () => {
+  await tf.setBackend('wasm');
+  t2v = await WanPipeline.fromPretrained(T2V);
+  spy = new Spy(t2v.experts[0].current!);
+  i2v = new WanPipeline({ transformer: spy, vae: t2v.vae, scheduler: t2v.scheduler, expandTimesteps: true });
+  const io = SafetensorsFile.open(`${T2V}/io.safetensors`);
+  cond = hostToTensor(io.read('input.prompt_embeds'));
+  uncond = hostToTensor(io.read('input.negative_prompt_embeds'));
+  io.close();
+  image = tf.tidy(() => tf.clipByValue(tf.add(0.5, tf.mul(0.3, randn([32, 48, 3], 5))), 0, 1)) as tf.Tensor3D;
+});
+
+afterAll(() => {
+  spy.reset();
+  tf.dispose([cond, uncond, image]);
+  t2v.dispose();
+});
+
+function opts(overrides: Partial<GenerateOptions> = {}): GenerateOptions {
+  return { promptEmbeds: cond, negativePromptEmbeds: uncond, image, numFrames: 9, numInferenceSteps: 3, guidanceScale: 4, seed: 3, ...overrides };
+}
+
+/** The reference's condition: (mean(VAE.encode(2·image − 1)) − latents_mean) · (1 / latents_std), [1, z, 1, h, w]. */
+function expectedCondition(img: tf.Tensor3D): tf.Tensor {
+  const vae = t2v.vae!;
+  return tf.tidy(() => {
+    const video = tf.reshape(tf.transpose(tf.sub(tf.mul(img, 2), 1), [2, 0, 1]), [1, 3, 1, img.shape[0], img.shape[1]]);
+    const { mean, logvar } = vae.encode!(video);
+    logvar.dispose();
+    const z = vae.config.zDim;
+    return tf.mul(tf.sub(mean, tf.tensor(vae.config.latentsMean as number[], [1, z, 1, 1, 1])), tf.div(1, tf.tensor(vae.config.latentsStd as number[], [1, z, 1, 1, 1])));
+  });
+}
+
+describe('image-to-video (expand_timesteps)', () => {
+  it('frame 0 is the image latent in every DiT input and in the result; its tokens get timestep 0, the others t', async () => {
+    spy.reset();
+    const before = tf.memory().numTensors;
+    const seen: number[] = [];
+    const out = await i2v.generate(opts({ onStep: (s) => seen.push(s.timestep) }));
+    const want = expectedCondition(image);
+    // 9 frames → 3 latent frames of 4×6, patch 2×2 → 6 tokens per frame, 18 in all
+    expect(out.shape).toEqual([1, 4, 3, 4, 6]);
+    expect(tf.tidy(() => maxAbsDiff(tf.slice(out, [0, 0, 0, 0, 0], [-1, -1, 1, -1, -1]), want))).toBe(0);
+    expect(spy.calls).toHaveLength(6);
+    spy.calls.forEach((c, i) => {
+      const t = seen[Math.floor(i / 2)];
+      expect(c.timestepShape).toEqual([1, 18]);
+      expect([...c.timestep]).toEqual([...Array<number>(6).fill(0), ...Array<number>(12).fill(t)]);
+      expect(maxAbsDiff(c.frame0, want)).toBe(0);
+    });
+    tf.dispose([out, want]);
+    spy.reset();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('the initial noise of frame 0 never reaches the result', async () => {
+    const noise = randn([1, 4, 3, 4, 6], 11);
+    const other = tf.tidy(() => tf.concat([randn([1, 4, 1, 4, 6], 12), tf.slice(noise, [0, 0, 1, 0, 0], [-1, -1, -1, -1, -1])], 2));
+    const a = await i2v.generate(opts({ latents: noise }));
+    const b = await i2v.generate(opts({ latents: other }));
+    expect(maxAbsDiff(a, b)).toBe(0);
+    const plain = await i2v.generate(opts({ latents: noise, image: undefined }));
+    expect(maxAbsDiff(a, plain)).toBeGreaterThan(1e-3);
+    tf.dispose([noise, other, a, b, plain]);
+    spy.reset();
+  });
+
+  it('one image conditions every prompt of a batch; one image per prompt conditions its own', async () => {
+    const pair = tf.concat([cond, cond], 0);
+    const negPair = tf.concat([uncond, uncond], 0);
+    const second = tf.tidy(() => tf.sub(1, image)) as tf.Tensor3D;
+    const images = tf.stack([image, second]);
+    const shared = await i2v.generate(opts({ promptEmbeds: pair, negativePromptEmbeds: negPair, numFrames: 5 }));
+    const own = await i2v.generate(opts({ promptEmbeds: pair, negativePromptEmbeds: negPair, numFrames: 5, image: images }));
+    const [w0, w1] = [expectedCondition(image), expectedCondition(second)];
+    const diff0 = (z: tf.Tensor, b: number, w: tf.Tensor) => tf.tidy(() => maxAbsDiff(tf.slice(z, [b, 0, 0, 0, 0], [1, -1, 1, -1, -1]), w));
+    expect(diff0(shared, 0, w0)).toBe(0);
+    expect(diff0(shared, 1, w0)).toBe(0);
+    expect(diff0(own, 0, w0)).toBe(0);
+    expect(diff0(own, 1, w1)).toBeLessThan(1e-6);
+    tf.dispose([pair, negPair, second, images, shared, own, w0, w1]);
+    spy.reset();
+  });
+
+  it('textToVideo takes the size from the image and decodes its first frame', async () => {
+    const r = await i2v.textToVideo(opts({ numFrames: 5, numInferenceSteps: 2 }));
+    expect([r.height, r.width, r.numFrames]).toEqual([32, 48, 5]);
+    expect(r.frames.shape).toEqual([1, 5, 32, 48, 3]);
+    r.frames.dispose();
+    spy.reset();
+  });
+
+  it('bad images raise typed errors naming the argument', async () => {
+    const err = (p: WanPipeline, o: Partial<GenerateOptions>) => p.generate(opts(o)).then(() => undefined, (e: unknown) => e);
+    expect(String(await err(t2v, {}))).toMatch(/ConfigError: image: .*per-token timesteps.*text-to-video only/);
+    const gray = tf.zeros([32, 48, 1]);
+    const small = tf.zeros([16, 48, 3]);
+    const three = tf.zeros([3, 32, 48, 3]);
+    expect(await err(i2v, { image: gray })).toMatchObject({ argument: 'image' });
+    expect(await err(i2v, { image: gray })).toBeInstanceOf(ShapeError);
+    expect(String(await err(i2v, { image: small, height: 32, width: 48 }))).toMatch(/ShapeError: image: got \[16,48,3\], expected 32×48 pixels/);
+    expect(String(await err(i2v, { image: three }))).toMatch(/ShapeError: image: .*one per prompt \(batch 1\)/);
+    const noVae = new WanPipeline({ transformer: spy, scheduler: t2v.scheduler, expandTimesteps: true });
+    expect(await err(noVae, {})).toBeInstanceOf(ConfigError);
+    tf.dispose([gray, small, three]);
+    expect(spy.calls).toHaveLength(0);
+  });
+});
