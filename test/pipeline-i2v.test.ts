@@ -125,6 +125,15 @@ describe('image-to-video (expand_timesteps)', () => {
     spy.reset();
   });
 
+  it('a one-frame video is the image latent, every token at timestep 0', async () => {
+    const out = await i2v.generate(opts({ numFrames: 1, numInferenceSteps: 2 }));
+    const want = expectedCondition(image);
+    expect(maxAbsDiff(out, want)).toBe(0);
+    expect(spy.calls.every((c) => c.timestep.every((t) => t === 0))).toBe(true);
+    tf.dispose([out, want]);
+    spy.reset();
+  });
+
   it('textToVideo takes the size from the image and decodes its first frame', async () => {
     const r = await i2v.textToVideo(opts({ numFrames: 5, numInferenceSteps: 2 }));
     expect([r.height, r.width, r.numFrames]).toEqual([32, 48, 5]);
