@@ -1,20 +1,25 @@
 /**
  * Text to video in a few lines: load a Wan model folder, generate, write the video.
  *
- *   npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"]
+ *   npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"] [first-frame.png]
  *
  * The model folder is a Diffusers Wan checkpoint (model_index.json) or an original Wan release.
+ * With a PNG, a per-token-timestep model (Wan2.2-TI2V-5B) makes the video from that first frame;
+ * the video takes the image's size.
  * Frames, size, steps and guidance come from the model's defaults; pass them to textToVideo to
  * change them. MP4 goes through ffmpeg when it is found, else through the built-in (uncompressed) writer.
  */
+import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/select.js';
+import { WanError } from '../src/errors.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
+import { decodePng } from '../src/video/png-decoder.js';
 import { saveVideo } from '../src/video/save-video.js';
 
-const [modelDir, out = 'wan-example.gif', prompt = 'a red fox running through fresh snow, morning light'] = process.argv.slice(2);
+const [modelDir, out = 'wan-example.gif', prompt = 'a red fox running through fresh snow, morning light', firstFrame] = process.argv.slice(2);
 if (!modelDir) {
-  console.error('usage: npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"]');
+  console.error('usage: npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"] [first-frame.png]');
   process.exit(1);
 }
 
@@ -22,9 +27,13 @@ tf.enableProdMode();
 console.log(`backend: ${await selectBackend()}`);
 
 const pipe = await WanPipeline.fromPretrained(modelDir);
+// The first frame as [H, W, 3] in [0, 1], the layout of the frames the pipeline returns.
+const png = firstFrame ? decodePng(fs.readFileSync(firstFrame), firstFrame) : undefined;
+const image = png ? tf.tidy(() => tf.div(tf.tensor3d(png.rgb, [png.height, png.width, 3], 'float32'), 255)) : undefined;
 try {
   const result = await pipe.textToVideo({
     prompt,
+    image,
     negativePrompt: 'blurry, static, low quality',
     seed: 42,
     onStep: ({ step, total, timestep, elapsedMs }) => console.log(`step ${step}/${total} (t=${timestep}) ${(elapsedMs / 1000).toFixed(1)}s`),
@@ -34,7 +43,13 @@ try {
     metadata: { prompt, seed: result.seed, steps: result.numInferenceSteps, guidance: result.guidanceScale, software: 'wan-tfjs example' },
   });
   result.frames.dispose();
-  console.log(`wrote ${saved.path}: ${saved.frameCount} frames, ${saved.width}x${saved.height}, ${saved.fps} fps`);
+  console.log(`wrote ${saved.path}: ${saved.frameCount} frames, ${saved.width}x${saved.height}, ${saved.fps} fps${firstFrame ? `, from ${firstFrame}` : ''}`);
+} catch (e) {
+  // The library's errors (WanError: ConfigError, ShapeError, …) say what to change.
+  if (!(e instanceof WanError)) throw e;
+  console.error(`${e.name}: ${e.message}`);
+  process.exitCode = 1;
 } finally {
+  image?.dispose();
   pipe.dispose();
 }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
 import { decodePng } from '../src/video/png-decoder.js';
+import { encodePng } from '../src/video/png-encoder.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { assembleTinyModel } from './helpers/tiny-model.js';
 import { maxAbsDiffArrays } from './helpers/compare.js';
@@ -47,6 +48,20 @@ describe('examples', () => {
     expect(Math.abs(g.frames.reduce((n, f) => n + f.delayCs, 0) - 62.5)).toBeLessThanOrEqual(0.5);
     expect(JSON.parse(g.comments[0])).toMatchObject({ prompt: 'a red fox', seed: '42' });
     expect(example('generate.ts', []).status).toBe(1);
+  });
+
+  it('generate.ts with a first frame: image-to-video on a per-token-timestep model', () => {
+    const model = assembleTinyModel(path.join(tmp, 'tiny-ti2v'), { expandTimesteps: true });
+    const frame = path.join(tmp, 'first.png');
+    fs.writeFileSync(frame, encodePng(Uint8Array.from({ length: 32 * 48 * 3 }, (_, i) => (i * 29) % 256), 48, 32));
+    const out = path.join(tmp, 'fox-i2v.gif');
+    const r = example('generate.ts', [model, out, 'a red fox', frame]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/5 frames, 48x32, 8 fps, from .*first\.png/);
+    expect(decodeGif(fs.readFileSync(out)).frames).toHaveLength(5);
+    const t2v = example('generate.ts', [assembleTinyModel(path.join(tmp, 'tiny')), out, 'a red fox', frame]);
+    expect(t2v.status).toBe(1);
+    expect(t2v.stderr).toMatch(/ConfigError: image: a first frame needs a model with per-token timesteps/);
   });
 
   it('write-video.ts: GIF, PNG frames and MP4 read back', () => {

@@ -6,9 +6,10 @@ import { fixtureDir } from './fixtures.js';
  * A complete tiny Diffusers Wan model folder under `dir`: the pipeline-t2v fixture (transformer,
  * VAE, scheduler) plus the umt5-encoder fixture's text encoder (d_model 32 = the DiT's text_dim)
  * and the tokenizer-unigram fixture's tokenizer (506 tokens < the encoder's 512), with
- * wan_tfjs.json setting 48×32, 5 frames, 2 steps. Returns the folder.
+ * wan_tfjs.json setting 48×32, 5 frames, 2 steps. With `expandTimesteps` the model_index says
+ * expand_timesteps, as Wan2.2-TI2V-5B's does (per-token timesteps, image-to-video). Returns the folder.
  */
-export function assembleTinyModel(dir: string): string {
+export function assembleTinyModel(dir: string, options: { expandTimesteps?: boolean } = {}): string {
   if (fs.existsSync(path.join(dir, 'model_index.json'))) return dir;
   fs.mkdirSync(dir, { recursive: true });
   const copy = (from: string, to: string) => {
@@ -24,6 +25,7 @@ export function assembleTinyModel(dir: string): string {
   const index = JSON.parse(fs.readFileSync(path.join(fixtureDir('pipeline-t2v'), 'model_index.json'), 'utf-8')) as Record<string, unknown>;
   index.text_encoder = ['transformers', 'UMT5EncoderModel'];
   index.tokenizer = ['transformers', 'T5TokenizerFast'];
+  if (options.expandTimesteps) index.expand_timesteps = true;
   fs.writeFileSync(path.join(dir, 'model_index.json'), JSON.stringify(index, null, 2));
   fs.writeFileSync(path.join(dir, 'wan_tfjs.json'), JSON.stringify({ height: 32, width: 48, num_frames: 5, num_inference_steps: 2, fps: 8 }));
   return dir;
