@@ -245,7 +245,16 @@ export interface WanVaePosterior {
 }
 
 export interface WanVaeEncodeOptions {
-  /** Called after each encoded chunk (frame 0, then each 4 frames). */
+  /**
+   * Spatial tiling: tile edge in input PIXELS (a number, or [height, width]); rounded down to whole
+   * latents (multiples of the spatial factor). Each tile is encoded on its own through the whole clip,
+   * so peak memory is one tile's activations; the posteriors are blended linearly over the overlaps.
+   * Tiling changes the result near seams. Off when absent or when one tile covers the video.
+   */
+  tileSize?: number | [number, number];
+  /** Overlap of neighbouring tiles in input PIXELS (rounded down to whole latents). Default a quarter of tileSize. */
+  tileOverlap?: number | [number, number];
+  /** Called after each encoded chunk (frame 0, then each 4 frames; counted over all tiles). */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -282,6 +291,14 @@ function pair(v: number | [number, number]): [number, number] {
 function nearestMultiples(v: number, m: number): string {
   const lo = Math.floor(v / m) * m;
   return lo === v ? String(v) : lo === 0 ? String(m) : `${lo} or ${lo + m}`;
+}
+
+/** A spatial tile grid in latents: tile starts along rows and columns, and the tile size. */
+interface TileGrid {
+  rows: number[];
+  cols: number[];
+  th: number;
+  tw: number;
 }
 
 /** Starts of tiles of `size` covering [0, n) with at least `overlap` shared; the last tile ends at n. */
@@ -423,6 +440,13 @@ export class AutoencoderKLWan extends WanModule {
   // → {mean, logvar}: [B, zDim, 1 + k, H/s, W/s]
   encode(video: tf.Tensor, options: WanVaeEncodeOptions = {}): WanVaePosterior {
     this.checkVideo(video);
+    const s = this.spatialCompression;
+    const grid = this.tileGrid((video.shape[3] as number) / s, (video.shape[4] as number) / s, options, 'encode');
+    return grid ? this.encodeTiled(video, grid, options.onProgress) : this.encodeWhole(video, options.onProgress);
+  }
+
+  // video: [B, C, T, H, W] → posterior [B, zDim, 1 + k, H/s, W/s], frame 0 then 4 frames at a time
+  private encodeWhole(video: tf.Tensor, onProgress?: (done: number, total: number) => void): WanVaePosterior {
     const T = video.shape[2] as number;
     const step = this.temporalCompression;
     const total = 1 + (T - 1) / step;
@@ -433,7 +457,7 @@ export class AutoencoderKLWan extends WanModule {
       for (let i = 0; i < total; i++) {
         const [start, len] = i === 0 ? [0, 1] : [1 + step * (i - 1), step];
         outs.push(tf.tidy(() => this.encoder.forward(tf.slice(x, [0, start, 0, 0, 0], [-1, len, -1, -1, -1]), cache)));
-        options.onProgress?.(i + 1, total);
+        onProgress?.(i + 1, total);
       }
       return tf.tidy(() => {
         const h = this.quantConv.forward(outs.length === 1 ? outs[0] : tf.concat(outs, 1));
@@ -450,7 +474,7 @@ export class AutoencoderKLWan extends WanModule {
   // z: [B, zDim, F, h, w] → video [B, 3, 1 + 4(F − 1), h·s, w·s] clamped to [−1, 1]
   decode(z: tf.Tensor, options: WanVaeDecodeOptions = {}): tf.Tensor {
     this.checkLatents(z);
-    const tiles = this.tiling(z, options);
+    const tiles = this.tileGrid(z.shape[3] as number, z.shape[4] as number, options, 'decode');
     if (tiles) return this.decodeTiled(z, tiles, options);
     const parts: tf.Tensor[] = [];
     try {
@@ -538,27 +562,65 @@ export class AutoencoderKLWan extends WanModule {
     }
   }
 
-  /** The tile grid in latents, or undefined when decode is not tiled. */
-  private tiling(z: tf.Tensor, options: WanVaeDecodeOptions): { rows: number[]; cols: number[]; th: number; tw: number } | undefined {
+  /** The tile grid over h×w latents, or undefined when encode / decode is not tiled. */
+  private tileGrid(h: number, w: number, options: WanVaeEncodeOptions | WanVaeDecodeOptions, what: 'encode' | 'decode'): TileGrid | undefined {
     if (options.tileSize === undefined) return undefined;
     const s = this.spatialCompression;
-    const [h, w] = [z.shape[3] as number, z.shape[4] as number];
     const [sizeH, sizeW] = pair(options.tileSize);
     const [ovH, ovW] = pair(options.tileOverlap ?? [Math.floor(sizeH / 4), Math.floor(sizeW / 4)]);
     const th = Math.floor(sizeH / s);
     const tw = Math.floor(sizeW / s);
-    if (th < 1 || tw < 1) throw new ConfigError(`decode option tileSize (${sizeH}×${sizeW} pixels) must be at least one latent, ${s} pixels`);
+    if (th < 1 || tw < 1) throw new ConfigError(`${what} option tileSize (${sizeH}×${sizeW} pixels) must be at least one latent, ${s} pixels`);
     const oh = Math.floor(ovH / s);
     const ow = Math.floor(ovW / s);
     if (oh < 0 || ow < 0 || oh >= th || ow >= tw) {
-      throw new ConfigError(`decode option tileOverlap (${ovH}×${ovW} pixels) must be ≥ 0 and smaller than tileSize (${sizeH}×${sizeW}) once rounded down to multiples of ${s}`);
+      throw new ConfigError(`${what} option tileOverlap (${ovH}×${ovW} pixels) must be ≥ 0 and smaller than tileSize (${sizeH}×${sizeW}) once rounded down to multiples of ${s}`);
     }
     if (th >= h && tw >= w) return undefined;
     return { rows: tileStarts(h, Math.min(th, h), oh), cols: tileStarts(w, Math.min(tw, w), ow), th: Math.min(th, h), tw: Math.min(tw, w) };
   }
 
+  // video: [B, C, T, H, W] → posterior [B, zDim, F, h, w]: each tile encoded through the whole clip,
+  // mean and logvar blended on the host with the weights of axisWeights
+  private encodeTiled(video: tf.Tensor, grid: TileGrid, onProgress?: (done: number, total: number) => void): WanVaePosterior {
+    const [B, , T, H, W] = video.shape as [number, number, number, number, number];
+    const s = this.spatialCompression;
+    const Z = this.config.zDim;
+    const F = 1 + (T - 1) / this.temporalCompression;
+    const [h, w] = [H / s, W / s];
+    const wy = axisWeights(grid.rows, grid.th, h);
+    const wx = axisWeights(grid.cols, grid.tw, w);
+    const mean = new Float32Array(B * Z * F * h * w);
+    const logvar = new Float32Array(B * Z * F * h * w);
+    const tiles = grid.rows.length * grid.cols.length;
+    let tile = 0;
+    for (const [i, r] of grid.rows.entries()) {
+      for (const [j, c] of grid.cols.entries()) {
+        const region = tf.slice(video, [0, 0, 0, r * s, c * s], [-1, -1, -1, grid.th * s, grid.tw * s]);
+        const post = this.encodeWhole(region, (done, total) => onProgress?.(tile * total + done, tiles * total));
+        region.dispose();
+        const [m, lv] = [post.mean.dataSync(), post.logvar.dataSync()];
+        tf.dispose([post.mean, post.logvar]);
+        // post: [B, Z, F, th, tw] → rows r…r+th, columns c…c+tw of the whole posterior
+        for (let bzf = 0; bzf < B * Z * F; bzf++) {
+          for (let y = 0; y < grid.th; y++) {
+            for (let x = 0; x < grid.tw; x++) {
+              const weight = wy[i][y] * wx[j][x];
+              const src = (bzf * grid.th + y) * grid.tw + x;
+              const dst = (bzf * h + r + y) * w + c + x;
+              mean[dst] += weight * m[src];
+              logvar[dst] += weight * lv[src];
+            }
+          }
+        }
+        tile++;
+      }
+    }
+    return { mean: tf.tensor(mean, [B, Z, F, h, w]), logvar: tf.tensor(logvar, [B, Z, F, h, w]) };
+  }
+
   // z: [B, zDim, F, h, w] → [B, 3, T, H, W]: each tile decoded through the whole clip, blended on the host
-  private decodeTiled(z: tf.Tensor, grid: { rows: number[]; cols: number[]; th: number; tw: number }, options: WanVaeDecodeOptions): tf.Tensor {
+  private decodeTiled(z: tf.Tensor, grid: TileGrid, options: WanVaeDecodeOptions): tf.Tensor {
     const [B, , F, h, w] = z.shape as [number, number, number, number, number];
     const s = this.spatialCompression;
     const C = this.config.outChannels / (this.config.patchSize ?? 1) ** 2;

@@ -162,6 +162,72 @@ describe('AutoencoderKLWan over random tiny configs', () => {
     );
   });
 
+  it('tiled encode: one tile covering the video is the untiled encode; with a block-local encoder any tiling is exact', () => {
+    fc.assert(
+      fc.property(
+        tinyVae,
+        fc.integer({ min: 2, max: 4 }),
+        fc.integer({ min: 2, max: 5 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 0, max: 2 }),
+        (cfg, h, w, tileLatents, overlapLatents) => {
+          const vae = buildVae(cfg);
+          const s = vae.spatialCompression;
+          // Keep only the centre tap of every spatial kernel and silence the attention output: a 3×3
+          // conv then reads its own pixel, a stride-2 downsample (padded right and bottom) reads pixel
+          // 2i+1 of its 2×2 block, so each latent depends on its own s×s block of pixels only and
+          // tiles aligned to latents cannot disagree.
+          for (const [key, p] of vae.encoder.namedParams()) {
+            const shape = p.shape;
+            if (/attentions\.0\.proj\./.test(key)) p.assign(tf.zeros([...shape]));
+            else if (shape.length >= 4 && shape[shape.length - 1] === 3) {
+              const v = p.read()!;
+              const mask = tf.tidy(() => {
+                const m = tf.buffer([3, 3]);
+                m.set(3, 1, 1);
+                return m.toTensor();
+              });
+              p.assign(tf.mul(v, mask));
+              tf.dispose([v, mask]);
+            }
+          }
+          const video = tf.randomUniform([1, vae.config.inChannels / (vae.config.patchSize ?? 1) ** 2, 5, h * s, w * s], -1, 1, 'float32', cfg.seed);
+          const before = tf.memory().numTensors;
+          const full = vae.encode(video);
+          const oneTile = vae.encode(video, { tileSize: Math.max(h, w) * s });
+          const seen: Array<[number, number]> = [];
+          const tiled = vae.encode(video, { tileSize: (tileLatents + overlapLatents) * s, tileOverlap: overlapLatents * s, onProgress: (d, t) => seen.push([d, t]) });
+          expect(tf.memory().numTensors).toBe(before + 6);
+          expect(tiled.mean.shape).toEqual(full.mean.shape);
+          expect(maxAbsDiff(oneTile.mean, full.mean)).toBe(0);
+          expect(maxAbsDiff(oneTile.logvar, full.logvar)).toBe(0);
+          expect(maxAbsDiff(tiled.mean, full.mean)).toBeLessThan(1e-5);
+          expect(maxAbsDiff(tiled.logvar, full.logvar)).toBeLessThan(1e-5);
+          // progress counts every chunk of every tile, ending at the total
+          expect(seen.map(([d]) => d)).toEqual(seen.map((_, k) => k + 1));
+          expect(seen.at(-1)![0]).toBe(seen.at(-1)![1]);
+          tf.dispose([video, full.mean, full.logvar, oneTile.mean, oneTile.logvar, tiled.mean, tiled.logvar]);
+          vae.dispose();
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it('tiled encode of a generic random model stays close to the untiled one, and bad tiles are refused', () => {
+    const vae = buildVae({ isResidual: false, baseDim: 4, zDim: 3, mult: [1, 2, 2], patch: false, seed: 13 });
+    const s = vae.spatialCompression;
+    const video = tf.randomUniform([1, 3, 5, 6 * s, 6 * s], -1, 1, 'float32', 13);
+    const full = vae.encode(video);
+    const tiled = vae.encode(video, { tileSize: 4 * s, tileOverlap: 2 * s });
+    expect(tiled.mean.shape).toEqual(full.mean.shape);
+    expect(meanAbsDiff(tiled.mean, full.mean)).toBeLessThan(0.5 * tf.tidy(() => tf.mean(tf.abs(full.mean)).dataSync()[0]));
+    expect(() => vae.encode(video, { tileSize: s - 1 })).toThrow(/encode option tileSize/);
+    expect(() => vae.encode(video, { tileSize: 2 * s, tileOverlap: 2 * s })).toThrow(/encode option tileOverlap/);
+    tf.dispose([video, full.mean, full.logvar, tiled.mean, tiled.logvar]);
+    vae.dispose();
+  });
+
   it('tiled decode of a generic random model stays within mean |Δ| ≤ 0.2 of the untiled one (6×6 latents, tile 4, overlap 2)', () => {
     // A coarse bound: tiles see zero padding at their edges and attend only within themselves, and with
     // random weights the receptive field spans these tiny latents, so seams differ by about as much as
