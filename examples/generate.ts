@@ -4,8 +4,8 @@
  *   npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"] [first-frame.png]
  *
  * The model folder is a Diffusers Wan checkpoint (model_index.json) or an original Wan release.
- * With a PNG, a per-token-timestep model (Wan2.2-TI2V-5B) makes the video from that first frame;
- * the video takes the image's size.
+ * With a PNG, an image-to-video model (Wan2.2-TI2V-5B, Wan2.2-I2V-A14B) makes the video from that
+ * first frame; the video takes the image's size.
  * Frames, size, steps and guidance come from the model's defaults; pass them to textToVideo to
  * change them. MP4 goes through ffmpeg when it is found, else through the built-in (uncompressed) writer.
  */

@@ -51,7 +51,7 @@ generate options:
   --fps N                  frames per second of the video (default: the model's)
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
   --experts both|active    two-expert models: keep both loaded, or only the one in use
-  --image FILE.png         first frame, for image-to-video (Wan2.2-TI2V-5B); its size is the video's
+  --image FILE.png         first frame, for image-to-video (TI2V-5B, I2V-A14B); its size is the video's
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
   --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
   --quiet                  no progress output

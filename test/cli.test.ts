@@ -197,7 +197,7 @@ describe('wan-tfjs CLI', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/5 frames, 48×32/);
     const cases: Array<[string, string[], RegExp]> = [
-      [T2V, ['--image', png], /image: a first frame needs a model with per-token timesteps/],
+      [T2V, ['--image', png], /image: a first frame needs an image-to-video model/],
       [ti2v, ['--image', path.join(tmp, 'small.png'), '--size', '48x32'], /image: got \[16,48,3\], expected 32×48 pixels/],
       [ti2v, ['--image', path.join(tmp, 'first.jpg')], /--image: got ".*first\.jpg", expected a \.png file/],
       [ti2v, ['--image', path.join(tmp, 'none.png')], /--image: no file .*none\.png/],

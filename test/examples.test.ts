@@ -61,7 +61,7 @@ describe('examples', () => {
     expect(decodeGif(fs.readFileSync(out)).frames).toHaveLength(5);
     const t2v = example('generate.ts', [assembleTinyModel(path.join(tmp, 'tiny')), out, 'a red fox', frame]);
     expect(t2v.status).toBe(1);
-    expect(t2v.stderr).toMatch(/ConfigError: image: a first frame needs a model with per-token timesteps/);
+    expect(t2v.stderr).toMatch(/ConfigError: image: a first frame needs an image-to-video model/);
   });
 
   it('write-video.ts: GIF, PNG frames and MP4 read back', () => {

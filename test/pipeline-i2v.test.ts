@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { ConfigError, ShapeError } from '../src/errors.js';
 import { randn } from '../src/pipeline/noise.js';
 import { WanPipeline, type GenerateOptions, type PipelineTransformer } from '../src/pipeline/wan-pipeline.js';
@@ -15,17 +16,23 @@ const T2V = fixtureDir('pipeline-t2v');
 
 /** A denoiser that records what the pipeline gives it. */
 class Spy implements PipelineTransformer {
-  readonly calls: Array<{ timestep: Float32Array; timestepShape: number[]; frame0: tf.Tensor }> = [];
+  readonly calls: Array<{ timestep: Float32Array; timestepShape: number[]; frame0: tf.Tensor; input?: tf.Tensor }> = [];
+  keepInputs = false;
   constructor(readonly inner: PipelineTransformer) {}
   get config() {
     return this.inner.config;
   }
   forward(x: tf.Tensor, timestep: tf.Tensor, ctx: tf.Tensor): tf.Tensor {
-    this.calls.push({ timestep: timestep.dataSync() as Float32Array, timestepShape: [...timestep.shape], frame0: tf.keep(tf.slice(x, [0, 0, 0, 0, 0], [-1, -1, 1, -1, -1])) });
+    this.calls.push({
+      timestep: timestep.dataSync() as Float32Array,
+      timestepShape: [...timestep.shape],
+      frame0: tf.keep(tf.slice(x, [0, 0, 0, 0, 0], [-1, -1, 1, -1, -1])),
+      input: this.keepInputs ? tf.keep(x.clone()) : undefined,
+    });
     return this.inner.forward(x, timestep, ctx);
   }
   reset(): void {
-    for (const c of this.calls) c.frame0.dispose();
+    for (const c of this.calls) tf.dispose([c.frame0, ...(c.input ? [c.input] : [])]);
     this.calls.length = 0;
   }
   dispose(): void {
@@ -144,7 +151,7 @@ describe('image-to-video (expand_timesteps)', () => {
 
   it('bad images raise typed errors naming the argument', async () => {
     const err = (p: WanPipeline, o: Partial<GenerateOptions>) => p.generate(opts(o)).then(() => undefined, (e: unknown) => e);
-    expect(String(await err(t2v, {}))).toMatch(/ConfigError: image: .*per-token timesteps.*text-to-video only/);
+    expect(String(await err(t2v, {}))).toMatch(/ConfigError: image: a first frame needs an image-to-video model.*text-to-video only/);
     const gray = tf.zeros([32, 48, 1]);
     const small = tf.zeros([16, 48, 3]);
     const three = tf.zeros([3, 32, 48, 3]);
@@ -156,5 +163,85 @@ describe('image-to-video (expand_timesteps)', () => {
     expect(await err(noVae, {})).toBeInstanceOf(ConfigError);
     tf.dispose([gray, small, three]);
     expect(spy.calls).toHaveLength(0);
+  });
+});
+
+// Image-condition channels, as Diffusers' WanImageToVideoPipeline without expand_timesteps
+// (Wan2.2-I2V-A14B): the fixture's VAE (z 4, temporal factor 4) and a random DiT taking
+// 4 noise + 4 mask + 4 image-latent channels.
+describe('image-to-video (image-condition channels)', () => {
+  let dit: WanTransformer3DModel;
+  let chSpy: Spy;
+  let chPipe: WanPipeline;
+  beforeAll(() => {
+    const base = t2v.experts[0].current as WanTransformer3DModel;
+    dit = new WanTransformer3DModel({ ...base.config, inChannels: 12 }).initialize(21);
+    chSpy = new Spy(dit);
+    chSpy.keepInputs = true;
+    chPipe = new WanPipeline({ transformer: chSpy, vae: t2v.vae, scheduler: t2v.scheduler });
+  });
+  afterAll(() => {
+    chSpy.reset();
+    dit.dispose();
+  });
+
+  /** The reference's condition: mask (4 channels, 1 on latent frame 0) ++ normalised mean(VAE.encode([image, 0, …, 0])). */
+  function expectedChannels(img: tf.Tensor3D, numFrames: number): tf.Tensor {
+    const vae = t2v.vae!;
+    return tf.tidy(() => {
+      const first = tf.reshape(tf.transpose(tf.sub(tf.mul(img, 2), 1), [2, 0, 1]), [1, 3, 1, img.shape[0], img.shape[1]]);
+      const video = tf.concat([first, tf.zeros([1, 3, numFrames - 1, img.shape[0], img.shape[1]])], 2);
+      const { mean } = vae.encode!(video);
+      const z = vae.config.zDim;
+      const cond = tf.mul(tf.sub(mean, tf.tensor(vae.config.latentsMean as number[], [1, z, 1, 1, 1])), tf.div(1, tf.tensor(vae.config.latentsStd as number[], [1, z, 1, 1, 1])));
+      const [, , F, h, w] = cond.shape;
+      const mask = tf.concat([tf.ones([1, 4, 1, h, w]), tf.zeros([1, 4, F - 1, h, w])], 2);
+      return tf.concat([mask, cond], 1);
+    });
+  }
+
+  it('every DiT input is [latents, mask, image latents] along the channels, with one timestep per sample', async () => {
+    chSpy.reset();
+    const before = tf.memory().numTensors;
+    const noise = randn([1, 4, 3, 4, 6], 31);
+    const seen: tf.Tensor[] = [];
+    const out = await chPipe.generate(opts({ latents: noise, onStep: ({ latents }) => seen.push(latents.clone()) }));
+    const want = expectedChannels(image, 9);
+    expect(out.shape).toEqual([1, 4, 3, 4, 6]);
+    expect(chSpy.calls).toHaveLength(6);
+    chSpy.calls.forEach((c, i) => {
+      expect(c.timestepShape).toEqual([1]);
+      const step = Math.floor(i / 2);
+      const latents = step === 0 ? noise : seen[step - 1];
+      expect(tf.tidy(() => maxAbsDiff(tf.slice(c.input!, [0, 0, 0, 0, 0], [-1, 4, -1, -1, -1]), latents))).toBe(0);
+      expect(tf.tidy(() => maxAbsDiff(tf.slice(c.input!, [0, 4, 0, 0, 0], [-1, 8, -1, -1, -1]), want))).toBe(0);
+    });
+    tf.dispose([noise, out, want, ...seen]);
+    chSpy.reset();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('needs an image, and a batch shares one image or takes one per prompt', async () => {
+    const err = await chPipe.generate(opts({ image: undefined })).then(() => undefined, (e: unknown) => e);
+    expect(String(err)).toMatch(/ConfigError: image: this is an image-to-video model .*4 noise \+ 8 image-condition channels/);
+    const pair = tf.concat([cond, cond], 0);
+    const negPair = tf.concat([uncond, uncond], 0);
+    const second = tf.tidy(() => tf.sub(1, image)) as tf.Tensor3D;
+    const images = tf.stack([image, second]);
+    const out = await chPipe.generate(opts({ promptEmbeds: pair, negativePromptEmbeds: negPair, numFrames: 5, image: images }));
+    const last = chSpy.calls.at(-1)!.input!;
+    const [w0, w1] = [expectedChannels(image, 5), expectedChannels(second, 5)];
+    expect(tf.tidy(() => maxAbsDiff(tf.slice(last, [0, 4, 0, 0, 0], [1, 8, -1, -1, -1]), w0))).toBeLessThan(1e-6);
+    expect(tf.tidy(() => maxAbsDiff(tf.slice(last, [1, 4, 0, 0, 0], [1, 8, -1, -1, -1]), w1))).toBeLessThan(1e-6);
+    tf.dispose([pair, negPair, second, images, out, w0, w1]);
+    chSpy.reset();
+  });
+
+  it('a DiT whose extra channels do not match mask + latents is refused when the pipeline is built', () => {
+    const base = t2v.experts[0].current as WanTransformer3DModel;
+    const odd = new WanTransformer3DModel({ ...base.config, inChannels: 10 }).initialize(1);
+    expect(() => new WanPipeline({ transformer: odd, vae: t2v.vae, scheduler: t2v.scheduler })).toThrow(/takes 10 input channels, 4 of noise and 6 of condition; an image condition has 4 mask \+ 4 latent channels \(8\)/);
+    expect(() => new WanPipeline({ transformer: odd, vae: t2v.vae, scheduler: t2v.scheduler, expandTimesteps: true })).toThrow(/cannot also take per-token timesteps/);
+    odd.dispose();
   });
 });

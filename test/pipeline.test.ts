@@ -314,6 +314,27 @@ describe('model folders', () => {
     expect(() => readModelIndex(root)).toThrow(/low_noise_model/);
   });
 
+  it('reads image-to-video folders: Diffusers WanImageToVideoPipeline and original i2v experts; refuses a CLIP image encoder', () => {
+    const diff = copyFixture(A14B, 'i2v-a14b');
+    const index = JSON.parse(fs.readFileSync(path.join(diff, 'model_index.json'), 'utf-8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(diff, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanImageToVideoPipeline', boundary_ratio: 0.9, image_encoder: [null, null] }));
+    expect(readModelIndex(diff)).toMatchObject({ className: 'WanImageToVideoPipeline', boundaryRatio: 0.9, defaults: { numInferenceSteps: 40, guidanceScale: 3.5, guidanceScale2: 3.5 } });
+    fs.mkdirSync(path.join(diff, 'image_encoder'));
+    fs.writeFileSync(path.join(diff, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanImageToVideoPipeline', image_encoder: ['transformers', 'CLIPVisionModel'] }));
+    expect(() => readModelIndex(diff)).toThrow(/CLIP image encoder .*Wan2\.1-I2V/);
+    fs.writeFileSync(path.join(diff, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanVACEPipeline' }));
+    expect(() => readModelIndex(diff)).toThrow(/_class_name is "WanVACEPipeline"/);
+
+    const root = path.join(tmp, 'wan-i2v-a14b');
+    for (const d of ['high_noise_model', 'low_noise_model']) fs.mkdirSync(path.join(root, d), { recursive: true });
+    fs.writeFileSync(path.join(root, 'high_noise_model', 'config.json'), JSON.stringify({ _class_name: 'WanModel', model_type: 'i2v', in_dim: 36, out_dim: 16 }));
+    const m = readModelIndex(root);
+    expect(m).toMatchObject({ layout: 'wan', boundaryRatio: 0.9, defaults: { shift: 5, guidanceScale: 3.5, guidanceScale2: 3.5 } });
+    expect(m.scheduler).toMatchObject({ shift: 5 });
+    fs.writeFileSync(path.join(root, 'high_noise_model', 'config.json'), JSON.stringify({ model_type: 'flf2v' }));
+    expect(() => readModelIndex(root)).toThrow(/model_type "flf2v" is not supported here \(t2v, i2v\)/);
+  });
+
   it('loads a single original-layout DiT (WanModel config beside its safetensors)', async () => {
     const root = copyFixture(path.join(fixtureDir('wan-transformer-t2v'), 'original'), 'wan-single');
     const m = readModelIndex(root);

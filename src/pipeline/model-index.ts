@@ -26,7 +26,7 @@ export interface SamplingDefaults {
 export interface ModelIndex {
   layout: ModelLayout;
   root: string;
-  /** `_class_name` of model_index.json ('WanPipeline'), or 'WanModel' for the original layout. */
+  /** `_class_name` of model_index.json ('WanPipeline', 'WanImageToVideoPipeline'), or 'WanModel' for the original layout. */
   className: string;
   /** Two experts: `transformer` while t ≥ boundaryRatio·numTrainTimesteps, `transformer2` after. */
   boundaryRatio: number | null;
@@ -49,6 +49,8 @@ export interface ModelIndex {
 const WAN21_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined, maxSequenceLength: 512 };
 /** Wan2.2-T2V-A14B (wan/configs/wan_t2v_A14B.py): 40 steps, guidance 4.0 high-noise / 3.0 low-noise. */
 const A14B_DEFAULTS: SamplingDefaults = { ...WAN21_DEFAULTS, numInferenceSteps: 40, guidanceScale: 4.0, guidanceScale2: 3.0, height: 720, width: 1280 };
+/** Wan2.2-I2V-A14B (wan/configs/wan_i2v_A14B.py): 40 steps, guidance 3.5 for both experts, 81 frames at 16 fps. */
+const I2V_A14B_DEFAULTS: SamplingDefaults = { ...A14B_DEFAULTS, guidanceScale: 3.5, guidanceScale2: 3.5 };
 /** Wan2.2-TI2V-5B (wan/configs/wan_ti2v_5B.py): 121 frames at 24 fps, 704×1280, 50 steps, guidance 5.0. */
 const TI2V_DEFAULTS: SamplingDefaults = { ...WAN21_DEFAULTS, numFrames: 121, fps: 24, height: 704, width: 1280 };
 
@@ -110,8 +112,11 @@ function readDiffusers(root: string): ModelIndex {
   const file = path.join(root, 'model_index.json');
   const index = readJson(file);
   const className = String(index._class_name ?? 'WanPipeline');
-  if (className !== 'WanPipeline') {
-    throw new ConfigError(`${file}: _class_name is "${className}"; only text-to-video WanPipeline models are supported`);
+  if (className !== 'WanPipeline' && className !== 'WanImageToVideoPipeline') {
+    throw new ConfigError(`${file}: _class_name is "${className}"; supported are WanPipeline and WanImageToVideoPipeline models`);
+  }
+  if (component(root, index, 'image_encoder', false)) {
+    throw new ConfigError(`${file}: this model conditions on a CLIP image encoder (image_encoder/, Wan2.1-I2V), which wan-tfjs does not implement; Wan2.2-I2V-A14B and TI2V-5B need none`);
   }
   const boundaryRatio = optionalNumber(index, 'boundary_ratio', file) ?? null;
   if (boundaryRatio !== null && !(boundaryRatio > 0 && boundaryRatio < 1)) throw new ConfigError(`${file}: boundary_ratio must lie in (0, 1), got ${boundaryRatio}`);
@@ -123,7 +128,8 @@ function readDiffusers(root: string): ModelIndex {
   const schedulerFile = path.join(schedulerDir, 'scheduler_config.json');
   if (!fs.existsSync(schedulerFile)) throw new CheckpointError('scheduler_config.json is missing', schedulerFile);
   const sched = readJson(schedulerFile);
-  const defaults = boundaryRatio !== null ? A14B_DEFAULTS : expandTimesteps ? TI2V_DEFAULTS : WAN21_DEFAULTS;
+  const i2v = className === 'WanImageToVideoPipeline';
+  const defaults = boundaryRatio !== null ? (i2v ? I2V_A14B_DEFAULTS : A14B_DEFAULTS) : expandTimesteps ? TI2V_DEFAULTS : WAN21_DEFAULTS;
   return {
     layout: 'diffusers',
     root,
@@ -169,20 +175,20 @@ function readWan(root: string): ModelIndex {
   if (twoExperts && !(isDir(high) && isDir(low))) {
     throw new CheckpointError(`an original Wan2.2 A14B folder needs both high_noise_model/ and low_noise_model/; ${isDir(high) ? 'low' : 'high'}_noise_model/ is missing`, root);
   }
-  let modelType = 't2v';
-  if (!twoExperts) {
-    const cfg = readJson(path.join(root, 'config.json'));
-    modelType = String(cfg.model_type ?? 't2v');
-    if (modelType !== 't2v' && modelType !== 'ti2v') throw new ConfigError(`${path.join(root, 'config.json')}: model_type "${modelType}" is not a text-to-video model (t2v, ti2v)`);
-  }
+  const configFile = path.join(twoExperts ? high : root, 'config.json');
+  const modelType = fs.existsSync(configFile) || !twoExperts ? String(readJson(configFile).model_type ?? 't2v') : 't2v';
+  const supported = twoExperts ? ['t2v', 'i2v'] : ['t2v', 'ti2v'];
+  if (!supported.includes(modelType)) throw new ConfigError(`${configFile}: model_type "${modelType}" is not supported here (${supported.join(', ')})`);
   const ti2v = modelType === 'ti2v';
-  const defaults = twoExperts ? { ...A14B_DEFAULTS, shift: 12.0 } : { ...(ti2v ? TI2V_DEFAULTS : WAN21_DEFAULTS), shift: 5.0 };
+  const i2v = modelType === 'i2v';
+  // wan/configs: t2v-A14B shift 12, boundary 0.875; i2v-A14B shift 5, boundary 0.900; single models shift 5
+  const defaults = twoExperts ? (i2v ? { ...I2V_A14B_DEFAULTS, shift: 5.0 } : { ...A14B_DEFAULTS, shift: 12.0 }) : { ...(ti2v ? TI2V_DEFAULTS : WAN21_DEFAULTS), shift: 5.0 };
   const tokenizer = path.join(root, 'google', 'umt5-xxl');
   return {
     layout: 'wan',
     root,
     className: 'WanModel',
-    boundaryRatio: twoExperts ? 0.875 : null,
+    boundaryRatio: twoExperts ? (i2v ? 0.9 : 0.875) : null,
     expandTimesteps: ti2v,
     transformer: twoExperts ? high : transformerFile(root),
     transformer2: twoExperts ? low : undefined,

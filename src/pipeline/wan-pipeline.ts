@@ -14,7 +14,8 @@ import { readJsonFile } from '../../layers/config-json.js';
 
 /** What the pipeline needs of a denoiser (WanTransformer3DModel). */
 export interface PipelineTransformer {
-  readonly config: { readonly inChannels: number; readonly patchSize: readonly number[]; readonly textDim: number };
+  /** outChannels (default inChannels) is the noise; inChannels − outChannels are image-condition channels (Wan2.2-I2V-A14B). */
+  readonly config: { readonly inChannels: number; readonly outChannels?: number; readonly patchSize: readonly number[]; readonly textDim: number };
   // hiddenStates: [B, C, F, H, W], timestep: [B] or [B, L], encoderHiddenStates: [B, Ltxt, textDim] → [B, C, F, H, W]
   forward(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor): tf.Tensor;
   dispose(): unknown;
@@ -152,11 +153,12 @@ export interface GenerateOptions {
   /** Initial latents [B, C, F', H', W'] instead of noise (not disposed by the pipeline). */
   latents?: tf.Tensor;
   /**
-   * The first frame, [H, W, 3] or [B, H, W, 3] in [0, 1] (as `frames`), for image-to-video with a
-   * per-token-timestep model (Wan2.2-TI2V-5B). Its size sets height and width. As Diffusers'
-   * WanImageToVideoPipeline with expand_timesteps: the VAE's posterior mean of the image, normalised,
-   * replaces latent frame 0 in every DiT input and in the result, and that frame's tokens get timestep 0.
-   * Not disposed by the pipeline.
+   * The first frame, [H, W, 3] or [B, H, W, 3] in [0, 1] (as `frames`), for image-to-video (required
+   * by models with image-condition channels). Its size sets height and width. As Diffusers'
+   * WanImageToVideoPipeline: with expand_timesteps (Wan2.2-TI2V-5B) the VAE's posterior mean of the
+   * image, normalised, replaces latent frame 0 in every DiT input and in the result, and that frame's
+   * tokens get timestep 0; with image-condition channels (Wan2.2-I2V-A14B) the DiT gets a first-frame
+   * mask and the latents of [image, 0, …, 0] after the noise channels. Not disposed by the pipeline.
    */
   image?: tf.Tensor;
   onStep?: (info: StepInfo) => void;
@@ -260,6 +262,11 @@ export class WanPipeline {
   private readonly scaleFactors: { spatial: number; temporal: number };
   /** Latent channels, patch size and text width of the denoiser (read from the first expert). */
   readonly latentChannels: number;
+  /**
+   * Image-condition channels the denoiser takes after the noise: 0, or (Wan2.2-I2V-A14B) the VAE's
+   * temporal factor (a first-frame mask) + z_dim (the latents of the first frame followed by zeros).
+   */
+  readonly conditionChannels: number;
   readonly patchSize: readonly number[];
   readonly textDim: number;
 
@@ -280,7 +287,8 @@ export class WanPipeline {
     }
     const model = first.current ?? this.experts[1]?.current;
     if (!model) throw new ConfigError('at least one expert must be loaded when the pipeline is built');
-    this.latentChannels = model.config.inChannels;
+    this.latentChannels = model.config.outChannels ?? model.config.inChannels;
+    this.conditionChannels = model.config.inChannels - this.latentChannels;
     this.patchSize = [...model.config.patchSize];
     this.textDim = model.config.textDim;
     this.vae = c.vae;
@@ -291,7 +299,17 @@ export class WanPipeline {
     this.numTrainTimesteps = c.numTrainTimesteps ?? 1000;
     this.defaults = { ...FALLBACK_DEFAULTS, ...c.defaults };
     if (this.vae && this.vae.config.zDim !== this.latentChannels) {
-      throw new ConfigError(`the VAE's z_dim (${this.vae.config.zDim}) differs from the transformer's in_channels (${this.latentChannels})`);
+      throw new ConfigError(`the VAE's z_dim (${this.vae.config.zDim}) differs from the transformer's out_channels (${this.latentChannels})`);
+    }
+    if (this.conditionChannels < 0) throw new ConfigError(`the transformer's in_channels (${model.config.inChannels}) is below its out_channels (${this.latentChannels})`);
+    if (this.conditionChannels > 0) {
+      if (this.expandTimesteps) throw new ConfigError('a transformer with image-condition channels (in_channels > out_channels) cannot also take per-token timesteps (expand_timesteps)');
+      const expected = this.scaleFactors.temporal + this.latentChannels;
+      if (this.conditionChannels !== expected) {
+        throw new ConfigError(
+          `the transformer takes ${model.config.inChannels} input channels, ${this.latentChannels} of noise and ${this.conditionChannels} of condition; an image condition has ${this.scaleFactors.temporal} mask + ${this.latentChannels} latent channels (${expected})`,
+        );
+      }
     }
   }
 
@@ -415,11 +433,16 @@ export class WanPipeline {
       }
       ({ numFrames, height, width } = implied);
     }
+    if (this.conditionChannels > 0 && !o.image) {
+      throw new ConfigError(`image: this is an image-to-video model (its transformer takes ${this.latentChannels} noise + ${this.conditionChannels} image-condition channels); pass the first frame`);
+    }
     if (o.image) {
-      if (!this.expandTimesteps) {
-        throw new ConfigError('image: a first frame needs a model with per-token timesteps (Wan2.2-TI2V-5B; expand_timesteps in model_index.json); this one is text-to-video only');
+      if (!this.expandTimesteps && this.conditionChannels === 0) {
+        throw new ConfigError(
+          'image: a first frame needs an image-to-video model: per-token timesteps (Wan2.2-TI2V-5B; expand_timesteps in model_index.json) or image-condition channels (Wan2.2-I2V-A14B); this one is text-to-video only',
+        );
       }
-      if ((this.patchSize[0] ?? 1) !== 1) throw new ConfigError(`image: the first frame's tokens need a temporal patch of 1; this DiT's patch is [${this.patchSize}]`);
+      if (this.expandTimesteps && (this.patchSize[0] ?? 1) !== 1) throw new ConfigError(`image: the first frame's tokens need a temporal patch of 1; this DiT's patch is [${this.patchSize}]`);
       if (!this.vae?.encode) throw new ConfigError('image: the VAE must encode the first frame, and this pipeline has none (the model folder has no vae/, or loadVae was false)');
       const im = o.image;
       if ((im.rank !== 3 && im.rank !== 4) || im.shape[im.rank - 1] !== 3) throw new ShapeError('image', `[${im.shape}]`, '[H, W, 3] or [B, H, W, 3] RGB in [0, 1]');
@@ -484,17 +507,40 @@ export class WanPipeline {
     return slot.get();
   }
 
-  // image: [H, W, 3] or [b, H, W, 3] in [0, 1] → normalised latent frame [batch, zDim, 1, H/s, W/s]:
-  // (mean(VAE.encode(2·image − 1)) − latents_mean) · (1 / latents_std), as Diffusers' prepare_latents.
+  // image: [H, W, 3] or [b, H, W, 3] in [0, 1] → video [b, 3, numFrames, H, W] in [−1, 1]: the image, then zeros
+  private static conditionVideo(image: tf.Tensor, numFrames: number): tf.Tensor {
+    const im = image.rank === 3 ? tf.expandDims(image, 0) : image;
+    const first = tf.expandDims(tf.sub(tf.mul(tf.transpose(im, [0, 3, 1, 2]), 2), 1), 2);
+    if (numFrames === 1) return first;
+    const [b, c, , H, W] = first.shape;
+    return tf.concat([first, tf.zeros([b, c, numFrames - 1, H, W])], 2);
+  }
+
+  // video: [b, 3, T, H, W] in [−1, 1] → [batch, zDim, F', H/s, W/s]: the VAE's posterior mean (Diffusers'
+  // sample_mode "argmax"), normalised as (z − latents_mean) · (1 / latents_std), repeated to the batch
+  private encodeCondition(video: tf.Tensor, batch: number): tf.Tensor {
+    const { mean } = this.vae!.encode!(video);
+    const c = this.vae!.config;
+    const z = tf.mul(tf.sub(mean, tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1])), tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1])));
+    return z.shape[0] === batch ? z : tf.tile(z, [batch, 1, 1, 1, 1]);
+  }
+
+  // image → latent frame 0 [batch, zDim, 1, H/s, W/s] (TI2V-5B, expand_timesteps)
   private encodeFirstFrame(image: tf.Tensor, batch: number): tf.Tensor {
-    const vae = this.vae!;
+    return tf.tidy(() => this.encodeCondition(WanPipeline.conditionVideo(image, 1), batch));
+  }
+
+  // image → condition channels [batch, ft + zDim, F', H/s, W/s] (I2V-A14B): a mask, 1 on latent frame 0
+  // (the reference's per-frame mask [1, 0, …, 0] with frame 0 repeated ft times, folded into ft
+  // channels), then the latents of the video [image, 0, …, 0]; Diffusers' prepare_latents
+  private encodeImageChannels(image: tf.Tensor, batch: number, numFrames: number): tf.Tensor {
     return tf.tidy(() => {
-      const im = image.rank === 3 ? tf.expandDims(image, 0) : image;
-      const video = tf.expandDims(tf.sub(tf.mul(tf.transpose(im, [0, 3, 1, 2]), 2), 1), 2);
-      const { mean } = vae.encode!(video);
-      const c = vae.config;
-      const z = tf.mul(tf.sub(mean, tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1])), tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1])));
-      return z.shape[0] === batch ? z : tf.tile(z, [batch, 1, 1, 1, 1]);
+      const z = this.encodeCondition(WanPipeline.conditionVideo(image, numFrames), batch);
+      const [b, , F, h, w] = z.shape;
+      const ft = this.vaeScaleFactorTemporal;
+      const ones = tf.ones([b, ft, 1, h, w]);
+      const mask = F === 1 ? ones : tf.concat([ones, tf.zeros([b, ft, F - 1, h, w])], 2);
+      return tf.concat([mask, z], 1);
     });
   }
 
@@ -502,9 +548,10 @@ export class WanPipeline {
    * The denoising loop: returns the final latents [B, C, F', H', W'] (the caller disposes).
    * Follows Diffusers' WanPipeline.__call__: timesteps from the scheduler, the model gets t as
    * given (σ·1000, truncated to an integer by UniPC), CFG per step with the active expert's scale.
-   * With `image`, WanImageToVideoPipeline's expand_timesteps branch: the DiT sees the image's latent
-   * as frame 0 with timestep 0 on its tokens; the scheduler steps the latents as they are; the
-   * result gets the image's latent as frame 0.
+   * With `image`, WanImageToVideoPipeline: for expand_timesteps (TI2V-5B) the DiT sees the image's
+   * latent as frame 0 with timestep 0 on its tokens, the scheduler steps the latents as they are, and
+   * the result gets the image's latent as frame 0; for image-condition channels (I2V-A14B) the DiT
+   * sees [latents, mask, image latents] along the channels at every step.
    */
   async generate(o: GenerateOptions): Promise<tf.Tensor> {
     const r = this.resolve(o);
@@ -535,8 +582,10 @@ export class WanPipeline {
       latents = o.latents ? o.latents.clone() : randn(shape, r.seed);
       const tokensPerFrame = (shape[3] / (this.patchSize[1] ?? 2)) * (shape[4] / (this.patchSize[2] ?? 2));
       const tokens = (shape[2] / (this.patchSize[0] ?? 1)) * tokensPerFrame;
-      const condition = o.image ? this.encodeFirstFrame(o.image, r.batch) : undefined;
+      const condition = o.image && this.expandTimesteps ? this.encodeFirstFrame(o.image, r.batch) : undefined;
       if (condition) owned.push(condition);
+      const channels = o.image && this.conditionChannels > 0 ? this.encodeImageChannels(o.image, r.batch, r.numFrames) : undefined;
+      if (channels) owned.push(channels);
       // latents: [B, C, F', H', W'] → the same with latent frame 0 replaced by the image's
       const withFirstFrame = (z: tf.Tensor) => (condition ? tf.concat([condition, tf.slice(z, [0, 0, 1, 0, 0], [-1, -1, -1, -1, -1])], 2) : z);
 
@@ -554,7 +603,7 @@ export class WanPipeline {
           const timestep = !this.expandTimesteps
             ? tf.fill([r.batch], t)
             : condition ? tf.concat([tf.zeros([r.batch, tokensPerFrame]), tf.fill([r.batch, tokens - tokensPerFrame], t)], 1) : tf.fill([r.batch, tokens], t);
-          const input = withFirstFrame(x);
+          const input = channels ? tf.concat([x, channels], 1) : withFirstFrame(x);
           const vCond = model.forward(input, timestep, cond!);
           if (!uncond) return vCond;
           const vUncond = model.forward(input, timestep, uncond);
