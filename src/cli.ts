@@ -52,6 +52,7 @@ generate options:
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
   --experts both|active    two-expert models: keep both loaded, or only the one in use
   --image FILE.png         first frame, for image-to-video (TI2V-5B, I2V-A14B); its size is the video's
+  --last-image FILE.png    last frame too (I2V-A14B: first-and-last-frame video)
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
   --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
   --quiet                  no progress output
@@ -114,11 +115,16 @@ export function parseSize(v: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-/** The first frame for --image: a PNG file, decoded to RGB. */
-function readImage(file: string): DecodedPng {
-  if (!/\.png$/i.test(file)) throw new ConfigError(`--image: got "${file}", expected a .png file (convert other formats to PNG first)`);
-  if (!fs.existsSync(file)) throw new ConfigError(`--image: no file ${file}`);
+/** A frame for --image / --last-image: a PNG file, decoded to RGB. */
+function readImage(file: string, flag: string): DecodedPng {
+  if (!/\.png$/i.test(file)) throw new ConfigError(`--${flag}: got "${file}", expected a .png file (convert other formats to PNG first)`);
+  if (!fs.existsSync(file)) throw new ConfigError(`--${flag}: no file ${file}`);
   return decodePng(new Uint8Array(fs.readFileSync(file)), file);
+}
+
+/** Decoded RGB → [H, W, 3] in [0, 1]. */
+function imageTensor(png: DecodedPng): tf.Tensor3D {
+  return tf.tidy(() => tf.div(tf.tensor3d(png.rgb, [png.height, png.width, 3], 'float32'), 255));
 }
 
 /** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */
@@ -208,6 +214,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       backend: { type: 'string' },
       experts: { type: 'string' },
       image: { type: 'string' },
+      'last-image': { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
     },
   });
@@ -239,7 +246,8 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (fps !== undefined && !(fps > 0)) throw new ConfigError(`--fps: got ${fps}, expected a positive number`);
   const modelDir = values.model ?? defaultModelDir(io.env);
   readModelIndex(modelDir);
-  const image = values.image !== undefined ? readImage(values.image) : undefined;
+  const image = values.image !== undefined ? readImage(values.image, 'image') : undefined;
+  const lastImage = values['last-image'] !== undefined ? readImage(values['last-image'], 'last-image') : undefined;
 
   const progress = new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true);
   // Production mode: no debug checks, and no console banner from the backends.
@@ -255,10 +263,11 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     if (promptEmbeds) owned.push(promptEmbeds);
     const negativePromptEmbeds = values['negative-prompt-embeds'] !== undefined ? readEmbeds(values['negative-prompt-embeds'], 'negative-prompt-embeds') : undefined;
     if (negativePromptEmbeds) owned.push(negativePromptEmbeds);
-    const imageTensor = image ? tf.tidy(() => tf.div(tf.tensor3d(image.rgb, [image.height, image.width, 3], 'float32'), 255)) : undefined;
-    if (imageTensor) owned.push(imageTensor);
+    const [first, last] = [image, lastImage].map((png) => (png ? imageTensor(png) : undefined));
+    for (const t of [first, last]) if (t) owned.push(t);
     const request = {
-      image: imageTensor,
+      image: first,
+      lastImage: last,
       prompt: values.prompt,
       promptEmbeds,
       negativePrompt: values['negative-prompt'],

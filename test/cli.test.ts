@@ -201,6 +201,8 @@ describe('wan-tfjs CLI', () => {
       [ti2v, ['--image', path.join(tmp, 'small.png'), '--size', '48x32'], /image: got \[16,48,3\], expected 32×48 pixels/],
       [ti2v, ['--image', path.join(tmp, 'first.jpg')], /--image: got ".*first\.jpg", expected a \.png file/],
       [ti2v, ['--image', path.join(tmp, 'none.png')], /--image: no file .*none\.png/],
+      [ti2v, ['--image', png, '--last-image', png], /lastImage: a last frame needs a model with image-condition channels/],
+      [ti2v, ['--image', png, '--last-image', path.join(tmp, 'last.gif')], /--last-image: got ".*last\.gif", expected a \.png file/],
     ];
     for (const [model, extra, message] of cases) {
       const r = await run(['generate', '--model', model, ...EMBEDS, ...plain, '--out', path.join(d, 'bad.gif'), ...extra]);

@@ -185,17 +185,23 @@ describe('image-to-video (image-condition channels)', () => {
     dit.dispose();
   });
 
-  /** The reference's condition: mask (4 channels, 1 on latent frame 0) ++ normalised mean(VAE.encode([image, 0, …, 0])). */
-  function expectedChannels(img: tf.Tensor3D, numFrames: number): tf.Tensor {
+  /**
+   * The reference's condition: mask ++ normalised mean(VAE.encode([image, 0, …, 0(, last)])). The mask
+   * is 1 on latent frame 0 (4 channels); with a last frame, also on channel 3 of the last latent frame
+   * (the last pixel frame is the 4th of the 4 that fold into it).
+   */
+  function expectedChannels(img: tf.Tensor3D, numFrames: number, last?: tf.Tensor3D): tf.Tensor {
     const vae = t2v.vae!;
     return tf.tidy(() => {
-      const first = tf.reshape(tf.transpose(tf.sub(tf.mul(img, 2), 1), [2, 0, 1]), [1, 3, 1, img.shape[0], img.shape[1]]);
-      const video = tf.concat([first, tf.zeros([1, 3, numFrames - 1, img.shape[0], img.shape[1]])], 2);
+      const frame = (x: tf.Tensor3D) => tf.reshape(tf.transpose(tf.sub(tf.mul(x, 2), 1), [2, 0, 1]), [1, 3, 1, x.shape[0], x.shape[1]]);
+      const zeros = tf.zeros([1, 3, numFrames - (last ? 2 : 1), img.shape[0], img.shape[1]]);
+      const video = tf.concat([frame(img), zeros, ...(last ? [frame(last)] : [])], 2);
       const { mean } = vae.encode!(video);
       const z = vae.config.zDim;
       const cond = tf.mul(tf.sub(mean, tf.tensor(vae.config.latentsMean as number[], [1, z, 1, 1, 1])), tf.div(1, tf.tensor(vae.config.latentsStd as number[], [1, z, 1, 1, 1])));
       const [, , F, h, w] = cond.shape;
-      const mask = tf.concat([tf.ones([1, 4, 1, h, w]), tf.zeros([1, 4, F - 1, h, w])], 2);
+      const lastFrame = last ? tf.concat([tf.zeros([1, 3, 1, h, w]), tf.ones([1, 1, 1, h, w])], 1) : tf.zeros([1, 4, 1, h, w]);
+      const mask = tf.concat([tf.ones([1, 4, 1, h, w]), tf.zeros([1, 4, F - 2, h, w]), lastFrame], 2);
       return tf.concat([mask, cond], 1);
     });
   }
@@ -235,6 +241,23 @@ describe('image-to-video (image-condition channels)', () => {
     expect(tf.tidy(() => maxAbsDiff(tf.slice(last, [1, 4, 0, 0, 0], [1, 8, -1, -1, -1]), w1))).toBeLessThan(1e-6);
     tf.dispose([pair, negPair, second, images, out, w0, w1]);
     chSpy.reset();
+  });
+
+  it('a last frame (first-and-last-frame video): the condition video ends with it and the mask marks it', async () => {
+    chSpy.reset();
+    const last = tf.tidy(() => tf.reverse(image, 1)) as tf.Tensor3D;
+    const out = await chPipe.generate(opts({ lastImage: last }));
+    const want = expectedChannels(image, 9, last);
+    for (const c of chSpy.calls) expect(tf.tidy(() => maxAbsDiff(tf.slice(c.input!, [0, 4, 0, 0, 0], [-1, 8, -1, -1, -1]), want))).toBe(0);
+    const err = (o: Partial<GenerateOptions>, p = chPipe) => p.generate(opts(o)).then(() => undefined, (e: unknown) => e);
+    const small = tf.zeros([16, 48, 3]);
+    expect(String(await err({ lastImage: small }))).toMatch(/ShapeError: lastImage: got \[16,48,3\], expected \[32,48,3\]/);
+    expect(String(await err({ lastImage: last, image: undefined }, i2v))).toMatch(/ConfigError: lastImage: give the first frame/);
+    expect(String(await err({ lastImage: last, numFrames: 1 }))).toMatch(/ShapeError: numFrames: got 1, expected at least 2 frames/);
+    expect(String(await err({ lastImage: last }, i2v))).toMatch(/ConfigError: lastImage: .*first frame only/);
+    tf.dispose([last, out, want, small]);
+    chSpy.reset();
+    spy.reset();
   });
 
   it('a DiT whose extra channels do not match mask + latents is refused when the pipeline is built', () => {

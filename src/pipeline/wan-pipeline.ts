@@ -161,6 +161,12 @@ export interface GenerateOptions {
    * mask and the latents of [image, 0, …, 0] after the noise channels. Not disposed by the pipeline.
    */
   image?: tf.Tensor;
+  /**
+   * The last frame, as `image` (same size; one, or one per prompt), for first-and-last-frame video
+   * with image-condition channels (Wan2.2-I2V-A14B; Diffusers' `last_image`): the condition video is
+   * [image, 0, …, 0, lastImage] and the mask marks both ends. Not disposed by the pipeline.
+   */
+  lastImage?: tf.Tensor;
   onStep?: (info: StepInfo) => void;
   /** Stops the loop before the next step; the promise rejects with AbortError and nothing leaks. */
   signal?: AbortSignal;
@@ -451,6 +457,15 @@ export class WanPipeline {
       width ??= iw;
       if (ih !== height || iw !== width) throw new ShapeError('image', `[${im.shape}]`, `${height}×${width} pixels, the video's size (resize the image first)`);
     }
+    if (o.lastImage) {
+      if (!o.image) throw new ConfigError('lastImage: give the first frame (image) too');
+      if (this.conditionChannels === 0) throw new ConfigError('lastImage: a last frame needs a model with image-condition channels (Wan2.2-I2V-A14B); per-token-timestep models (TI2V-5B) take a first frame only');
+      const li = o.lastImage;
+      const size = o.image.shape.slice(o.image.rank - 3);
+      if ((li.rank !== 3 && li.rank !== 4) || li.shape.slice(li.rank - 3).join() !== size.join()) {
+        throw new ShapeError('lastImage', `[${li.shape}]`, `[${size}] or [B, ${size}], the size of image`);
+      }
+    }
     numFrames ??= d.numFrames;
     height ??= d.height;
     width ??= d.width;
@@ -485,9 +500,10 @@ export class WanPipeline {
       throw new ConfigError(`negativePrompt: got ${o.negativePrompt.length} prompts for a batch of ${batch}; give one string or one per prompt`);
     }
     if (o.latents && o.latents.shape[0] !== batch) throw new ShapeError('latents', `[${o.latents.shape}]`, `batch ${batch} (the number of prompts)`);
-    if (o.image?.rank === 4 && o.image.shape[0] !== 1 && o.image.shape[0] !== batch) {
-      throw new ShapeError('image', `[${o.image.shape}]`, `one image, or one per prompt (batch ${batch})`);
+    for (const [name, im] of [['image', o.image], ['lastImage', o.lastImage]] as const) {
+      if (im?.rank === 4 && im.shape[0] !== 1 && im.shape[0] !== batch) throw new ShapeError(name, `[${im.shape}]`, `one image, or one per prompt (batch ${batch})`);
     }
+    if (o.lastImage && numFrames < 2) throw new ShapeError('numFrames', String(numFrames), 'at least 2 frames with a last frame', String(1 + ft));
     if (g > 1 && o.negativePromptEmbeds === undefined && o.prompt === undefined && o.negativePrompt === undefined && !this.textEncoder) {
       throw new ConfigError('guidance > 1 needs negative embeddings: pass negativePromptEmbeds (this pipeline has no text encoder to encode a negative prompt)');
     }
@@ -507,13 +523,17 @@ export class WanPipeline {
     return slot.get();
   }
 
-  // image: [H, W, 3] or [b, H, W, 3] in [0, 1] → video [b, 3, numFrames, H, W] in [−1, 1]: the image, then zeros
-  private static conditionVideo(image: tf.Tensor, numFrames: number): tf.Tensor {
-    const im = image.rank === 3 ? tf.expandDims(image, 0) : image;
-    const first = tf.expandDims(tf.sub(tf.mul(tf.transpose(im, [0, 3, 1, 2]), 2), 1), 2);
-    if (numFrames === 1) return first;
+  // image (and lastImage): [H, W, 3] or [b, H, W, 3] in [0, 1] → video [b, 3, numFrames, H, W] in [−1, 1]:
+  // the image, zeros, and the last image when there is one
+  private static conditionVideo(image: tf.Tensor, numFrames: number, lastImage?: tf.Tensor): tf.Tensor {
+    // [b, H, W, 3] → [b, 3, 1, H, W] in [−1, 1]
+    const frame = (x: tf.Tensor) => tf.expandDims(tf.sub(tf.mul(tf.transpose(x.rank === 3 ? tf.expandDims(x, 0) : x, [0, 3, 1, 2]), 2), 1), 2);
+    let first = frame(image);
+    let last = lastImage ? frame(lastImage) : undefined;
+    if (last && last.shape[0] !== first.shape[0]) [first, last] = first.shape[0] === 1 ? [tf.tile(first, [last.shape[0], 1, 1, 1, 1]), last] : [first, tf.tile(last, [first.shape[0], 1, 1, 1, 1])];
     const [b, c, , H, W] = first.shape;
-    return tf.concat([first, tf.zeros([b, c, numFrames - 1, H, W])], 2);
+    const gap = numFrames - 1 - (last ? 1 : 0);
+    return tf.concat([first, ...(gap > 0 ? [tf.zeros([b, c, gap, H, W])] : []), ...(last ? [last] : [])], 2);
   }
 
   // video: [b, 3, T, H, W] in [−1, 1] → [batch, zDim, F', H/s, W/s]: the VAE's posterior mean (Diffusers'
@@ -530,16 +550,19 @@ export class WanPipeline {
     return tf.tidy(() => this.encodeCondition(WanPipeline.conditionVideo(image, 1), batch));
   }
 
-  // image → condition channels [batch, ft + zDim, F', H/s, W/s] (I2V-A14B): a mask, 1 on latent frame 0
-  // (the reference's per-frame mask [1, 0, …, 0] with frame 0 repeated ft times, folded into ft
-  // channels), then the latents of the video [image, 0, …, 0]; Diffusers' prepare_latents
-  private encodeImageChannels(image: tf.Tensor, batch: number, numFrames: number): tf.Tensor {
+  // image (, lastImage) → condition channels [batch, ft + zDim, F', H/s, W/s] (I2V-A14B): the mask, then
+  // the latents of the video [image, 0, …, 0(, lastImage)]; Diffusers' prepare_latents. The mask is the
+  // reference's per-frame mask (1 on the given frames) with frame 0 repeated ft times, folded into ft
+  // channels: mask[k, f] = m[f·ft + k] over [m₀ × ft, m₁, …, m_{N−1}].
+  private encodeImageChannels(image: tf.Tensor, batch: number, numFrames: number, lastImage?: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const z = this.encodeCondition(WanPipeline.conditionVideo(image, numFrames), batch);
+      const z = this.encodeCondition(WanPipeline.conditionVideo(image, numFrames, lastImage), batch);
       const [b, , F, h, w] = z.shape;
       const ft = this.vaeScaleFactorTemporal;
-      const ones = tf.ones([b, ft, 1, h, w]);
-      const mask = F === 1 ? ones : tf.concat([ones, tf.zeros([b, ft, F - 1, h, w])], 2);
+      const given = (i: number) => (i === 0 || (lastImage !== undefined && i === numFrames - 1) ? 1 : 0);
+      const extended = [...Array<number>(ft).fill(1), ...Array.from({ length: numFrames - 1 }, (_, i) => given(i + 1))];
+      const folded = Array.from({ length: ft * F }, (_, j) => extended[(j % F) * ft + Math.floor(j / F)]);
+      const mask = tf.mul(tf.tensor(folded, [1, ft, F, 1, 1]), tf.ones([b, 1, 1, h, w]));
       return tf.concat([mask, z], 1);
     });
   }
@@ -584,7 +607,7 @@ export class WanPipeline {
       const tokens = (shape[2] / (this.patchSize[0] ?? 1)) * tokensPerFrame;
       const condition = o.image && this.expandTimesteps ? this.encodeFirstFrame(o.image, r.batch) : undefined;
       if (condition) owned.push(condition);
-      const channels = o.image && this.conditionChannels > 0 ? this.encodeImageChannels(o.image, r.batch, r.numFrames) : undefined;
+      const channels = o.image && this.conditionChannels > 0 ? this.encodeImageChannels(o.image, r.batch, r.numFrames, o.lastImage) : undefined;
       if (channels) owned.push(channels);
       // latents: [B, C, F', H', W'] → the same with latent frame 0 replaced by the image's
       const withFirstFrame = (z: tf.Tensor) => (condition ? tf.concat([condition, tf.slice(z, [0, 0, 1, 0, 0], [-1, -1, -1, -1, -1])], 2) : z);
