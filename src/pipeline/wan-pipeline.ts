@@ -528,12 +528,14 @@ export class WanPipeline {
   private static conditionVideo(image: tf.Tensor, numFrames: number, lastImage?: tf.Tensor): tf.Tensor {
     // [b, H, W, 3] → [b, 3, 1, H, W] in [−1, 1]
     const frame = (x: tf.Tensor) => tf.expandDims(tf.sub(tf.mul(tf.transpose(x.rank === 3 ? tf.expandDims(x, 0) : x, [0, 3, 1, 2]), 2), 1), 2);
-    let first = frame(image);
-    let last = lastImage ? frame(lastImage) : undefined;
-    if (last && last.shape[0] !== first.shape[0]) [first, last] = first.shape[0] === 1 ? [tf.tile(first, [last.shape[0], 1, 1, 1, 1]), last] : [first, tf.tile(last, [first.shape[0], 1, 1, 1, 1])];
-    const [b, c, , H, W] = first.shape;
+    const first = frame(image);
+    const last = lastImage ? frame(lastImage) : undefined;
+    // a single first or last image stands for every sample of the other's batch
+    const b = Math.max(first.shape[0], last?.shape[0] ?? 1);
+    const toBatch = (x: tf.Tensor) => (x.shape[0] === b ? x : tf.tile(x, [b, 1, 1, 1, 1]));
+    const [, c, , H, W] = first.shape;
     const gap = numFrames - 1 - (last ? 1 : 0);
-    return tf.concat([first, ...(gap > 0 ? [tf.zeros([b, c, gap, H, W])] : []), ...(last ? [last] : [])], 2);
+    return tf.concat([toBatch(first), ...(gap > 0 ? [tf.zeros([b, c, gap, H, W])] : []), ...(last ? [toBatch(last)] : [])], 2);
   }
 
   // video: [b, 3, T, H, W] in [−1, 1] → [batch, zDim, F', H/s, W/s]: the VAE's posterior mean (Diffusers'
