@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AutoencoderKLWan, vaePatchify, vaeUnpatchify } from '../layers/autoencoder-kl-wan.js';
 import { WanAttentionBlock } from '../layers/wan-attention-block.js';
+import type { WanModule } from '../layers/module.js';
 import { AvgDown3D } from '../layers/wan-avg-down.js';
 import { CausalCache, WanCausalConv3d } from '../layers/wan-causal-conv3d.js';
 import { DupUp3D } from '../layers/wan-dup-up.js';
@@ -46,6 +47,27 @@ const tinyVae = fc.record({
 });
 
 type TinyVae = { isResidual: boolean; baseDim: number; zDim: number; mult: readonly number[]; patch: boolean; seed: number };
+
+/**
+ * Keeps only the centre tap of every 3×3 spatial kernel (×3, so the signal keeps its scale) and
+ * silences the attention output, so every output position reads only its own input position.
+ */
+function keepCentreTaps(module: WanModule): void {
+  for (const [key, p] of module.namedParams()) {
+    const shape = p.shape;
+    if (/attentions\.0\.proj\./.test(key)) p.assign(tf.zeros([...shape]));
+    else if (shape.length >= 4 && shape[shape.length - 1] === 3) {
+      const mask = tf.tidy(() => {
+        const m = tf.buffer([3, 3]);
+        m.set(3, 1, 1);
+        return m.toTensor();
+      });
+      const v = p.read()!;
+      p.assign(tf.mul(v, mask));
+      tf.dispose([v, mask]);
+    }
+  }
+}
 
 function buildVae(c: TinyVae): AutoencoderKLWan {
   const p = c.isResidual && c.patch ? 2 : null;
@@ -128,23 +150,9 @@ describe('AutoencoderKLWan over random tiny configs', () => {
         (cfg, h, w, tileLatents, overlapLatents) => {
           const vae = buildVae(cfg);
           const s = vae.spatialCompression;
-          // Keep only the centre tap of every spatial kernel (×3, so the signal keeps its scale) and
-          // silence the attention output: each output pixel then depends on its own latent pixel only,
-          // so tiles cannot disagree and any difference is a placement or blending error.
-          for (const [key, p] of vae.decoder.namedParams()) {
-            const shape = p.shape;
-            if (/attentions\.0\.proj\./.test(key)) p.assign(tf.zeros([...shape]));
-            else if (shape.length >= 4 && shape[shape.length - 1] === 3) {
-              const mask = tf.tidy(() => {
-                const m = tf.buffer([3, 3]);
-                m.set(3, 1, 1);
-                return m.toTensor();
-              });
-              const v = p.read()!;
-              p.assign(tf.mul(v, mask));
-              tf.dispose([v, mask]);
-            }
-          }
+          // Each output pixel then depends on its own latent pixel only, so tiles cannot disagree and
+          // any difference is a placement or blending error.
+          keepCentreTaps(vae.decoder);
           const z = tf.randomNormal([1, cfg.zDim, 2, h, w], 0, 1, 'float32', cfg.seed);
           const before = tf.memory().numTensors;
           const full = vae.decode(z);
@@ -173,24 +181,10 @@ describe('AutoencoderKLWan over random tiny configs', () => {
         (cfg, h, w, tileLatents, overlapLatents) => {
           const vae = buildVae(cfg);
           const s = vae.spatialCompression;
-          // Keep only the centre tap of every spatial kernel and silence the attention output: a 3×3
-          // conv then reads its own pixel, a stride-2 downsample (padded right and bottom) reads pixel
-          // 2i+1 of its 2×2 block, so each latent depends on its own s×s block of pixels only and
-          // tiles aligned to latents cannot disagree.
-          for (const [key, p] of vae.encoder.namedParams()) {
-            const shape = p.shape;
-            if (/attentions\.0\.proj\./.test(key)) p.assign(tf.zeros([...shape]));
-            else if (shape.length >= 4 && shape[shape.length - 1] === 3) {
-              const v = p.read()!;
-              const mask = tf.tidy(() => {
-                const m = tf.buffer([3, 3]);
-                m.set(3, 1, 1);
-                return m.toTensor();
-              });
-              p.assign(tf.mul(v, mask));
-              tf.dispose([v, mask]);
-            }
-          }
+          // A 3×3 conv then reads its own pixel and a stride-2 downsample (padded right and bottom) pixel
+          // 2i+1 of its 2×2 block, so each latent depends on its own s×s block of pixels only and tiles
+          // aligned to latents cannot disagree.
+          keepCentreTaps(vae.encoder);
           const video = tf.randomUniform([1, vae.config.inChannels / (vae.config.patchSize ?? 1) ** 2, 5, h * s, w * s], -1, 1, 'float32', cfg.seed);
           const before = tf.memory().numTensors;
           const full = vae.encode(video);
