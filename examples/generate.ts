@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/select.js';
 import { WanError } from '../src/errors.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
-import { decodePng } from '../src/video/png-decoder.js';
+import { decodePng, pngToImage } from '../src/video/png-decoder.js';
 import { saveVideo } from '../src/video/save-video.js';
 
 const [modelDir, out = 'wan-example.gif', prompt = 'a red fox running through fresh snow, morning light', firstFrame] = process.argv.slice(2);
@@ -26,10 +26,16 @@ if (!modelDir) {
 tf.enableProdMode();
 console.log(`backend: ${await selectBackend()}`);
 
+// The first frame as [H, W, 3] in [0, 1], the layout of the frames the pipeline returns; read before
+// the (slow) model load so that a bad file fails at once.
+let image: tf.Tensor3D | undefined;
+try {
+  image = firstFrame ? pngToImage(decodePng(fs.readFileSync(firstFrame), firstFrame)) : undefined;
+} catch (e) {
+  console.error(`cannot read ${firstFrame}: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+}
 const pipe = await WanPipeline.fromPretrained(modelDir);
-// The first frame as [H, W, 3] in [0, 1], the layout of the frames the pipeline returns.
-const png = firstFrame ? decodePng(fs.readFileSync(firstFrame), firstFrame) : undefined;
-const image = png ? tf.tidy(() => tf.div(tf.tensor3d(png.rgb, [png.height, png.width, 3], 'float32'), 255)) : undefined;
 try {
   const result = await pipe.textToVideo({
     prompt,

@@ -597,8 +597,12 @@ export class AutoencoderKLWan extends WanModule {
     for (const [i, r] of grid.rows.entries()) {
       for (const [j, c] of grid.cols.entries()) {
         const region = tf.slice(video, [0, 0, 0, r * s, c * s], [-1, -1, -1, grid.th * s, grid.tw * s]);
-        const post = this.encodeWhole(region, (done, total) => onProgress?.(tile * total + done, tiles * total));
-        region.dispose();
+        let post: WanVaePosterior;
+        try {
+          post = this.encodeWhole(region, (done, total) => onProgress?.(tile * total + done, tiles * total));
+        } finally {
+          region.dispose();
+        }
         const [m, lv] = [post.mean.dataSync(), post.logvar.dataSync()];
         tf.dispose([post.mean, post.logvar]);
         // post: [B, Z, F, th, tw] → rows r…r+th, columns c…c+tw of the whole posterior

@@ -11,7 +11,7 @@ import { readModelIndex } from './pipeline/model-index.js';
 import { randomSeed } from './pipeline/noise.js';
 import { WanPipeline, type StepInfo } from './pipeline/wan-pipeline.js';
 import { findFfmpeg } from './video/ffmpeg.js';
-import { decodePng, type DecodedPng } from './video/png-decoder.js';
+import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
@@ -122,10 +122,6 @@ function readImage(file: string, flag: string): DecodedPng {
   return decodePng(new Uint8Array(fs.readFileSync(file)), file);
 }
 
-/** Decoded RGB → [H, W, 3] in [0, 1]. */
-function imageTensor(png: DecodedPng): tf.Tensor3D {
-  return tf.tidy(() => tf.div(tf.tensor3d(png.rgb, [png.height, png.width, 3], 'float32'), 255));
-}
 
 /** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */
 function readEmbeds(spec: string, flag: string): tf.Tensor {
@@ -248,6 +244,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   readModelIndex(modelDir);
   const image = values.image !== undefined ? readImage(values.image, 'image') : undefined;
   const lastImage = values['last-image'] !== undefined ? readImage(values['last-image'], 'last-image') : undefined;
+  if (lastImage && !image) throw new ConfigError('--last-image needs --image (the first frame) too');
 
   const progress = new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true);
   // Production mode: no debug checks, and no console banner from the backends.
@@ -263,7 +260,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     if (promptEmbeds) owned.push(promptEmbeds);
     const negativePromptEmbeds = values['negative-prompt-embeds'] !== undefined ? readEmbeds(values['negative-prompt-embeds'], 'negative-prompt-embeds') : undefined;
     if (negativePromptEmbeds) owned.push(negativePromptEmbeds);
-    const [first, last] = [image, lastImage].map((png) => (png ? imageTensor(png) : undefined));
+    const [first, last] = [image, lastImage].map((png) => (png ? pngToImage(png) : undefined));
     for (const t of [first, last]) if (t) owned.push(t);
     const request = {
       image: first,

@@ -202,6 +202,7 @@ describe('wan-tfjs CLI', () => {
       [ti2v, ['--image', path.join(tmp, 'first.jpg')], /--image: got ".*first\.jpg", expected a \.png file/],
       [ti2v, ['--image', path.join(tmp, 'none.png')], /--image: no file .*none\.png/],
       [ti2v, ['--image', png, '--last-image', png], /lastImage: a last frame needs a model with image-condition channels/],
+      [ti2v, ['--last-image', png], /--last-image needs --image \(the first frame\) too/],
       [ti2v, ['--image', png, '--last-image', path.join(tmp, 'last.gif')], /--last-image: got ".*last\.gif", expected a \.png file/],
     ];
     for (const [model, extra, message] of cases) {

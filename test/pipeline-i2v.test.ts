@@ -161,7 +161,14 @@ describe('image-to-video (expand_timesteps)', () => {
     expect(String(await err(i2v, { image: three }))).toMatch(/ShapeError: image: .*one per prompt \(batch 1\)/);
     const noVae = new WanPipeline({ transformer: spy, scheduler: t2v.scheduler, expandTimesteps: true });
     expect(await err(noVae, {})).toBeInstanceOf(ConfigError);
-    tf.dispose([gray, small, three]);
+    const bytes = tf.tidy(() => tf.cast(tf.mul(image, 255), 'int32'));
+    const unscaled = tf.tidy(() => tf.mul(image, 255));
+    const odd = tf.zeros([40, 48, 3]);
+    expect(String(await err(i2v, { image: bytes }))).toMatch(/ConfigError: image: got a int32 tensor, expected float32 RGB in \[0, 1\]/);
+    expect(String(await err(i2v, { image: unscaled }))).toMatch(/ConfigError: image: values span \[\d+(\.\d+)?, \d+(\.\d+)?\], expected RGB in \[0, 1\] \(divide 8-bit pixels by 255\)/);
+    // the size comes from the image: one that is not a multiple of 16×16 (VAE 8 × patch 2) names the image
+    expect(await err(i2v, { image: odd })).toMatchObject({ argument: 'image', nearest: '48×48' });
+    tf.dispose([gray, small, three, bytes, unscaled, odd]);
     expect(spy.calls).toHaveLength(0);
   });
 });

@@ -319,7 +319,6 @@ describe('model folders', () => {
     const index = JSON.parse(fs.readFileSync(path.join(diff, 'model_index.json'), 'utf-8')) as Record<string, unknown>;
     fs.writeFileSync(path.join(diff, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanImageToVideoPipeline', boundary_ratio: 0.9, image_encoder: [null, null] }));
     expect(readModelIndex(diff)).toMatchObject({ className: 'WanImageToVideoPipeline', boundaryRatio: 0.9, defaults: { numInferenceSteps: 40, guidanceScale: 3.5, guidanceScale2: 3.5 } });
-    fs.mkdirSync(path.join(diff, 'image_encoder'));
     fs.writeFileSync(path.join(diff, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanImageToVideoPipeline', image_encoder: ['transformers', 'CLIPVisionModel'] }));
     expect(() => readModelIndex(diff)).toThrow(/CLIP image encoder .*Wan2\.1-I2V/);
     fs.writeFileSync(path.join(diff, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanVACEPipeline' }));
@@ -331,8 +330,14 @@ describe('model folders', () => {
     const m = readModelIndex(root);
     expect(m).toMatchObject({ layout: 'wan', boundaryRatio: 0.9, defaults: { shift: 5, guidanceScale: 3.5, guidanceScale2: 3.5 } });
     expect(m.scheduler).toMatchObject({ shift: 5 });
+    fs.writeFileSync(path.join(root, 'high_noise_model', 'config.json'), JSON.stringify({ _class_name: 'WanModel', in_dim: 36, out_dim: 16 }));
+    expect(readModelIndex(root)).toMatchObject({ boundaryRatio: 0.9, defaults: { shift: 5 } });
     fs.writeFileSync(path.join(root, 'high_noise_model', 'config.json'), JSON.stringify({ model_type: 'flf2v' }));
     expect(() => readModelIndex(root)).toThrow(/model_type "flf2v" is not supported here \(t2v, i2v\)/);
+    const single = path.join(tmp, 'wan-i2v-single');
+    fs.mkdirSync(single, { recursive: true });
+    fs.writeFileSync(path.join(single, 'config.json'), JSON.stringify({ _class_name: 'WanModel', model_type: 'i2v', dim: 8, num_heads: 2, in_dim: 36, out_dim: 16 }));
+    expect(() => readModelIndex(single)).toThrow(/single i2v model \(Wan2\.1-I2V\) conditions on a CLIP image encoder/);
   });
 
   it('loads a single original-layout DiT (WanModel config beside its safetensors)', async () => {

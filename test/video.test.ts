@@ -12,7 +12,7 @@ import { findFfmpeg, findFfprobe, findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif, lzwDecode } from '../src/video/gif-decoder.js';
 import { encodeGif, gifFrameDelay, lzwEncode } from '../src/video/gif-encoder.js';
 import { parseMp4File, probeMp4 } from '../src/video/mp4-probe.js';
-import { decodePng } from '../src/video/png-decoder.js';
+import { decodePng, pngToImage } from '../src/video/png-decoder.js';
 import { crc32, encodePng } from '../src/video/png-encoder.js';
 import { saveVideo, type RawVideo, type SaveVideoOptions } from '../src/video/save-video.js';
 import { VideoEncoderError, VideoFormatError } from '../src/video/video-error.js';
@@ -94,16 +94,34 @@ describe('PNG encoder', () => {
       out.writeUInt32BE(zlib.crc32(body), 8 + data.length);
       return out;
     };
-    const build = (w: number, h: number, depth: number, colour: number, rows: Uint8Array[], plte?: Uint8Array) => {
+    // Filters each row with its type (0 none, 1 Sub, 2 Up, 3 Average, 4 Paeth; bpp bytes per pixel).
+    const filterRows = (rows: Uint8Array[], bpp: number, types: number[]) => rows.map((row, y) => {
+      const prev = y > 0 ? rows[y - 1] : new Uint8Array(row.length);
+      const out = new Uint8Array(row.length + 1);
+      out[0] = types[y];
+      for (let i = 0; i < row.length; i++) {
+        const a = i >= bpp ? row[i - bpp] : 0;
+        const b = prev[i];
+        const c = i >= bpp ? prev[i - bpp] : 0;
+        const p = a + b - c;
+        const paeth = Math.abs(p - a) <= Math.abs(p - b) && Math.abs(p - a) <= Math.abs(p - c) ? a : Math.abs(p - b) <= Math.abs(p - c) ? b : c;
+        const pred = [0, a, b, (a + b) >> 1, paeth][types[y]];
+        out[i + 1] = (row[i] - pred) & 0xff;
+      }
+      return out;
+    });
+    const build = (w: number, h: number, depth: number, colour: number, rows: Uint8Array[], plte?: Uint8Array, types?: number[]) => {
       const ihdr = Buffer.alloc(13);
       ihdr.writeUInt32BE(w, 0);
       ihdr.writeUInt32BE(h, 4);
       ihdr.set([depth, colour, 0, 0, 0], 8);
-      const raw = Buffer.concat(rows.map((r) => Buffer.concat([Buffer.from([0]), r])));
+      const bpp = ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colour] ?? 1) * Math.max(1, depth / 8);
+      const raw = Buffer.concat(filterRows(rows, bpp, types ?? rows.map(() => 0)));
       return new Uint8Array(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), ...(plte ? [chunk('PLTE', plte)] : []), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', new Uint8Array())]));
     };
     fc.assert(
       fc.property(fc.constantFrom(0, 2, 3, 4, 6), fc.constantFrom(8, 16), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }), fc.integer(), (colour, depth16, w, h, seed) => {
+        const types = Array.from({ length: h }, (_, y) => ((seed >>> 0) + 3 * y) % 5);
         const depth = colour === 3 ? 8 : depth16;
         const samples = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colour]!;
         const r = rng(seed);
@@ -111,7 +129,7 @@ describe('PNG encoder', () => {
         const bytes = random(h * w * samples * (depth / 8));
         const palette = colour === 3 ? random(3 * 256) : undefined;
         const rows = Array.from({ length: h }, (_, y) => bytes.subarray(y * w * samples * (depth / 8), (y + 1) * w * samples * (depth / 8)));
-        const d = decodePng(build(w, h, depth, colour, rows, palette));
+        const d = decodePng(build(w, h, depth, colour, rows, palette, types));
         const want = new Uint8Array(w * h * 3);
         for (let i = 0; i < w * h; i++) {
           const sample = (k: number) => bytes[(i * samples + k) * (depth / 8)];
@@ -126,6 +144,17 @@ describe('PNG encoder', () => {
     const interlaced = build(1, 1, 8, 2, [new Uint8Array(3)]);
     interlaced[8 + 8 + 12] = 1;
     expect(() => decodePng(interlaced)).toThrow(VideoFormatError);
+    const pal = new Uint8Array([10, 20, 30, 40, 50, 60]);
+    expect(() => decodePng(build(1, 1, 8, 3, [new Uint8Array([2])], pal))).toThrow(/palette entry 2, but the palette has 2/);
+    expect(() => decodePng(build(1, 1, 8, 3, [new Uint8Array([0])]))).toThrow(/without a PLTE chunk/);
+    expect(() => decodePng(build(1, 1, 8, 3, [new Uint8Array([0])], pal.subarray(0, 4)))).toThrow(/PLTE chunk of 4 bytes/);
+    expect(() => decodePng(build(1, 1, 16, 3, [new Uint8Array(2)], pal))).toThrow(/bit depth 16, colour type 3/);
+    const image = pngToImage(decodePng(build(2, 1, 8, 2, [new Uint8Array([0, 51, 255, 102, 204, 1])])));
+    expect(image.shape).toEqual([1, 2, 3]);
+    expect(image.dtype).toBe('float32');
+    expect([...image.dataSync()].map((v) => Math.round(v * 255))).toEqual([0, 51, 255, 102, 204, 1]);
+    expect(image.dataSync()[2]).toBe(1);
+    image.dispose();
   });
 
   it('rejects a corrupted chunk', () => {

@@ -115,7 +115,8 @@ function readDiffusers(root: string): ModelIndex {
   if (className !== 'WanPipeline' && className !== 'WanImageToVideoPipeline') {
     throw new ConfigError(`${file}: _class_name is "${className}"; supported are WanPipeline and WanImageToVideoPipeline models`);
   }
-  if (component(root, index, 'image_encoder', false)) {
+  const imageEncoder = index.image_encoder;
+  if (Array.isArray(imageEncoder) && imageEncoder.some((v) => v !== null)) {
     throw new ConfigError(`${file}: this model conditions on a CLIP image encoder (image_encoder/, Wan2.1-I2V), which wan-tfjs does not implement; Wan2.2-I2V-A14B and TI2V-5B need none`);
   }
   const boundaryRatio = optionalNumber(index, 'boundary_ratio', file) ?? null;
@@ -176,7 +177,14 @@ function readWan(root: string): ModelIndex {
     throw new CheckpointError(`an original Wan2.2 A14B folder needs both high_noise_model/ and low_noise_model/; ${isDir(high) ? 'low' : 'high'}_noise_model/ is missing`, root);
   }
   const configFile = path.join(twoExperts ? high : root, 'config.json');
-  const modelType = fs.existsSync(configFile) || !twoExperts ? String(readJson(configFile).model_type ?? 't2v') : 't2v';
+  const cfg = fs.existsSync(configFile) || !twoExperts ? readJson(configFile) : {};
+  // model_type, else the channels: a DiT taking more channels than it returns is image-conditioned
+  const inDim = typeof cfg.in_dim === 'number' ? cfg.in_dim : undefined;
+  const outDim = typeof cfg.out_dim === 'number' ? cfg.out_dim : undefined;
+  const modelType = String(cfg.model_type ?? (inDim !== undefined && outDim !== undefined && inDim > outDim ? 'i2v' : 't2v'));
+  if (!twoExperts && modelType === 'i2v') {
+    throw new ConfigError(`${configFile}: a single i2v model (Wan2.1-I2V) conditions on a CLIP image encoder, which wan-tfjs does not implement; Wan2.2-I2V-A14B and TI2V-5B need none`);
+  }
   const supported = twoExperts ? ['t2v', 'i2v'] : ['t2v', 'ti2v'];
   if (!supported.includes(modelType)) throw new ConfigError(`${configFile}: model_type "${modelType}" is not supported here (${supported.join(', ')})`);
   const ti2v = modelType === 'ti2v';

@@ -123,7 +123,10 @@ export interface StepInfo {
   guidanceScale: number;
   /** Milliseconds since the loop started. */
   elapsedMs: number;
-  /** The latents after this step [B, C, F, H, W]; valid only during the callback (clone to keep). */
+  /**
+   * The latents after this step [B, C, F, H, W]; valid only during the callback (clone to keep). With
+   * a TI2V first frame, frame 0 here is still the scheduler's (noisy); the result replaces it.
+   */
   latents: tf.Tensor;
 }
 
@@ -247,6 +250,13 @@ function checkAbort(signal: AbortSignal | undefined): void {
 /** The nearest multiple of m (at least m). */
 function nearestMultiple(x: number, m: number): number {
   return Math.max(m, Math.round(x / m) * m);
+}
+
+/** An image option must hold float32 pixels in [0, 1] (8-bit pixels divided by 255). */
+function checkPixels(name: string, image: tf.Tensor): void {
+  if (image.dtype !== 'float32') throw new ConfigError(`${name}: got a ${image.dtype} tensor, expected float32 RGB in [0, 1] (divide 8-bit pixels by 255)`);
+  const [lo, hi] = tf.tidy(() => [tf.min(image), tf.max(image)].map((t) => t.dataSync()[0]));
+  if (!(lo >= 0 && hi <= 1)) throw new ConfigError(`${name}: values span [${lo}, ${hi}], expected RGB in [0, 1] (divide 8-bit pixels by 255)`);
 }
 
 /**
@@ -452,7 +462,11 @@ export class WanPipeline {
       if (!this.vae?.encode) throw new ConfigError('image: the VAE must encode the first frame, and this pipeline has none (the model folder has no vae/, or loadVae was false)');
       const im = o.image;
       if ((im.rank !== 3 && im.rank !== 4) || im.shape[im.rank - 1] !== 3) throw new ShapeError('image', `[${im.shape}]`, '[H, W, 3] or [B, H, W, 3] RGB in [0, 1]');
+      checkPixels('image', im);
       const [ih, iw] = im.shape.slice(im.rank - 3, im.rank - 1) as [number, number];
+      if (height === undefined && width === undefined && (ih % mh !== 0 || iw % mw !== 0)) {
+        throw new ShapeError('image', `[${im.shape}]`, `a size that is a multiple of ${mh}×${mw} (VAE factor × patch; resize or crop the image)`, `${nearestMultiple(ih, mh)}×${nearestMultiple(iw, mw)}`);
+      }
       height ??= ih;
       width ??= iw;
       if (ih !== height || iw !== width) throw new ShapeError('image', `[${im.shape}]`, `${height}×${width} pixels, the video's size (resize the image first)`);
@@ -465,6 +479,7 @@ export class WanPipeline {
       if ((li.rank !== 3 && li.rank !== 4) || li.shape.slice(li.rank - 3).join() !== size.join()) {
         throw new ShapeError('lastImage', `[${li.shape}]`, `[${size}] or [B, ${size}], the size of image`);
       }
+      checkPixels('lastImage', li);
     }
     numFrames ??= d.numFrames;
     height ??= d.height;

@@ -1,4 +1,5 @@
 import * as zlib from 'node:zlib';
+import * as tf from '@tensorflow/tfjs-core';
 import { crc32, paeth } from './png-encoder.js';
 import { VideoFormatError } from './video-error.js';
 
@@ -25,7 +26,7 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
   let off = 8;
   let width = 0;
   let height = 0;
-  let channels = 0;
+  let bytesPerPixel = 0;
   let colour = 0;
   let bytesPerSample = 1;
   let palette: Uint8Array | undefined;
@@ -50,8 +51,9 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
         );
       }
       bytesPerSample = depth / 8;
-      channels = SAMPLES[colour] * bytesPerSample;
+      bytesPerPixel = SAMPLES[colour] * bytesPerSample;
     } else if (type === 'PLTE') {
+      if (data.length % 3 !== 0 || data.length === 0) throw new VideoFormatError(`${label}: a PLTE chunk of ${data.length} bytes (expected a positive multiple of 3)`);
       palette = data;
     } else if (type === 'IDAT') {
       idat.push(data);
@@ -68,9 +70,9 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
       break;
     }
   }
-  if (channels === 0) throw new VideoFormatError(`${label}: no IHDR chunk`);
+  if (bytesPerPixel === 0) throw new VideoFormatError(`${label}: no IHDR chunk`);
   const raw = zlib.inflateSync(Buffer.concat(idat));
-  const stride = width * channels;
+  const stride = width * bytesPerPixel;
   if (raw.length !== height * (stride + 1)) throw new VideoFormatError(`${label}: image data has ${raw.length} bytes, expected ${height * (stride + 1)}`);
   const pix = new Uint8Array(height * stride);
   for (let y = 0; y < height; y++) {
@@ -79,9 +81,9 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
     const row = pix.subarray(y * stride, (y + 1) * stride);
     const prev = y > 0 ? pix.subarray((y - 1) * stride, y * stride) : undefined;
     for (let i = 0; i < stride; i++) {
-      const a = i >= channels ? row[i - channels] : 0;
+      const a = i >= bytesPerPixel ? row[i - bytesPerPixel] : 0;
       const b = prev ? prev[i] : 0;
-      const c = prev && i >= channels ? prev[i - channels] : 0;
+      const c = prev && i >= bytesPerPixel ? prev[i - bytesPerPixel] : 0;
       const pred = type === 0 ? 0 : type === 1 ? a : type === 2 ? b : type === 3 ? (a + b) >> 1 : type === 4 ? paeth(a, b, c) : -1;
       if (pred < 0) throw new VideoFormatError(`${label}: unknown filter type ${type} in row ${y}`);
       row[i] = (src[i] + pred) & 0xff;
@@ -92,7 +94,7 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
   const rgb = new Uint8Array(width * height * 3);
   for (let i = 0; i < width * height; i++) {
     // the high byte of each sample (16-bit PNGs are big-endian)
-    const at = (sample: number) => pix[i * channels + sample * bytesPerSample];
+    const at = (sample: number) => pix[i * bytesPerPixel + sample * bytesPerSample];
     if (colour === 3) {
       const k = at(0);
       if (3 * k + 2 >= palette!.length) throw new VideoFormatError(`${label}: pixel ${i} uses palette entry ${k}, but the palette has ${palette!.length / 3}`);
@@ -106,4 +108,9 @@ export function decodePng(bytes: Uint8Array, label = 'PNG'): DecodedPng {
     }
   }
   return { width, height, rgb, text };
+}
+
+/** A decoded PNG as an image tensor [H, W, 3], float32 in [0, 1]: the layout of the pipeline's frames and of its `image` option. */
+export function pngToImage(png: DecodedPng): tf.Tensor3D {
+  return tf.tidy(() => tf.div(tf.tensor3d(png.rgb, [png.height, png.width, 3], 'float32'), 255));
 }
