@@ -267,6 +267,22 @@ describe('image-to-video (image-condition channels)', () => {
     spy.reset();
   });
 
+  it('imageEncode passes tiles and progress to the VAE encode of the condition video', async () => {
+    const seen: Array<[number, number]> = [];
+    const whole = await chPipe.generate(opts({ numFrames: 5, numInferenceSteps: 1 }));
+    const oneTile = await chPipe.generate(opts({ numFrames: 5, numInferenceSteps: 1, imageEncode: { tileSize: 48, onProgress: (d, t) => seen.push([d, t]) } }));
+    // 5 frames encode in 2 chunks (frame 0, then 4); one tile covering the image changes nothing
+    expect(seen).toEqual([[1, 2], [2, 2]]);
+    expect(maxAbsDiff(whole, oneTile)).toBe(0);
+    seen.length = 0;
+    const tiled = await chPipe.generate(opts({ numFrames: 5, numInferenceSteps: 1, imageEncode: { tileSize: 16, tileOverlap: 8, onProgress: (d, t) => seen.push([d, t]) } }));
+    // 32×48 pixels in 16-pixel tiles overlapping by 8: 3 rows × 5 columns, 2 chunks each
+    expect(seen.at(-1)).toEqual([30, 30]);
+    expect(tiled.shape).toEqual(whole.shape);
+    tf.dispose([whole, oneTile, tiled]);
+    chSpy.reset();
+  });
+
   it('a DiT whose extra channels do not match mask + latents is refused when the pipeline is built', () => {
     const base = t2v.experts[0].current as WanTransformer3DModel;
     const odd = new WanTransformer3DModel({ ...base.config, inChannels: 10 }).initialize(1);

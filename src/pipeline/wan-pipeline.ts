@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { AutoencoderKLWan, type WanVaeDecodeOptions } from '../../layers/autoencoder-kl-wan.js';
+import { AutoencoderKLWan, type WanVaeDecodeOptions, type WanVaeEncodeOptions } from '../../layers/autoencoder-kl-wan.js';
 import { WanTransformer3DModel } from '../../layers/wan-transformer-3d-model.js';
 import { loadScheduler } from '../../schedulers/index.js';
 import type { FlowScheduler } from '../../schedulers/scheduler.js';
@@ -33,7 +33,7 @@ export interface PipelineVae {
   // z: [B, zDim, F, H, W] (denormalised) → video [B, 3, 1 + 4(F − 1), sH, sW] in [-1, 1]
   decode(z: tf.Tensor, options?: WanVaeDecodeOptions): tf.Tensor;
   // video: [B, 3, F, H, W] in [-1, 1] → posterior mean and log-variance [B, zDim, F', H/s, W/s]; needed for `image`
-  encode?(video: tf.Tensor): { mean: tf.Tensor; logvar: tf.Tensor };
+  encode?(video: tf.Tensor, options?: WanVaeEncodeOptions): { mean: tf.Tensor; logvar: tf.Tensor };
   dispose(): unknown;
 }
 
@@ -170,6 +170,11 @@ export interface GenerateOptions {
    * [image, 0, …, 0, lastImage] and the mask marks both ends. Not disposed by the pipeline.
    */
   lastImage?: tf.Tensor;
+  /**
+   * Options of the VAE encode of the image condition: spatial tiles (`tileSize`, `tileOverlap`) and
+   * `onProgress` (I2V-A14B encodes a whole video [image, 0, …, 0], the longest step before denoising).
+   */
+  imageEncode?: WanVaeEncodeOptions;
   onStep?: (info: StepInfo) => void;
   /** Stops the loop before the next step; the promise rejects with AbortError and nothing leaks. */
   signal?: AbortSignal;
@@ -555,25 +560,25 @@ export class WanPipeline {
 
   // video: [b, 3, T, H, W] in [−1, 1] → [batch, zDim, F', H/s, W/s]: the VAE's posterior mean (Diffusers'
   // sample_mode "argmax"), normalised as (z − latents_mean) · (1 / latents_std), repeated to the batch
-  private encodeCondition(video: tf.Tensor, batch: number): tf.Tensor {
-    const { mean } = this.vae!.encode!(video);
+  private encodeCondition(video: tf.Tensor, batch: number, options?: WanVaeEncodeOptions): tf.Tensor {
+    const { mean } = this.vae!.encode!(video, options);
     const c = this.vae!.config;
     const z = tf.mul(tf.sub(mean, tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1])), tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1])));
     return z.shape[0] === batch ? z : tf.tile(z, [batch, 1, 1, 1, 1]);
   }
 
   // image → latent frame 0 [batch, zDim, 1, H/s, W/s] (TI2V-5B, expand_timesteps)
-  private encodeFirstFrame(image: tf.Tensor, batch: number): tf.Tensor {
-    return tf.tidy(() => this.encodeCondition(WanPipeline.conditionVideo(image, 1), batch));
+  private encodeFirstFrame(image: tf.Tensor, batch: number, options?: WanVaeEncodeOptions): tf.Tensor {
+    return tf.tidy(() => this.encodeCondition(WanPipeline.conditionVideo(image, 1), batch, options));
   }
 
   // image (, lastImage) → condition channels [batch, ft + zDim, F', H/s, W/s] (I2V-A14B): the mask, then
   // the latents of the video [image, 0, …, 0(, lastImage)]; Diffusers' prepare_latents. The mask is the
   // reference's per-frame mask (1 on the given frames) with frame 0 repeated ft times, folded into ft
   // channels: mask[k, f] = m[f·ft + k] over [m₀ × ft, m₁, …, m_{N−1}].
-  private encodeImageChannels(image: tf.Tensor, batch: number, numFrames: number, lastImage?: tf.Tensor): tf.Tensor {
+  private encodeImageChannels(image: tf.Tensor, batch: number, numFrames: number, lastImage?: tf.Tensor, options?: WanVaeEncodeOptions): tf.Tensor {
     return tf.tidy(() => {
-      const z = this.encodeCondition(WanPipeline.conditionVideo(image, numFrames, lastImage), batch);
+      const z = this.encodeCondition(WanPipeline.conditionVideo(image, numFrames, lastImage), batch, options);
       const [b, , F, h, w] = z.shape;
       const ft = this.vaeScaleFactorTemporal;
       const given = (i: number) => (i === 0 || (lastImage !== undefined && i === numFrames - 1) ? 1 : 0);
@@ -622,9 +627,9 @@ export class WanPipeline {
       latents = o.latents ? o.latents.clone() : randn(shape, r.seed);
       const tokensPerFrame = (shape[3] / (this.patchSize[1] ?? 2)) * (shape[4] / (this.patchSize[2] ?? 2));
       const tokens = (shape[2] / (this.patchSize[0] ?? 1)) * tokensPerFrame;
-      const condition = o.image && this.expandTimesteps ? this.encodeFirstFrame(o.image, r.batch) : undefined;
+      const condition = o.image && this.expandTimesteps ? this.encodeFirstFrame(o.image, r.batch, o.imageEncode) : undefined;
       if (condition) owned.push(condition);
-      const channels = o.image && this.conditionChannels > 0 ? this.encodeImageChannels(o.image, r.batch, r.numFrames, o.lastImage) : undefined;
+      const channels = o.image && this.conditionChannels > 0 ? this.encodeImageChannels(o.image, r.batch, r.numFrames, o.lastImage, o.imageEncode) : undefined;
       if (channels) owned.push(channels);
       // latents: [B, C, F', H', W'] → the same with latent frame 0 replaced by the image's
       const withFirstFrame = (z: tf.Tensor) => (condition ? tf.concat([condition, tf.slice(z, [0, 0, 1, 0, 0], [-1, -1, -1, -1, -1])], 2) : z);
