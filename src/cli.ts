@@ -262,9 +262,15 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     if (negativePromptEmbeds) owned.push(negativePromptEmbeds);
     const [first, last] = [image, lastImage].map((png) => (png ? pngToImage(png) : undefined));
     for (const t of [first, last]) if (t) owned.push(t);
+    const encodeStart = performance.now();
     const request = {
       image: first,
       lastImage: last,
+      imageEncode: {
+        onProgress: (done: number, total: number) => {
+          if (done === total) progress.note(`encoded the image condition (${total} VAE chunk${total === 1 ? '' : 's'}) in ${((performance.now() - encodeStart) / 1000).toFixed(1)}s`);
+        },
+      },
       prompt: values.prompt,
       promptEmbeds,
       negativePrompt: values['negative-prompt'],
