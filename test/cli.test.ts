@@ -186,6 +186,14 @@ describe('wan-tfjs CLI', () => {
     for (const f of fs.readdirSync(ti2v, { recursive: true, withFileTypes: true })) fs.chmodSync(path.join(f.parentPath, f.name), f.isDirectory() ? 0o755 : 0o644);
     const index = JSON.parse(fs.readFileSync(path.join(ti2v, 'model_index.json'), 'utf-8')) as Record<string, unknown>;
     fs.writeFileSync(path.join(ti2v, 'model_index.json'), JSON.stringify({ ...index, expand_timesteps: true }));
+    expect((await run(['inspect', ti2v])).stdout).toMatch(/task: text-to-video, and image-to-video from a first frame/);
+    expect((await run(['inspect', T2V])).stdout).toMatch(/task: text-to-video\n/);
+    const i2v = path.join(tmp, 'i2v-channels');
+    fs.cpSync(ti2v, i2v, { recursive: true });
+    const cfgFile = path.join(i2v, 'transformer', 'config.json');
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...(JSON.parse(fs.readFileSync(cfgFile, 'utf-8')) as Record<string, unknown>), in_channels: 12 }));
+    fs.writeFileSync(path.join(i2v, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'WanImageToVideoPipeline' }));
+    expect((await run(['inspect', i2v])).stdout).toMatch(/task: image-to-video \(image-condition channels 12 = 4 \+ 8; image required, lastImage optional\)/);
     const d = emptyDir('i2v');
     const rgb = Uint8Array.from({ length: 32 * 48 * 3 }, (_, i) => (i * 37) % 256);
     const png = path.join(tmp, 'first.png');

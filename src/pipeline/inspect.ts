@@ -170,6 +170,16 @@ function valueText(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** What a model folder does: from its per-token timesteps, or its transformer taking more channels than it returns. */
+function taskOf(r: InspectReport): string {
+  if (r.index?.expandTimesteps) return 'text-to-video, and image-to-video from a first frame (per-token timesteps; image)';
+  const t = r.components.find((c) => c.name === 'transformer' || c.name === 'high_noise_model')?.config;
+  const inCh = t?.in_channels ?? t?.in_dim;
+  const outCh = t?.out_channels ?? t?.out_dim;
+  if (typeof inCh === 'number' && typeof outCh === 'number' && inCh > outCh) return `image-to-video (image-condition channels ${inCh} = ${outCh} + ${inCh - outCh}; image required, lastImage optional)`;
+  return 'text-to-video';
+}
+
 /** The report as text lines; tensors are listed (up to `maxTensors` per checkpoint) when `tensors` is set. */
 export function formatInspect(r: InspectReport, o: { tensors: boolean; maxTensors: number }): string[] {
   const out: string[] = [r.path];
@@ -177,6 +187,7 @@ export function formatInspect(r: InspectReport, o: { tensors: boolean; maxTensor
   if (r.index) {
     const experts = r.index.boundaryRatio !== null ? `two experts, boundary_ratio ${r.index.boundaryRatio}` : 'one transformer';
     out.push(`  layout: ${kind} (${r.index.className}), ${experts}${r.index.expandTimesteps ? ', per-token timesteps' : ''}`);
+    out.push(`  task: ${taskOf(r)}`);
     const d = r.index.defaults;
     out.push(`  defaults: ${d.numInferenceSteps} steps, guidance ${d.guidanceScale}${d.guidanceScale2 !== undefined ? ` / ${d.guidanceScale2}` : ''}, ${d.numFrames} frames at ${d.fps} fps, ${d.width}×${d.height}${d.shift !== undefined ? `, shift ${d.shift}` : ''}`);
   } else {
