@@ -41,7 +41,7 @@ generate options:
   --format mp4|gif|png     default from --out's extension, else mp4 (mp4 through ffmpeg when
                            found, else uncompressed by a built-in writer; png writes one
                            image per frame into the folder --out)
-  --frames N               number of frames, 1 + 4k (default: the model's, e.g. 81)
+  --frames N               number of frames: 1 + 4k for Wan (default: the model's, e.g. 81)
   --size WxH               width × height, multiples of 16 (default: the model's)
   --steps N                denoising steps (default: the model's)
   --guidance G             classifier-free guidance scale (≤ 1 turns it off)
