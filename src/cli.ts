@@ -307,6 +307,8 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
           guidance: result.guidanceScale,
           guidance2: result.guidanceScale2,
           shift,
+          image: values.image !== undefined ? path.basename(values.image) : undefined,
+          lastImage: values['last-image'] !== undefined ? path.basename(values['last-image']) : undefined,
           model: path.basename(path.resolve(modelDir)),
           software: `wan-tfjs ${libraryVersion()}`,
         },

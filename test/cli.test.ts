@@ -205,6 +205,7 @@ describe('wan-tfjs CLI', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/5 frames, 48×32/);
     expect(ok.stderr).toMatch(/^encoded the image condition \(1 VAE chunk\) in [\d.]+s$/m);
+    expect(JSON.parse(decodeGif(fs.readFileSync(out)).comments[0])).toMatchObject({ image: 'first.png' });
     const cases: Array<[string, string[], RegExp]> = [
       [T2V, ['--image', png], /image: a first frame needs an image-to-video model/],
       [ti2v, ['--image', path.join(tmp, 'small.png'), '--size', '48x32'], /image: got \[16,48,3\], expected 32×48 pixels/],
