@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodePng } from '../src/video/png-encoder.js';
 import { assembleTinyModel } from './helpers/tiny-model.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -11,8 +12,14 @@ const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
 const dir = path.join(root, 'test', '.readme-snippets');
 
 // The pipeline example reads WAN_MODEL; here it is the tiny fixture model (embeddings of a tiny umT5).
+// The image-to-video example reads WAN_I2V_MODEL and WAN_FIRST_FRAME: the same model marked
+// expand_timesteps (as TI2V-5B), and a 48×32 PNG, its default size.
 beforeAll(() => {
   process.env.WAN_MODEL = assembleTinyModel(path.join(dir, 'tiny-model'));
+  process.env.WAN_I2V_MODEL = assembleTinyModel(path.join(dir, 'tiny-ti2v'), { expandTimesteps: true });
+  const frame = path.join(dir, 'first.png');
+  fs.writeFileSync(frame, encodePng(Uint8Array.from({ length: 32 * 48 * 3 }, (_, i) => (i * 13) % 256), 48, 32));
+  process.env.WAN_FIRST_FRAME = frame;
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
