@@ -122,7 +122,6 @@ function readImage(file: string, flag: string): DecodedPng {
   return decodePng(new Uint8Array(fs.readFileSync(file)), file);
 }
 
-
 /** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */
 function readEmbeds(spec: string, flag: string): tf.Tensor {
   const colon = spec.lastIndexOf(':');

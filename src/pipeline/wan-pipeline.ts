@@ -543,6 +543,12 @@ export class WanPipeline {
     return slot.get();
   }
 
+  // The VAE's latents_mean and 1 / latents_std as [1, zDim, 1, 1, 1], as Diffusers computes them (call inside tf.tidy)
+  private latentStats(): { mean: tf.Tensor; stdInv: tf.Tensor } {
+    const c = this.vae!.config;
+    return { mean: tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1]), stdInv: tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1])) };
+  }
+
   // image (and lastImage): [H, W, 3] or [b, H, W, 3] in [0, 1] → video [b, 3, numFrames, H, W] in [−1, 1]:
   // the image, zeros, and the last image when there is one
   private static conditionVideo(image: tf.Tensor, numFrames: number, lastImage?: tf.Tensor): tf.Tensor {
@@ -562,8 +568,8 @@ export class WanPipeline {
   // sample_mode "argmax"), normalised as (z − latents_mean) · (1 / latents_std), repeated to the batch
   private encodeCondition(video: tf.Tensor, batch: number, options?: WanVaeEncodeOptions): tf.Tensor {
     const { mean } = this.vae!.encode!(video, options);
-    const c = this.vae!.config;
-    const z = tf.mul(tf.sub(mean, tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1])), tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1])));
+    const stats = this.latentStats();
+    const z = tf.mul(tf.sub(mean, stats.mean), stats.stdInv);
     return z.shape[0] === batch ? z : tf.tile(z, [batch, 1, 1, 1, 1]);
   }
 
@@ -599,7 +605,11 @@ export class WanPipeline {
    * sees [latents, mask, image latents] along the channels at every step.
    */
   async generate(o: GenerateOptions): Promise<tf.Tensor> {
-    const r = this.resolve(o);
+    return this.denoise(o, this.resolve(o));
+  }
+
+  // The loop of generate, with the settings already resolved from `o` (textToVideo resolves them once).
+  private async denoise(o: GenerateOptions, r: ResolvedSettings): Promise<tf.Tensor> {
     checkAbort(o.signal);
     const owned: tf.Tensor[] = [];
     let latents: tf.Tensor | undefined;
@@ -680,8 +690,7 @@ export class WanPipeline {
     const c = this.vae.config;
     if (latents.rank !== 5 || latents.shape[1] !== c.zDim) throw new ShapeError('latents', `[${latents.shape}]`, `[B, ${c.zDim}, F, H, W]`);
     return tf.tidy(() => {
-      const mean = tf.tensor(c.latentsMean as number[], [1, c.zDim, 1, 1, 1]);
-      const stdInv = tf.div(1, tf.tensor(c.latentsStd as number[], [1, c.zDim, 1, 1, 1]));
+      const { mean, stdInv } = this.latentStats();
       const z = tf.add(tf.div(latents, stdInv), mean);
       const video = this.vae!.decode(z, options);
       const frames = tf.clipByValue(tf.add(tf.div(video, 2), 0.5), 0, 1);
@@ -693,7 +702,7 @@ export class WanPipeline {
   async textToVideo(o: GenerateOptions): Promise<TextToVideoResult> {
     const settings = this.resolve(o);
     if (!this.vae) throw new ConfigError('this pipeline has no VAE (the model folder has no vae/): use generate() for latents');
-    const latents = await this.generate({ ...o, seed: settings.seed });
+    const latents = await this.denoise(o, settings);
     try {
       checkAbort(o.signal);
       return { ...settings, frames: this.decodeLatents(latents) };

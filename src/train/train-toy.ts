@@ -20,16 +20,16 @@
  * per-token pattern (which edge enters first), learnt as readily as the colour.
  * Environment: WAN_TOY_OUT (default models/toy), WAN_TOY_VAE_STEPS, WAN_TOY_DIT_STEPS, WAN_TOY_CLIPS,
  * WAN_TOY_DIT_BATCH, WAN_TOY_DIT_LR (peak, default 1e-3), WAN_TOY_HIGH_SIGMA (fraction of DiT batches
- * drawn at high noise, default 0), WAN_TOY_FRAME_SIGMA (fraction of DiT batches with σ drawn per token frame,
- * default 0: with 5-frame patches there is one token frame), WAN_TOY_ANCHOR (chance that such a sample has one nearly clean frame, default 0),
- * WAN_TOY_VAE=<model dir> (reuse its VAE, skipping phase 1), WAN_TOY_DIT_INIT=<model dir> (continue
- * from its DiT), WAN_TOY_BACKEND (default: the fastest available, cuda first), WAN_TOY_RESULTS
- * (default bench/RESULTS.md, appended to). A run resumes each phase from its checkpoint in
- * <out>/.train/. The defaults are the current recipe: the VAE phase takes about 22 min on 2 CPU
- * cores (wasm), the DiT phase (4500 steps of batch 256) 15 min on one H200 (cuda) and far too long
- * on a CPU, where WAN_TOY_DIT_BATCH=8 is the practical size. The committed DiT was trained in two
- * runs of this recipe on the committed VAE, the second continuing the first (WAN_TOY_DIT_INIT) at
- * half the learning rate; bench/RESULTS.md lists them.
+ * drawn at high noise, default 0), WAN_TOY_FRAME_SIGMA (fraction of DiT batches with σ drawn per
+ * token frame, default 0: with 5-frame patches there is one token frame), WAN_TOY_ANCHOR (chance
+ * that such a sample has one nearly clean frame, default 0), WAN_TOY_VAE=<model dir> (reuse its
+ * VAE, skipping phase 1), WAN_TOY_DIT_INIT=<model dir> (continue from its DiT), WAN_TOY_BACKEND
+ * (default: the fastest available, cuda first), WAN_TOY_RESULTS (default bench/RESULTS.md, appended
+ * to). A run resumes each phase from its checkpoint in <out>/.train/. The defaults are the current
+ * recipe: the VAE phase takes about 22 min on 2 CPU cores (wasm), the DiT phase (4500 steps of batch
+ * 256) 15 min on one H200 (cuda) and far too long on a CPU, where WAN_TOY_DIT_BATCH=8 is the
+ * practical size. The committed DiT was trained in two runs of this recipe on the committed VAE, the
+ * second continuing the first (WAN_TOY_DIT_INIT) at half the learning rate; bench/RESULTS.md lists them.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
