@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { geluTanh } from '../src/backend/ops.js';
 import { Linear } from './linear.js';
 import { WanModule } from './module.js';
 
@@ -29,7 +28,7 @@ export class FeedForward extends WanModule {
 
   // x: [..., dim] → [..., dimOut]
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.out.forward(geluTanh(this.proj.forward(x))));
+    return tf.tidy(() => this.out.forward(this.proj.forward(x, 'gelu_tanh')));
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

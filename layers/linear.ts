@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { linear } from '../src/backend/ops.js';
+import { linear, type LinearActivation } from '../src/backend/ops.js';
 import { WanModule, type Param } from './module.js';
 
 export interface LinearConfig {
@@ -26,9 +26,9 @@ export class Linear extends WanModule {
     this.bias = config.bias === false ? undefined : this.addParam('bias', [config.outFeatures], { init: { uniform: bound } });
   }
 
-  // x: [..., in] → [..., out]
-  forward(x: tf.Tensor): tf.Tensor {
-    return linear(x, this.weight.value, this.bias?.value);
+  // x: [..., in] → [..., out]; activation(x · Wᵀ + b), the activation fused where the backend can
+  forward(x: tf.Tensor, activation: LinearActivation = 'none'): tf.Tensor {
+    return linear(x, this.weight.value, this.bias?.value, activation);
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { geluTanh, type LinearActivation } from '../src/backend/ops.js';
 import { ConfigError } from '../src/errors.js';
 import { Linear, type LinearConfig } from './linear.js';
 import { WanModule } from './module.js';
@@ -56,10 +57,13 @@ export class LoraLinear extends Linear {
     return this.mergedFlag;
   }
 
-  // x: [..., in] → [..., out]
-  override forward(x: tf.Tensor): tf.Tensor {
-    if (this.mergedFlag) return super.forward(x);
-    return tf.tidy(() => tf.add(super.forward(x), tf.mul(this.loraB.forward(this.loraA.forward(x)), this.scale)));
+  // x: [..., in] → [..., out]; the activation applies to the sum of the base product and the adapter
+  override forward(x: tf.Tensor, activation: LinearActivation = 'none'): tf.Tensor {
+    if (this.mergedFlag) return super.forward(x, activation);
+    return tf.tidy(() => {
+      const y = tf.add(super.forward(x), tf.mul(this.loraB.forward(this.loraA.forward(x)), this.scale));
+      return activation === 'gelu_tanh' ? geluTanh(y) : y;
+    });
   }
 
   /** ΔW = scale · B·A: [out, in]. */

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { LayerVariable, layers } from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
+import { storeParam } from '../src/backend/ops.js';
 import { ConfigError, ShapeError } from '../src/errors.js';
 import type { WeightSlot } from '../weights/load.js';
 
@@ -14,6 +15,12 @@ export interface ParamOptions {
   /** Storage layout → checkpoint layout; required when `toStorage` is given. */
   fromStorage?: (t: tf.Tensor) => tf.Tensor;
   trainable?: boolean;
+  /**
+   * Keep this parameter in float32 whatever the backend's precision policy (norm weights,
+   * modulation tables: what the reference keeps in fp32). Modules mark whole subtrees with
+   * WanModule.keepInFp32.
+   */
+  keepFp32?: boolean;
 }
 
 let seedCounter = 0;
@@ -24,12 +31,16 @@ let seedCounter = 0;
  */
 export class Param implements WeightSlot {
   variable: LayerVariable | undefined;
+  /** Kept in float32 whatever the backend's precision (see ParamOptions.keepFp32). */
+  keepFp32: boolean;
 
   constructor(
     readonly name: string,
     readonly shape: readonly number[],
     private readonly options: ParamOptions,
-  ) {}
+  ) {
+    this.keepFp32 = options.keepFp32 ?? false;
+  }
 
   get isSet(): boolean {
     return this.variable !== undefined;
@@ -51,8 +62,9 @@ export class Param implements WeightSlot {
     }
     const stored = this.options.toStorage ? tf.tidy(() => this.options.toStorage!(value)) : value;
     if (stored !== value) value.dispose();
-    const f32 = stored.dtype === 'float32' ? stored : tf.cast(stored, 'float32');
-    if (f32 !== stored) stored.dispose();
+    const cast = stored.dtype === 'float32' ? stored : tf.cast(stored, 'float32');
+    if (cast !== stored) stored.dispose();
+    const f32 = storeParam(cast, this.keepFp32);
     if (this.variable) {
       this.variable.write(f32);
       f32.dispose();
@@ -110,6 +122,15 @@ export abstract class WanModule extends layers.Layer {
   protected addModule<T extends WanModule>(name: string, module: T): T {
     this.childModules.set(name, module);
     return module;
+  }
+
+  /**
+   * Keeps every parameter of this module and its sub-modules in float32 whatever the backend's
+   * precision (Diffusers' `_keep_in_fp32_modules`). Call before the weights are set.
+   */
+  keepInFp32(): this {
+    for (const p of this.namedParams().values()) p.keepFp32 = true;
+    return this;
   }
 
   /** Registers a parameter under `name` with its checkpoint-layout shape. */

@@ -20,7 +20,7 @@ export class RMSNorm extends WanModule {
 
   constructor(readonly config: RMSNormConfig) {
     super({ name: config.name });
-    this.weight = config.elementwiseAffine === false ? undefined : this.addParam('weight', [config.dim], { init: 'ones' });
+    this.weight = config.elementwiseAffine === false ? undefined : this.addParam('weight', [config.dim], { init: 'ones', keepFp32: true });
   }
 
   // x: [..., dim] → [..., dim]

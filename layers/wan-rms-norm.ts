@@ -29,6 +29,7 @@ export class WanRMS_norm extends WanModule {
     const shape = config.images === false ? [dim, 1, 1, 1] : [dim, 1, 1];
     this.gamma = this.addParam('gamma', shape, {
       init: 'ones',
+      keepFp32: true,
       toStorage: (t) => tf.reshape(t, [dim]),
       fromStorage: (t) => tf.reshape(t, shape),
     });

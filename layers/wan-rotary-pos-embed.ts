@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { rope } from '../src/backend/ops.js';
 import { ConfigError, ShapeError } from '../src/errors.js';
 import { WanModule } from './module.js';
 import { patchGrid, type PatchSize, type TokenGrid } from './wan-patch.js';
@@ -81,35 +82,13 @@ export interface RotaryEmbedding {
   sin: tf.Tensor;
 }
 
-/** A [d, d] matrix with `value(i)` at (i, j(i)) for each row i, zeros elsewhere (a signed pair permutation). */
-function pairMatrix(d: number, entries: (i: number) => Array<[number, number]>): tf.Tensor2D {
-  const m = new Float32Array(d * d);
-  for (let i = 0; i < d; i++) for (const [j, v] of entries(i)) m[i * d + j] = v;
-  return tf.tensor2d(m, [d, d]);
-}
-
 /**
- * Rotates adjacent pairs of each head vector: for pair j,
- * (x₂ⱼ, x₂ⱼ₊₁) → (x₂ⱼ·cos₂ⱼ − x₂ⱼ₊₁·sin₂ⱼ₊₁, x₂ⱼ·sin₂ⱼ₊₁ + x₂ⱼ₊₁·cos₂ⱼ)
- * (the reference reads cos at even and sin at odd columns), computed as x ⊙ C + (x·P) ⊙ S with
- * P the pair swap, C = cos₂ⱼ in both columns of a pair and S = (−sin₂ⱼ₊₁, sin₂ⱼ₊₁): the same
- * products and sums, bit for bit, with 2-D matmuls by 0/±1 matrices in place of strided slices.
+ * Rotates adjacent pairs of each head vector by the table's angles (ops.rope: pair j takes cos at
+ * column 2j and sin at column 2j + 1, as the reference reads them).
  */
 export function applyRotaryEmb(x: tf.Tensor, rotary: RotaryEmbedding): tf.Tensor {
   // x: [B, L, H, d], rotary.cos/sin: [1, L, 1, d] → [B, L, H, d]
-  return tf.tidy(() => {
-    const [B, L, H, d] = x.shape as [number, number, number, number];
-    const even = (i: number) => i - (i % 2);
-    const odd = (i: number) => i - (i % 2) + 1;
-    // cos·E puts column 2j in columns 2j and 2j+1; sin·F puts (−sin₂ⱼ₊₁, sin₂ⱼ₊₁); x·P swaps each pair.
-    const E = pairMatrix(d, (i) => (i % 2 === 0 ? [[i, 1], [i + 1, 1]] : []));
-    const F = pairMatrix(d, (i) => (i % 2 === 1 ? [[i - 1, -1], [i, 1]] : []));
-    const P = pairMatrix(d, (i) => [[i % 2 === 0 ? odd(i) : even(i), 1]]);
-    const c = tf.reshape(tf.matMul(tf.reshape(rotary.cos, [L, d]), E), [1, L, 1, d]);
-    const s = tf.reshape(tf.matMul(tf.reshape(rotary.sin, [L, d]), F), [1, L, 1, d]);
-    const swapped = tf.reshape(tf.matMul(tf.reshape(x, [B * L * H, d]), P), [B, L, H, d]);
-    return tf.add(tf.mul(x, c), tf.mul(swapped, s));
-  });
+  return rope(x, rotary.cos, rotary.sin);
 }
 
 /**

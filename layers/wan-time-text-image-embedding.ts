@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { geluTanh, silu } from '../src/backend/ops.js';
+import { fp32, silu } from '../src/backend/ops.js';
 import { ConfigError, ShapeError } from '../src/errors.js';
 import { Linear } from './linear.js';
 import { WanModule } from './module.js';
@@ -49,7 +49,8 @@ export interface ConditionEmbeddings {
  * Diffusers' WanTimeTextImageEmbedding (text-to-video part): the timestep MLP
  * `time_embedder.linear_1` → SiLU → `time_embedder.linear_2`, the modulation projection
  * `time_proj` applied to SiLU(temb), and the text MLP `text_embedder.linear_1` → GELU(tanh) →
- * `text_embedder.linear_2`.
+ * `text_embedder.linear_2`. The timestep path (weights and arithmetic) stays in float32 under
+ * any precision policy, as the original Wan computes it.
  */
 export class WanTimeTextImageEmbedding extends WanModule {
   static readonly className = 'WanTimeTextImageEmbedding';
@@ -66,6 +67,7 @@ export class WanTimeTextImageEmbedding extends WanModule {
     this.timeLinear1 = this.addModule('time_embedder.linear_1', new Linear({ inFeatures: timeFreqDim, outFeatures: dim }));
     this.timeLinear2 = this.addModule('time_embedder.linear_2', new Linear({ inFeatures: dim, outFeatures: dim }));
     this.timeProj = this.addModule('time_proj', new Linear({ inFeatures: dim, outFeatures: timeProjDim }));
+    for (const m of [this.timeLinear1, this.timeLinear2, this.timeProj]) m.keepInFp32();
     this.textLinear1 = this.addModule('text_embedder.linear_1', new Linear({ inFeatures: textEmbedDim, outFeatures: dim }));
     this.textLinear2 = this.addModule('text_embedder.linear_2', new Linear({ inFeatures: dim, outFeatures: dim }));
   }
@@ -82,10 +84,12 @@ export class WanTimeTextImageEmbedding extends WanModule {
     }
     const lead = timestep.shape;
     const out = tf.tidy(() => {
-      const sinusoid = timestepSinusoid(tf.reshape(timestep, [-1]), timeFreqDim);
-      const temb = this.timeLinear2.forward(silu(this.timeLinear1.forward(sinusoid)));
-      const proj = this.timeProj.forward(silu(temb));
-      const text = this.textLinear2.forward(geluTanh(this.textLinear1.forward(encoderHiddenStates)));
+      const [temb, proj] = fp32(() => {
+        const sinusoid = timestepSinusoid(tf.reshape(timestep, [-1]), timeFreqDim);
+        const e = this.timeLinear2.forward(silu(this.timeLinear1.forward(sinusoid)));
+        return [e, this.timeProj.forward(silu(e))];
+      });
+      const text = this.textLinear2.forward(this.textLinear1.forward(encoderHiddenStates, 'gelu_tanh'));
       return [tf.reshape(temb, [...lead, dim]), tf.reshape(proj, [...lead, timeProjDim]), text];
     });
     return { temb: out[0], timestepProj: out[1], encoderHiddenStates: out[2] };

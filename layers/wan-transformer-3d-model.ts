@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { fp32 } from '../src/backend/ops.js';
 import { CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
 import { loadWeights } from '../weights/load.js';
 import { openCheckpoint } from '../weights/sharded.js';
@@ -279,7 +280,7 @@ export class WanTransformer3DModel extends WanModule {
     }
     this.normOut = this.addModule('norm_out', new FP32LayerNorm({ dim, eps: c.eps, elementwiseAffine: false }));
     this.projOut = this.addModule('proj_out', new Linear({ inFeatures: dim, outFeatures: c.outChannels * pt * ph * pw }));
-    this.scaleShiftTable = this.addParam('scale_shift_table', [1, 2, dim], { init: { normal: 1 / Math.sqrt(dim) } });
+    this.scaleShiftTable = this.addParam('scale_shift_table', [1, 2, dim], { init: { normal: 1 / Math.sqrt(dim) }, keepFp32: true });
   }
 
   /** Model width D = heads × head dim. */
@@ -373,12 +374,14 @@ export class WanTransformer3DModel extends WanModule {
         x = next;
       });
 
-      // shift, scale = scale_shift_table + temb: [Bt, 1, D] or per token [Bt, L, D]
-      const mod = perToken
-        ? tf.add(tf.reshape(this.scaleShiftTable.value, [1, 1, 2, D]), tf.expandDims(cond.temb, 2))
-        : tf.add(this.scaleShiftTable.value, tf.expandDims(cond.temb, 1));
-      const [shift, scale] = tf.split(mod, 2, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [Bt, L, D]) : m));
-      const normed = tf.add(tf.mul(this.normOut.forward(x), tf.add(scale, 1)), shift);
+      // shift, scale = scale_shift_table + temb (fp32): [Bt, 1, D] or per token [Bt, L, D]
+      const [shift, scale] = fp32(() => {
+        const mod = perToken
+          ? tf.add(tf.reshape(this.scaleShiftTable.value, [1, 1, 2, D]), tf.expandDims(cond.temb, 2))
+          : tf.add(this.scaleShiftTable.value, tf.expandDims(cond.temb, 1));
+        return tf.split(mod, 2, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [Bt, L, D]) : m));
+      });
+      const normed = this.normOut.forwardModulated(x, scale, shift);
       const y = this.projOut.forward(normed);
       debug?.('proj_out', y);
       return unpatchify(y, grid, c.patchSize);

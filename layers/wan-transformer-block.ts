@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { fp32 } from '../src/backend/ops.js';
 import { ShapeError } from '../src/errors.js';
 import { FeedForward } from './feed-forward.js';
 import { FP32LayerNorm } from './fp32-layer-norm.js';
@@ -48,7 +49,7 @@ export class WanTransformerBlock extends WanModule {
     this.norm2 = config.crossAttnNorm === false ? undefined : this.addModule('norm2', new FP32LayerNorm({ dim, eps, elementwiseAffine: true }));
     this.ffn = this.addModule('ffn', new FeedForward({ dim, innerDim: ffnDim }));
     this.norm3 = this.addModule('norm3', new FP32LayerNorm({ dim, eps, elementwiseAffine: false }));
-    this.scaleShiftTable = this.addParam('scale_shift_table', [1, 6, dim], { init: { normal: 1 / Math.sqrt(dim) } });
+    this.scaleShiftTable = this.addParam('scale_shift_table', [1, 6, dim], { init: { normal: 1 / Math.sqrt(dim) }, keepFp32: true });
   }
 
   // hiddenStates: [B, L, D], encoderHiddenStates: [B, Ltxt, D], temb: [B, 6, D] or per token
@@ -62,19 +63,23 @@ export class WanTransformerBlock extends WanModule {
       throw new ShapeError('temb', `[${temb.shape}]`, `[${B}, 6, ${dim}] or [${B}, ${L}, 6, ${dim}]`);
     }
     return tf.tidy(() => {
-      // Each modulation vector: [B, 1, D] (broadcast over tokens) or [B, L, D].
+      // Each modulation vector: [B, 1, D] (broadcast over tokens) or [B, L, D]. The modulation and the
+      // residual stream are fp32 islands, as in the original Wan (the attention and FFN are not).
       const table = perToken ? tf.reshape(this.scaleShiftTable.value, [1, 1, 6, dim]) : this.scaleShiftTable.value;
-      const mod = tf.split(tf.add(table, temb), 6, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [tb, L, dim]) : m));
+      const mod = fp32(() => tf.split(tf.add(table, temb), 6, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [tb, L, dim]) : m)));
       const [shiftMsa, scaleMsa, gateMsa, cShiftMsa, cScaleMsa, cGateMsa] = mod;
 
-      const h1 = tf.add(tf.mul(this.norm1.forward(hiddenStates), tf.add(scaleMsa, 1)), shiftMsa);
-      let x = tf.add(hiddenStates, tf.mul(this.attn1.forward(h1, undefined, rotary), gateMsa));
+      const h1 = this.norm1.forwardModulated(hiddenStates, scaleMsa, shiftMsa);
+      const a1 = this.attn1.forward(h1, undefined, rotary);
+      let x = fp32(() => tf.add(hiddenStates, tf.mul(a1, gateMsa)));
 
       const h2 = this.norm2 ? this.norm2.forward(x) : x;
-      x = tf.add(x, this.attn2.forward(h2, encoderHiddenStates));
+      const a2 = this.attn2.forward(h2, encoderHiddenStates);
+      x = fp32(() => tf.add(x, a2));
 
-      const h3 = tf.add(tf.mul(this.norm3.forward(x), tf.add(cScaleMsa, 1)), cShiftMsa);
-      return tf.add(x, tf.mul(this.ffn.forward(h3), cGateMsa));
+      const h3 = this.norm3.forwardModulated(x, cScaleMsa, cShiftMsa);
+      const f = this.ffn.forward(h3);
+      return fp32(() => tf.add(x, tf.mul(f, cGateMsa)));
     });
   }
 

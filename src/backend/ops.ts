@@ -1,15 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { KERNELS, type LinearActivation } from '../kernels/registry.js';
 
 /**
  * The op layer between the layers and the backends. Each op uses a fused kernel when the active
- * backend registers one under the op's kernel name, and a composite of tfjs-core ops otherwise.
+ * backend registers one under the op's kernel name (src/kernels/registry.ts), and a composite of
+ * tfjs-core ops otherwise. Layers declare their fp32 islands with `fp32(() => …)`.
  */
-export const KERNELS = {
-  attention: 'WanAttention',
-  rmsNorm: 'WanRmsNorm',
-  layerNorm: 'WanLayerNorm',
-  geluTanh: 'WanGeluTanh',
-} as const;
+export { fp32, KERNELS, type LinearActivation, type Precision } from '../kernels/registry.js';
 
 let fusedEnabled = true;
 
@@ -121,6 +118,64 @@ export function geluTanh(x: tf.Tensor): tf.Tensor {
   });
 }
 
+/**
+ * layerNorm(x) · (1 + scale) + shift without affine weights (the modulated norms of a Wan block).
+ * x: [B, L, C], scale and shift: [1 or B, 1 or L, C].
+ */
+export function layerNormModulate(x: tf.Tensor, eps: number, scale: tf.Tensor, shift: tf.Tensor): tf.Tensor {
+  const [B, L, C] = x.shape;
+  const fits = (t: tf.Tensor) => t.rank === 3 && (t.shape[0] === 1 || t.shape[0] === B) && (t.shape[1] === 1 || t.shape[1] === L) && t.shape[2] === C;
+  if (x.rank === 3 && fits(scale) && scale.shape.join() === shift.shape.join() && fused(KERNELS.layerNormModulate)) {
+    return tf.engine().runKernel(KERNELS.layerNormModulate, { x, scale, shift }, { eps }) as tf.Tensor;
+  }
+  return tf.tidy(() => tf.add(tf.mul(layerNorm(x, eps), tf.add(scale, 1)), shift));
+}
+
+/** A [d, d] matrix with `value` at (i, j) for each entry of `entries(i)`, zeros elsewhere (a signed pair permutation). */
+function pairMatrix(d: number, entries: (i: number) => Array<[number, number]>): tf.Tensor2D {
+  const m = new Float32Array(d * d);
+  for (let i = 0; i < d; i++) for (const [j, v] of entries(i)) m[i * d + j] = v;
+  return tf.tensor2d(m, [d, d]);
+}
+
+/**
+ * Rotates adjacent pairs of each head vector: for pair j,
+ * (x₂ⱼ, x₂ⱼ₊₁) → (x₂ⱼ·cos₂ⱼ − x₂ⱼ₊₁·sin₂ⱼ₊₁, x₂ⱼ·sin₂ⱼ₊₁ + x₂ⱼ₊₁·cos₂ⱼ)
+ * (the reference reads cos at even and sin at odd columns). x: [B, L, H, d], cos/sin: [1, L, 1, d].
+ * The composite is x ⊙ C + (x·P) ⊙ S with P the pair swap, C = cos₂ⱼ in both columns of a pair and
+ * S = (−sin₂ⱼ₊₁, sin₂ⱼ₊₁): the same products and sums, bit for bit, with 2-D matmuls by 0/±1
+ * matrices in place of strided slices.
+ */
+export function rope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  if (fused(KERNELS.rope)) return tf.engine().runKernel(KERNELS.rope, { x, cos, sin }) as tf.Tensor;
+  return tf.tidy(() => {
+    const [B, L, H, d] = x.shape as [number, number, number, number];
+    const even = (i: number) => i - (i % 2);
+    const odd = (i: number) => i - (i % 2) + 1;
+    // cos·E puts column 2j in columns 2j and 2j+1; sin·F puts (−sin₂ⱼ₊₁, sin₂ⱼ₊₁); x·P swaps each pair.
+    const E = pairMatrix(d, (i) => (i % 2 === 0 ? [[i, 1], [i + 1, 1]] : []));
+    const F = pairMatrix(d, (i) => (i % 2 === 1 ? [[i - 1, -1], [i, 1]] : []));
+    const P = pairMatrix(d, (i) => [[i % 2 === 0 ? odd(i) : even(i), 1]]);
+    const c = tf.reshape(tf.matMul(tf.reshape(cos, [L, d]), E), [1, L, 1, d]);
+    const s = tf.reshape(tf.matMul(tf.reshape(sin, [L, d]), F), [1, L, 1, d]);
+    const swapped = tf.reshape(tf.matMul(tf.reshape(x, [B * L * H, d]), P), [B, L, H, d]);
+    return tf.add(tf.mul(x, c), tf.mul(swapped, s));
+  });
+}
+
+/**
+ * A parameter's value as the backend should keep it: in float32 when `keepFp32` (norm weights,
+ * modulation tables, the timestep embedding: the reference's fp32 modules), else as the backend's
+ * precision policy stores float32 tensors (bfloat16 on 'cuda' by default). Backends without a
+ * precision policy return `value` itself. Consumes `value`.
+ */
+export function storeParam(value: tf.Tensor, keepFp32: boolean): tf.Tensor {
+  if (value.dtype !== 'float32' || tf.getKernel(KERNELS.storeAs, tf.getBackend()) === undefined) return value;
+  const stored = tf.engine().runKernel(KERNELS.storeAs, { x: value }, { storage: keepFp32 ? 'fp32' : 'policy' }) as tf.Tensor;
+  value.dispose();
+  return stored;
+}
+
 /** x · sigmoid(x). */
 export function silu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
@@ -159,14 +214,23 @@ export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transpose
   });
 }
 
-/** y = x · wᵀ + b with a PyTorch-layout weight w: [out, in]. x: [..., in] → [..., out]. */
-export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+/**
+ * y = act(x · wᵀ + b) with a PyTorch-layout weight w: [out, in]. x: [..., in] → [..., out].
+ * activation 'gelu_tanh' is geluTanh; a backend's fused linear may apply bias and activation as
+ * epilogues of the product.
+ */
+export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, activation: LinearActivation = 'none'): tf.Tensor {
+  if (fused(KERNELS.linear)) {
+    const inputs: tf.NamedTensorMap = b ? { x, weight: w, bias: b } : { x, weight: w };
+    return tf.engine().runKernel(KERNELS.linear, inputs, { activation }) as tf.Tensor;
+  }
   return tf.tidy(() => {
     const inDim = x.shape[x.rank - 1];
     const outDim = w.shape[0];
     const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
     let y = matMul(x2, w, false, true);
     if (b) y = tf.add(y, b);
+    if (activation === 'gelu_tanh') y = geluTanh(y);
     return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
   });
 }

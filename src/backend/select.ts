@@ -1,8 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { BackendError } from '../errors.js';
+import type { Precision } from '../kernels/registry.js';
 
 export type BackendName = 'cpu' | 'wasm' | 'tensorflow' | 'cuda';
+
+export interface BackendOptions {
+  /**
+   * How backend 'cuda' stores float32 tensors: 'bf16' (its default, as Wan users run the model;
+   * $WAN_CUDA_PRECISION overrides the default) or 'fp32' (the reference's numbers). The other
+   * backends compute in float32: asking them for 'bf16' is an error.
+   */
+  precision?: Precision;
+  /** Backend 'cuda': which bf16 attention kernel may run ('auto': cuDNN's fused SDPA, else the built-in flash kernel). */
+  attention?: 'auto' | 'cudnn' | 'flash';
+}
 
 export const BACKENDS: readonly BackendName[] = ['cuda', 'tensorflow', 'wasm', 'cpu'];
 
@@ -38,11 +50,25 @@ async function register(name: BackendName): Promise<void> {
   }
 }
 
+/** Applies the options to backend `b`, now active. */
+async function configure(b: BackendName, options: BackendOptions): Promise<void> {
+  if (b === 'cuda') {
+    const { configureCudaBackend } = await import('../cuda/index.js');
+    configureCudaBackend(tf.backend(), options);
+    return;
+  }
+  if (options.precision === 'bf16') {
+    throw new BackendError(`precision 'bf16' needs backend 'cuda'; backend '${b}' computes in float32 (use precision 'fp32' or leave it out)`);
+  }
+  if (options.attention !== undefined) throw new BackendError(`the attention option is for backend 'cuda', not '${b}'`);
+}
+
 /**
  * Makes `name` the active tfjs backend, registering it first. Without a name, picks the fastest
- * available: cuda, then tensorflow, then wasm, then cpu. Returns the backend's name.
+ * available: cuda, then tensorflow, then wasm, then cpu. Returns the backend's name. `options`
+ * set backend 'cuda''s precision and attention kernel (see BackendOptions).
  */
-export async function selectBackend(name?: string): Promise<BackendName> {
+export async function selectBackend(name?: string, options: BackendOptions = {}): Promise<BackendName> {
   if (name !== undefined && !BACKENDS.includes(name as BackendName)) {
     throw new BackendError(`unknown backend '${name}'; choose one of ${BACKENDS.join(', ')}`);
   }
@@ -53,6 +79,7 @@ export async function selectBackend(name?: string): Promise<BackendName> {
       await register(b);
       if (await tf.setBackend(b)) {
         await tf.ready();
+        await configure(b, options);
         return b;
       }
       lastError = new BackendError(`backend '${b}' failed to initialise`);

@@ -1,23 +1,46 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../errors.js';
+import { inFp32Island, type Precision } from '../kernels/registry.js';
 import { DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
 
 /** One tensor buffer: device memory for numeric dtypes, host bytes for strings. */
 interface DeviceData {
   /** Device address, 0 for an empty buffer or a string tensor. */
   ptr: number;
-  /** Elements (4 bytes each on the device). */
+  /** Elements. */
   size: number;
   dtype: tf.DataType;
+  /** How the elements are stored: F32, I32 (int32 and bool) or BF16 (a float32 tensor stored in 2 bytes). */
+  storage: DeviceType;
   refCount: number;
   strings?: Uint8Array[];
 }
 
-/** Device element type of a tfjs dtype (bool lives as int32 0/1). */
+/** Which bf16 attention kernel may run: cuDNN's SDPA first, else the flash kernel (auto), or one of them only. */
+export type AttentionKernel = 'auto' | 'cudnn' | 'flash';
+
+export const ATTENTION_MODES: Readonly<Record<AttentionKernel, number>> = { auto: 0, cudnn: 1, flash: 2 };
+
+/** Device element type of a tfjs dtype stored at full width (bool lives as int32 0/1). */
 export function deviceType(dtype: tf.DataType): DeviceType {
   if (dtype === 'float32') return DeviceType.F32;
   if (dtype === 'int32' || dtype === 'bool') return DeviceType.I32;
   throw new BackendError(`backend 'cuda' does not support ${dtype} tensors (float32, int32 and bool only)`);
+}
+
+/** Bytes per element of a storage type. */
+export function widthOf(storage: DeviceType): 2 | 4 {
+  return storage === DeviceType.BF16 || storage === DeviceType.F16 ? 2 : 4;
+}
+
+/** Raw 16-bit float formats a checkpoint tensor can be uploaded in. */
+export type StoredFormat = 'bf16' | 'f16';
+
+/** bfloat16 bits → float32 values (exact). */
+export function bf16ToFloat32(bits: Uint16Array): Float32Array {
+  const out = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = bits[i] << 16;
+  return new Float32Array(out.buffer);
 }
 
 /**
@@ -25,12 +48,24 @@ export function deviceType(dtype: tf.DataType): DeviceType {
  * through the wan_cuda addon. Kernels (registered separately) queue work on the addon's stream;
  * reads wait for it. `tf.memory()` reports the GPU bytes held by tensors (numBytesInGPU), the
  * pool's reservation and the peak since `resetPeak()`.
+ *
+ * Precision: every tensor keeps tfjs dtype float32, int32 or bool. Under precision 'bf16' the
+ * kernels that the policy names store their float32 results as bfloat16 (`storageOf`), except
+ * inside fp32 islands; reads upcast. Under 'fp32' nothing is stored in bfloat16 unless it was
+ * uploaded so (`writeStored`).
  */
 export class CudaBackend extends tf.KernelBackend {
   readonly data: tf.DataStorage<DeviceData>;
   readonly unaryOps: ReadonlyMap<string, number>;
   readonly binaryOps: ReadonlyMap<string, number>;
   readonly reduceOps: ReadonlyMap<string, number>;
+  /** The storage policy for float32 results (see the class comment). */
+  precision: Precision = 'bf16';
+  /** Which bf16 attention kernel may run. */
+  attentionKernel: AttentionKernel = 'auto';
+  /** Buffers derived from a tensor (a filter in cuDNN's layout), freed with it. */
+  private readonly derived = new Map<tf.DataId, Map<string, tf.TensorInfo>>();
+  private readonly warned = new Set<string>();
 
   constructor(
     readonly native: NativeCuda,
@@ -44,19 +79,24 @@ export class CudaBackend extends tf.KernelBackend {
     this.reduceOps = index(native.reduceOps);
   }
 
+  private allocate(size: number, dtype: tf.DataType, storage: DeviceType, refCount: number): DeviceData {
+    if (dtype === 'string') return { ptr: 0, size, dtype, storage: DeviceType.I32, refCount, strings: [] };
+    return { ptr: size > 0 ? this.native.alloc(size * widthOf(storage)) : 0, size, dtype, storage, refCount };
+  }
+
   private upload(values: tf.BackendValues | null, size: number, dtype: tf.DataType, refCount: number): DeviceData {
     if (dtype === 'string') {
-      return { ptr: 0, size, dtype, refCount, strings: (values ?? []) as Uint8Array[] };
+      return { ptr: 0, size, dtype, storage: DeviceType.I32, refCount, strings: (values ?? []) as Uint8Array[] };
     }
     const type = deviceType(dtype);
-    const ptr = this.native.alloc(size * 4);
+    const d = this.allocate(size, dtype, type, refCount);
     if (values !== null && size > 0) {
       let host: Float32Array | Int32Array;
       if (type === DeviceType.F32) host = values instanceof Float32Array ? values : Float32Array.from(values as ArrayLike<number>);
       else host = values instanceof Int32Array ? values : Int32Array.from(values as ArrayLike<number>);
-      this.native.upload(ptr, host);
+      this.native.upload(d.ptr, host);
     }
-    return { ptr, size, dtype, refCount };
+    return d;
   }
 
   override write(values: tf.BackendValues | null, shape: number[], dtype: tf.DataType): tf.DataId {
@@ -69,9 +109,41 @@ export class CudaBackend extends tf.KernelBackend {
     this.data.set(dataId, this.upload(values, tf.util.sizeFromShape(shape), dtype, refCount));
   }
 
-  /** A fresh, uninitialised output buffer. */
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo {
-    return { dataId: this.write(null, shape, dtype), shape, dtype };
+  /**
+   * A float32 tensor from raw 16-bit floats as a checkpoint stores them, with no float32 copy on
+   * the host: bfloat16 stays bfloat16 under precision 'bf16'; float16 is converted on the device
+   * (to bfloat16 under 'bf16', to float32 under 'fp32'), as is bfloat16 under 'fp32'.
+   */
+  writeStored(bits: Uint16Array, shape: number[], format: StoredFormat): tf.DataId {
+    const size = tf.util.sizeFromShape(shape);
+    if (bits.length !== size) throw new BackendError(`writeStored: ${bits.length} values for shape [${shape}] (${size} elements)`);
+    const target = this.precision === 'bf16' ? DeviceType.BF16 : DeviceType.F32;
+    const source = format === 'bf16' ? DeviceType.BF16 : DeviceType.F16;
+    const dataId = {};
+    const d = this.allocate(size, 'float32', target, 1);
+    if (size > 0) {
+      if (source === target) {
+        this.native.upload(d.ptr, bits);
+      } else {
+        const staging = this.native.alloc(size * 2);
+        try {
+          this.native.upload(staging, bits);
+          this.native.cast(staging, d.ptr, size, source, target);
+        } finally {
+          this.native.free(staging);
+        }
+      }
+    }
+    this.data.set(dataId, d);
+    return dataId;
+  }
+
+  /** A fresh, uninitialised output buffer (float32 results stored as `storage`, F32 by default). */
+  makeOutput(shape: number[], dtype: tf.DataType, storage: DeviceType = deviceType(dtype)): tf.TensorInfo {
+    const dataId = {};
+    const type = dtype === 'float32' ? storage : deviceType(dtype);
+    this.data.set(dataId, this.allocate(tf.util.sizeFromShape(shape), dtype, type, 1));
+    return { dataId, shape, dtype };
   }
 
   /** An output holding `values` (uploaded from the host). */
@@ -82,6 +154,63 @@ export class CudaBackend extends tf.KernelBackend {
   /** The device address of a tensor's buffer (moving it here from another backend if needed). */
   ptr(t: tf.TensorInfo): number {
     return this.data.get(t.dataId).ptr;
+  }
+
+  /** How a tensor's elements are stored (F32, I32 or BF16). */
+  storage(t: tf.TensorInfo): DeviceType {
+    return this.data.get(t.dataId).storage;
+  }
+
+  /** Bytes per element of a tensor's buffer. */
+  width(t: tf.TensorInfo): 2 | 4 {
+    return widthOf(this.storage(t));
+  }
+
+  /** Whether float32 results of the bf16 kernels (matmul, attention, convolution, norms) are stored as bfloat16 here and now. */
+  bf16Mode(): boolean {
+    return this.precision === 'bf16' && !inFp32Island();
+  }
+
+  /** Storage of a float32 result that the policy stores in bf16 (matmul, attention, conv, norms). */
+  producedStorage(): DeviceType {
+    return this.bf16Mode() ? DeviceType.BF16 : DeviceType.F32;
+  }
+
+  /** Storage of an elementwise float32 result: bf16 when the policy allows it and every float input is bf16. */
+  followStorage(inputs: readonly tf.TensorInfo[]): DeviceType {
+    const floats = inputs.filter((t) => t.dtype === 'float32');
+    return this.bf16Mode() && floats.length > 0 && floats.every((t) => this.storage(t) === DeviceType.BF16) ? DeviceType.BF16 : DeviceType.F32;
+  }
+
+  /** x stored as `storage` (x itself with one more reference when it already is; else a converted copy). */
+  convert(x: tf.TensorInfo, storage: DeviceType): tf.TensorInfo {
+    if (x.dtype !== 'float32' || this.storage(x) === storage) {
+      this.incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    }
+    const out = this.makeOutput(x.shape, 'float32', storage);
+    const n = tf.util.sizeFromShape(x.shape);
+    if (n > 0) this.native.cast(this.ptr(x), this.ptr(out), n, this.storage(x), storage);
+    return out;
+  }
+
+  /**
+   * A buffer derived from tensor `x` under `key` (built by `make` once, freed when x's buffer is
+   * freed): e.g. a convolution filter in cuDNN's layout.
+   */
+  derivedOf(x: tf.TensorInfo, key: string, make: () => tf.TensorInfo): tf.TensorInfo {
+    let byKey = this.derived.get(x.dataId);
+    if (!byKey) this.derived.set(x.dataId, (byKey = new Map()));
+    let t = byKey.get(key);
+    if (!t) byKey.set(key, (t = make()));
+    return t;
+  }
+
+  /** Prints `message` on stderr the first time `key` is seen. */
+  warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    console.warn(`wan-tfjs: backend 'cuda': ${message}`);
   }
 
   /** Releases a kernel's intermediate buffer. */
@@ -104,6 +233,11 @@ export class CudaBackend extends tf.KernelBackend {
   override readSync(dataId: tf.DataId): tf.BackendValues {
     const d = this.data.get(dataId);
     if (d.dtype === 'string') return d.strings ?? [];
+    if (d.storage === DeviceType.BF16) {
+      const bits = new Uint16Array(d.size);
+      if (d.size > 0) this.native.download(d.ptr, bits);
+      return bf16ToFloat32(bits);
+    }
     if (d.dtype === 'float32') {
       const out = new Float32Array(d.size);
       if (d.size > 0) this.native.download(d.ptr, out);
@@ -125,6 +259,11 @@ export class CudaBackend extends tf.KernelBackend {
     if (!force && d.refCount > 0) return false;
     if (d.ptr !== 0) this.native.free(d.ptr);
     this.data.delete(dataId);
+    const derived = this.derived.get(dataId);
+    if (derived) {
+      this.derived.delete(dataId);
+      for (const t of derived.values()) this.disposeData(t.dataId, true);
+    }
     return true;
   }
 

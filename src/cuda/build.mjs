@@ -1,11 +1,14 @@
 // Builds the CUDA backend's native addon (src/cuda/native/*) into build/Release/wan_cuda.node
 // with nvcc alone: N-API headers come from the node-api-headers package, the N-API symbols are
-// left for Node to resolve at load time, cuBLAS is linked from the toolkit.
+// left for Node to resolve at load time, cuBLAS and cuBLASLt are linked from the toolkit. cuDNN is
+// never linked: when its headers are found the cuDNN path (fused attention, convolutions) is
+// compiled in and the addon loads libcudnn.so.9 at run time; without them it is left out.
 //
 //   npm run build:cuda                     build for sm_80 and sm_90
 //   WAN_CUDA_ARCHS=90 npm run build:cuda   other targets (comma-separated compute capabilities)
 //   node src/cuda/build.mjs --compile-only compile every source, link nothing (syntax check)
 //   CUDA_HOME=/opt/cuda npm run build:cuda a toolkit outside /usr/local/cuda
+//   WAN_CUDNN_INCLUDE=/path/include ...    cuDNN headers outside /usr/include and Python's nvidia/cudnn
 import { spawn, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -52,9 +55,42 @@ if (!compileOnly && !libDirs.some((d) => fs.readdirSync(d).some((f) => f.startsW
   fail(`libcublas.so not found in ${libDirs.join(', ') || cudaHome}: install the toolkit's cuBLAS`);
 }
 
+/** The first folder holding cudnn.h: $WAN_CUDNN_INCLUDE, /usr/include, then Python's nvidia/cudnn/include. */
+function findCudnnInclude() {
+  const candidates = [process.env.WAN_CUDNN_INCLUDE, '/usr/include', '/usr/include/x86_64-linux-gnu'];
+  try {
+    const pkg = execFileSync('python3', ['-c', 'import nvidia.cudnn as m; print(list(m.__path__)[0])'], {
+      encoding: 'utf-8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    if (pkg) candidates.push(path.join(pkg, 'include'));
+  } catch {
+    // no Python, or no nvidia-cudnn package: only the other folders
+  }
+  return candidates.filter(Boolean).find((d) => fs.existsSync(path.join(d, 'cudnn.h')) && fs.existsSync(path.join(d, 'cudnn_graph.h')));
+}
+
+const cudnnInclude = findCudnnInclude();
+
 const archs = (process.env.WAN_CUDA_ARCHS ?? '80,90').split(',').map((s) => s.trim()).filter(Boolean);
 const gencode = archs.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
-const common = ['-std=c++17', '-O3', '-Xcompiler', '-fPIC', '-I', napiInclude, ...(extraInclude ? ['-I', extraInclude] : []), ...gencode];
+const common = [
+  '-std=c++17',
+  '-O3',
+  '-Xcompiler',
+  '-fPIC',
+  '-I',
+  napiInclude,
+  ...(extraInclude ? ['-I', extraInclude] : []),
+  ...(cudnnInclude ? ['-DWAN_HAVE_CUDNN', '-I', cudnnInclude] : []),
+  ...gencode,
+];
+console.log(
+  cudnnInclude
+    ? `cuDNN headers: ${cudnnInclude} (building the cuDNN attention and convolution path; libcudnn.so.9 is loaded at run time)`
+    : 'cuDNN headers not found (WAN_CUDNN_INCLUDE, /usr/include, Python nvidia/cudnn/include): building without the cuDNN path; ' +
+        'bf16 attention uses the built-in flash kernel and bf16 convolutions run in float32',
+);
 const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cu') || f.endsWith('.cpp')).sort();
 const headers = fs.readdirSync(srcDir).filter((f) => f.endsWith('.h') || f.endsWith('.cuh')).map((f) => path.join(srcDir, f));
 const newestHeader = Math.max(...headers.map((h) => fs.statSync(h).mtimeMs), fs.statSync(fileURLToPath(import.meta.url)).mtimeMs);
@@ -66,12 +102,16 @@ function run(args) {
   });
 }
 
+// Objects built with and without the cuDNN path differ: a change of that choice rebuilds them all.
+const stampFile = path.join(objDir, 'cudnn-include.txt');
+const cudnnChanged = !fs.existsSync(stampFile) || fs.readFileSync(stampFile, 'utf-8') !== (cudnnInclude ?? '');
+
 async function compileAll() {
   fs.mkdirSync(objDir, { recursive: true });
   const jobs = sources.map((f) => {
     const src = path.join(srcDir, f);
     const obj = path.join(objDir, `${f}.o`);
-    const stale = !fs.existsSync(obj) || fs.statSync(obj).mtimeMs < Math.max(fs.statSync(src).mtimeMs, newestHeader);
+    const stale = !fs.existsSync(obj) || fs.statSync(obj).mtimeMs < Math.max(fs.statSync(src).mtimeMs, newestHeader) || cudnnChanged;
     return { src, obj, stale };
   });
   const queue = jobs.filter((j) => j.stale);
@@ -85,6 +125,7 @@ async function compileAll() {
     }
   };
   await Promise.all(Array.from({ length: parallel }, worker));
+  fs.writeFileSync(stampFile, cudnnInclude ?? '');
   return jobs.map((j) => j.obj);
 }
 
@@ -104,8 +145,12 @@ await run([
   ...libDirs.flatMap((d) => ['-L', d]),
   '-lcublas',
   '-lcublasLt',
+  '-ldl',
   '-Xlinker',
   '--unresolved-symbols=ignore-all',
   ...rpath,
 ]).catch((e) => fail(e.message));
-console.log(`built ${path.relative(root, outFile)} (${archs.map((a) => `sm_${a}`).join(', ')}) with ${nvcc}`);
+console.log(
+  `built ${path.relative(root, outFile)} (${archs.map((a) => `sm_${a}`).join(', ')}) with ${nvcc}; ` +
+    `paths: cuBLAS (float32), cuBLASLt (bfloat16), flash attention (bfloat16)${cudnnInclude ? ', cuDNN attention and convolution' : ''}`,
+);

@@ -1,17 +1,20 @@
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../errors.js';
-import { CudaBackend } from './backend.js';
+import { PRECISIONS, type Precision } from '../kernels/registry.js';
+import { ATTENTION_MODES, CudaBackend, type AttentionKernel } from './backend.js';
 import { convKernels } from './kernels/conv.js';
 import { elementwiseKernels } from './kernels/elementwise.js';
 import { fusedKernels } from './kernels/fused.js';
 import { matmulKernels } from './kernels/matmul.js';
 import { reduceKernels } from './kernels/reduce.js';
 import { shapeKernels } from './kernels/shape.js';
-import { loadNative, type DeviceInfo, type NativeCuda } from './native.js';
+import { loadNative, type CudnnInfo, type DeviceInfo, type NativeCuda } from './native.js';
 
-export { CudaBackend } from './backend.js';
+export { CudaBackend, type AttentionKernel, type StoredFormat } from './backend.js';
 export { checkKernels, kernelsUsedBy, missingKernels } from './check.js';
-export { addonPath, loadNative, type DeviceInfo, type DeviceMemory, type NativeCuda } from './native.js';
+export { addonPath, loadNative, type CudnnInfo, type DeviceInfo, type DeviceMemory, type NativeCuda } from './native.js';
 
 const KERNELS: tf.KernelConfig[] = [...elementwiseKernels, ...shapeKernels, ...reduceKernels, ...matmulKernels, ...convKernels, ...fusedKernels];
 
@@ -19,14 +22,61 @@ const KERNELS: tf.KernelConfig[] = [...elementwiseKernels, ...shapeKernels, ...r
 export const CUDA_KERNEL_NAMES: readonly string[] = KERNELS.map((k) => k.kernelName).sort();
 
 let kernelsRegistered = false;
+let cudnn: CudnnInfo = { available: false, version: 0, library: '', error: 'not loaded' };
+
+/** What loading cuDNN reported when the backend was registered. */
+export function cudnnInfo(): CudnnInfo {
+  return cudnn;
+}
+
+/** The precision named by $WAN_CUDA_PRECISION, else bf16 (as Wan users run the model). */
+export function defaultPrecision(): Precision {
+  const env = process.env.WAN_CUDA_PRECISION;
+  if (env === undefined || env === '') return 'bf16';
+  if (!PRECISIONS.includes(env as Precision)) {
+    throw new BackendError(`WAN_CUDA_PRECISION must be one of ${PRECISIONS.join(', ')}, got '${env.slice(0, 40)}'`);
+  }
+  return env as Precision;
+}
+
+/**
+ * Where cuDNN may be: $WAN_CUDNN_LIB, the loader's search path (libcudnn.so.9), then the
+ * nvidia/cudnn/lib folder of the Python environment on PATH (pip install nvidia-cudnn-cu13).
+ */
+export function cudnnCandidates(): string[] {
+  const out: string[] = [];
+  if (process.env.WAN_CUDNN_LIB) out.push(process.env.WAN_CUDNN_LIB);
+  out.push('libcudnn.so.9');
+  try {
+    const pkg = execFileSync('python3', ['-c', 'import nvidia.cudnn as m; print(list(m.__path__)[0])'], {
+      encoding: 'utf-8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 10_000,
+    }).trim();
+    if (pkg) out.push(path.join(pkg, 'lib', 'libcudnn.so.9'));
+  } catch {
+    // no Python or no nvidia-cudnn package: the other candidates only
+  }
+  return out;
+}
 
 /**
  * Registers backend 'cuda' over an already loaded addon (tests pass a stand-in here) and its
- * kernels. Does nothing if 'cuda' is registered already.
+ * kernels, and loads cuDNN through it. Does nothing if 'cuda' is registered already.
  */
-export function registerCudaBackendWith(native: NativeCuda, device: DeviceInfo): void {
+export function registerCudaBackendWith(native: NativeCuda, device: DeviceInfo, cudnnPaths: string[] = cudnnCandidates()): void {
   if (tf.findBackendFactory('cuda')) return;
-  tf.registerBackend('cuda', () => new CudaBackend(native, device), 3);
+  const precision = defaultPrecision();
+  cudnn = native.cudnnLoad(cudnnPaths);
+  tf.registerBackend(
+    'cuda',
+    () => {
+      const b = new CudaBackend(native, device);
+      b.precision = precision;
+      return b;
+    },
+    3,
+  );
   if (!kernelsRegistered) {
     for (const k of KERNELS) tf.registerKernel(k);
     kernelsRegistered = true;
@@ -48,4 +98,28 @@ export function registerCudaBackend(): void {
     throw new BackendError(`backend 'cuda': the addon loaded but CUDA could not start: ${(e as Error).message}`);
   }
   registerCudaBackendWith(native, device);
+}
+
+export interface CudaOptions {
+  /** How float32 tensors are stored: 'bf16' (default, or $WAN_CUDA_PRECISION) or 'fp32' (parity). */
+  precision?: Precision;
+  /** Which bf16 attention kernel may run: cuDNN's fused SDPA then the flash kernel ('auto'), or one of them. */
+  attention?: AttentionKernel;
+}
+
+/** Applies `options` to the active 'cuda' backend. */
+export function configureCudaBackend(backend: tf.KernelBackend, options: CudaOptions): void {
+  if (!(backend instanceof CudaBackend)) throw new BackendError("configureCudaBackend: the active backend is not 'cuda'");
+  if (options.precision !== undefined) {
+    if (!PRECISIONS.includes(options.precision)) {
+      throw new BackendError(`precision must be one of ${PRECISIONS.join(', ')}, got '${String(options.precision).slice(0, 40)}'`);
+    }
+    backend.precision = options.precision;
+  }
+  if (options.attention !== undefined) {
+    if (!(options.attention in ATTENTION_MODES)) {
+      throw new BackendError(`attention must be one of ${Object.keys(ATTENTION_MODES).join(', ')}, got '${String(options.attention).slice(0, 40)}'`);
+    }
+    backend.attentionKernel = options.attention;
+  }
 }

@@ -3,8 +3,11 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackendError } from '../errors.js';
 
-/** Device element types: float32, and int32 (which also stores bool as 0/1). BOOL is a cast target only. */
-export const DeviceType = { F32: 0, I32: 1, BOOL: 2 } as const;
+/**
+ * Device element types: float32, int32 (which also stores bool as 0/1), bfloat16 (a float32 tensor
+ * the precision policy stores in 2 bytes) and float16 (an upload format). BOOL is a cast target only.
+ */
+export const DeviceType = { F32: 0, I32: 1, BOOL: 2, BF16: 3, F16: 4 } as const;
 export type DeviceType = (typeof DeviceType)[keyof typeof DeviceType];
 
 /** What init() reports about the GPU. */
@@ -27,9 +30,21 @@ export interface DeviceMemory {
   deviceTotal: number;
 }
 
+/** What loading cuDNN reported: usable or not, its version (91900 for 9.19.0), the file, and why not. */
+export interface CudnnInfo {
+  available: boolean;
+  version: number;
+  library: string;
+  error: string;
+}
+
+/** What a fused linear applies after the product (cuBLASLt epilogues): 0 none, 1 + bias, 2 GELU-tanh, 3 GELU-tanh(· + bias). */
+export const Epilogue = { NONE: 0, BIAS: 1, GELU: 2, GELU_BIAS: 3 } as const;
+
 /**
  * The addon's functions (src/cuda/native/addon.cpp). Pointers are device addresses as numbers;
- * counts, shapes and strides are in 4-byte elements. Every call is queued on one CUDA stream;
+ * counts, shapes, strides and offsets are in elements of the buffer's stored type (`width` is its
+ * byte size where a function only moves elements). Every call is queued on one CUDA stream;
  * download, synchronize and timerStop wait for it.
  */
 export interface NativeCuda {
@@ -39,37 +54,59 @@ export interface NativeCuda {
   init(): DeviceInfo;
   alloc(bytes: number): number;
   free(ptr: number): void;
-  upload(ptr: number, data: Float32Array | Int32Array): void;
-  download(ptr: number, out: Float32Array | Int32Array): void;
+  upload(ptr: number, data: Float32Array | Int32Array | Uint16Array): void;
+  download(ptr: number, out: Float32Array | Int32Array | Uint16Array): void;
   synchronize(): void;
   memory(): DeviceMemory;
   resetPeak(): void;
   timerStart(): void;
   timerStop(): number;
-  fill(dst: number, n: number, bits: number): void;
+  fill(dst: number, n: number, bits: number, width: number): void;
+  /** to BOOL converts to bool; F16 is a source only. */
   cast(src: number, dst: number, n: number, from: DeviceType, to: DeviceType): void;
   unary(op: number, dtypeIn: DeviceType, dtypeOut: DeviceType, x: number, y: number, n: number, a: number, b: number): void;
-  binary(op: number, dtypeIn: DeviceType, dtypeOut: DeviceType, a: number, b: number, y: number, shape: number[], stridesA: number[], stridesB: number[]): void;
-  select(cond: number, a: number, b: number, y: number, shape: number[], stridesC: number[], stridesA: number[], stridesB: number[]): void;
+  binary(op: number, typeA: DeviceType, typeB: DeviceType, typeOut: DeviceType, a: number, b: number, y: number, shape: number[], stridesA: number[], stridesB: number[]): void;
+  select(cond: number, a: number, b: number, y: number, shape: number[], stridesC: number[], stridesA: number[], stridesB: number[], width: number): void;
   reduce(op: number, dtypeIn: DeviceType, dtypeOut: DeviceType, x: number, y: number, outer: number, inner: number): void;
   argReduce(op: number, dtypeIn: DeviceType, x: number, y: number, outer: number, inner: number): void;
-  softmax(x: number, y: number, rows: number, cols: number, log: boolean): void;
+  softmax(x: number, y: number, rows: number, cols: number, log: boolean, typeIn: DeviceType, typeOut: DeviceType): void;
   cumsum(dtype: DeviceType, x: number, y: number, outer: number, len: number, inner: number, exclusive: boolean, reverse: boolean): void;
-  copyStrided(src: number, dst: number, shape: number[], strides: number[], srcOffset: number): void;
-  copyBlock(src: number, dst: number, rows: number, cols: number, srcStride: number, dstStride: number, srcOffset: number, dstOffset: number): void;
-  /** mode 0 constant (value as raw 32-bit pattern), 1 reflect, 2 symmetric. */
-  pad(src: number, dst: number, inShape: number[], outShape: number[], before: number[], mode: number, bits: number): void;
-  gather(src: number, indices: number, dst: number, batch: number, outer: number, numIndices: number, axisSize: number, inner: number): void;
-  resizeNearest(src: number, dst: number, batch: number, inH: number, inW: number, ch: number, outH: number, outW: number, scaleH: number, scaleW: number, alignCorners: boolean, halfPixel: boolean): void;
+  copyStrided(src: number, dst: number, shape: number[], strides: number[], srcOffset: number, width: number): void;
+  copyBlock(src: number, dst: number, rows: number, cols: number, srcStride: number, dstStride: number, srcOffset: number, dstOffset: number, width: number): void;
+  /** mode 0 constant (value as the raw bit pattern of the element width), 1 reflect, 2 symmetric. */
+  pad(src: number, dst: number, inShape: number[], outShape: number[], before: number[], mode: number, bits: number, width: number): void;
+  gather(src: number, indices: number, dst: number, batch: number, outer: number, numIndices: number, axisSize: number, inner: number, width: number): void;
+  resizeNearest(src: number, dst: number, batch: number, inH: number, inW: number, ch: number, outH: number, outW: number, scaleH: number, scaleW: number, alignCorners: boolean, halfPixel: boolean, width: number): void;
   resizeBilinear(src: number, dst: number, batch: number, inH: number, inW: number, ch: number, outH: number, outW: number, scaleH: number, scaleW: number, halfPixel: boolean): void;
-  rmsNorm(x: number, w: number, y: number, rows: number, cols: number, eps: number): void;
-  /** w and b may be 0 (absent). */
-  layerNorm(x: number, w: number, b: number, y: number, rows: number, cols: number, eps: number): void;
-  geluTanh(x: number, y: number, n: number): void;
+  /** x, y F32 or BF16; w float32. */
+  rmsNorm(x: number, w: number, y: number, rows: number, cols: number, eps: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  /** w and b float32, or 0 (absent). */
+  layerNorm(x: number, w: number, b: number, y: number, rows: number, cols: number, eps: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  /** scale, shift float32 [modCount, cols]; row r takes modulation row ⌊r / rowsPerMod⌋ mod modCount. */
+  layerNormModulate(x: number, scale: number, shift: number, y: number, rows: number, cols: number, eps: number, rowsPerMod: number, modCount: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  /** x, y [rows, H, D] with rows = B·L (position = row mod L); cos, sin float32 [L, D]. */
+  rope(x: number, cos: number, sin: number, y: number, rows: number, L: number, H: number, D: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  geluTanh(x: number, y: number, n: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  /** float32 q, k, v, out. */
   attention(q: number, k: number, v: number, out: number, B: number, Lq: number, Lk: number, H: number, D: number, Dv: number, scale: number): void;
-  matmul(a: number, b: number, c: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, strideC: number, offsetA: number, offsetB: number, offsetC: number): void;
-  /** geometry: [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]; filter [kd,kh,kw,c,o]. */
+  /**
+   * bfloat16 q, k, v; out stored as typeOut; mode 0 cuDNN then flash, 1 cuDNN only, 2 flash only.
+   * Returns the kernel that ran: 1 cuDNN, 2 flash, 0 none (the head size fits neither).
+   */
+  attentionBf16(q: number, k: number, v: number, out: number, B: number, Lq: number, Lk: number, H: number, D: number, Dv: number, scale: number, typeOut: DeviceType, mode: number): number;
+  /** Why the last attentionBf16 call did not use cuDNN ("" when it did). */
+  attentionNote(): string;
+  /**
+   * C = op(A)·op(B) batched; typeAB F32 (cuBLAS, typeC F32, no epilogue) or BF16 (cuBLASLt, typeC F32 or BF16,
+   * an Epilogue with bias [n] of typeBias, bias 0 when absent).
+   */
+  matmul(a: number, b: number, c: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, strideC: number, offsetA: number, offsetB: number, offsetC: number, typeAB: DeviceType, typeC: DeviceType, bias: number, typeBias: DeviceType, epilogue: number): void;
+  /** float32; geometry: [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]; filter [kd,kh,kw,c,o]. */
   conv(x: number, w: number, y: number, geometry: number[]): void;
+  /** Through cuDNN, filter [o,kd,kh,kw,c], type F32 or BF16: "" when it ran, else why cuDNN did not take it. */
+  convCudnn(x: number, w: number, y: number, geometry: number[], type: DeviceType): string;
+  /** Loads cuDNN from the first candidate that opens (once; later calls return the first outcome). */
+  cudnnLoad(candidates: string[]): CudnnInfo;
 }
 
 /** The package root: the nearest folder above this module (or the working directory) with our package.json. */

@@ -2,6 +2,7 @@ import { selectBackend } from '../backend/select.js';
 import { runParity } from './runner.js';
 
 // npm run parity -- <dir> [--backend cpu|wasm|tensorflow|cuda]
+// Always in float32 (backend 'cuda' with precision 'fp32'): the fixtures hold the reference's float32 numbers.
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const bi = args.indexOf('--backend');
@@ -11,7 +12,7 @@ async function main(): Promise<void> {
     console.error('usage: npm run parity -- <fixtures dir> [--backend cpu|wasm|tensorflow|cuda]');
     process.exit(2);
   }
-  await selectBackend(backend);
+  await selectBackend(backend, { precision: 'fp32' });
   const results = await runParity(dir, (r) => console.log(r.line));
   const passed = results.filter((r) => r.status === 'PASS').length;
   const failed = results.filter((r) => r.status === 'FAIL').length;

@@ -1,19 +1,28 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { registerCudaBackend, registerCudaBackendWith } from '../../src/cuda/index.js';
+import { configureCudaBackend, registerCudaBackend, registerCudaBackendWith } from '../../src/cuda/index.js';
+import type { Precision } from '../../src/kernels/registry.js';
 import { createMockNative } from './mock-native.js';
 
 /** True when the suite runs against the host stand-in (WAN_CUDA_MOCK=1) rather than the GPU. */
 export const MOCK = process.env.WAN_CUDA_MOCK === '1';
 
-/** Registers backend 'cuda' (the real addon, or the stand-in under WAN_CUDA_MOCK=1). */
-export function setupCuda(): void {
+/**
+ * Registers backend 'cuda' (the real addon, or the stand-in under WAN_CUDA_MOCK=1) and sets its
+ * precision: fp32 by default (the op suite and parity compare with float32 references), or
+ * `precision`. The previously active backend stays active.
+ */
+export async function setupCuda(precision: Precision = 'fp32'): Promise<void> {
   if (MOCK) {
     const native = createMockNative();
-    registerCudaBackendWith(native, native.init());
+    registerCudaBackendWith(native, native.init(), []);
   } else {
     registerCudaBackend();
   }
+  const previous = tf.getBackend();
+  await tf.setBackend('cuda');
+  configureCudaBackend(tf.backend(), { precision });
+  if (previous && previous !== 'cuda') await tf.setBackend(previous);
 }
 
 /** A deterministic PRNG (mulberry32) so that fast-check shrinks seeds, not arrays. */

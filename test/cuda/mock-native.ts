@@ -1,13 +1,53 @@
 /**
  * A host-memory stand-in for the wan_cuda addon with the same functions and semantics, written
  * plainly. It lets the op suite exercise the TypeScript half of backend 'cuda' (shape logic,
- * strides, dtype handling, attribute parsing) on a machine without a GPU:
+ * strides, dtype handling, storage types, attribute parsing) on a machine without a GPU:
  *   WAN_CUDA_MOCK=1 npx vitest run --config vitest.cuda.config.ts test/cuda/ops.cuda.ts
+ * bfloat16 buffers hold real bfloat16 bits (round to nearest even on store), so precision tests
+ * see the rounding the device does; the bf16 matmul, attention and convolution compute in float64
+ * from the rounded operands (the device accumulates in float32) and round the result.
  */
-import type { DeviceInfo, DeviceMemory, NativeCuda } from '../../src/cuda/native.js';
+import type { CudnnInfo, DeviceInfo, DeviceMemory, NativeCuda } from '../../src/cuda/native.js';
 
 const SLOT = 2 ** 32;
 const F32 = 0;
+const I32 = 1;
+const BOOL = 2;
+const BF16 = 3;
+const F16 = 4;
+
+/** float32 → bfloat16 bits, round to nearest even (NaN stays NaN). */
+export function toBf16Bits(v: number): number {
+  const f = new Uint32Array(new Float32Array([v]).buffer)[0];
+  if ((f & 0x7f800000) === 0x7f800000 && (f & 0x007fffff) !== 0) return ((f >>> 16) | 0x0040) & 0xffff;
+  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** bfloat16 bits → value. */
+export function fromBf16Bits(b: number): number {
+  return new Float32Array(new Uint32Array([b << 16]).buffer)[0];
+}
+
+/** The value bfloat16 storage keeps of v. */
+export function roundBf16(v: number): number {
+  return fromBf16Bits(toBf16Bits(v));
+}
+
+/** IEEE half bits → value. */
+function fromF16Bits(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** Element access to a buffer of one storage type, in values (reads widen, writes round). */
+interface Elements {
+  get(i: number): number;
+  set(i: number, v: number): void;
+}
 
 const UNARY: Record<string, (x: number, a: number, b: number) => number> = {
   Abs: Math.abs,
@@ -127,6 +167,10 @@ const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 export interface MockNative extends NativeCuda {
   /** Buffers currently allocated. */
   readonly liveBuffers: number;
+  /** What cudnnLoad reports (set before registering the backend to mimic a machine with cuDNN). */
+  cudnn: CudnnInfo;
+  /** How the last bf16 attention ran (1 "cuDNN", 2 flash) and each call's count. */
+  readonly attentionPaths: number[];
 }
 
 export function createMockNative(): MockNative {
@@ -139,6 +183,7 @@ export function createMockNative(): MockNative {
   const unaryOps = Object.keys(UNARY);
   const binaryOps = Object.keys(BINARY);
   const reduceOps = Object.keys(REDUCE);
+  const attentionPaths: number[] = [];
 
   function buf(ptr: number): { buffer: ArrayBuffer; byteOffset: number } {
     const id = Math.floor(ptr / SLOT);
@@ -146,37 +191,114 @@ export function createMockNative(): MockNative {
     if (!buffer) throw new Error(`mock: ${ptr} is not an allocated pointer`);
     return { buffer, byteOffset: ptr - id * SLOT };
   }
-  const f32 = (ptr: number) => {
+  const view = <T>(ptr: number, make: (b: ArrayBuffer, o: number) => T): T => {
     const { buffer, byteOffset } = buf(ptr);
-    return new Float32Array(buffer, byteOffset);
+    return make(buffer, byteOffset);
   };
-  const i32 = (ptr: number) => {
-    const { buffer, byteOffset } = buf(ptr);
-    return new Int32Array(buffer, byteOffset);
-  };
-  const u32 = (ptr: number) => {
-    const { buffer, byteOffset } = buf(ptr);
-    return new Uint32Array(buffer, byteOffset);
-  };
-  const typed = (ptr: number, t: number) => (t === F32 ? f32(ptr) : i32(ptr));
+  const f32 = (ptr: number) => view(ptr, (b, o) => new Float32Array(b, o));
+  const i32 = (ptr: number) => view(ptr, (b, o) => new Int32Array(b, o));
+  const u32 = (ptr: number) => view(ptr, (b, o) => new Uint32Array(b, o));
+  const u16 = (ptr: number) => view(ptr, (b, o) => new Uint16Array(b, o));
   const toInt32 = (x: number) => (Number.isFinite(x) ? Math.trunc(x) | 0 : 0);
-  const store = (t: number) => (t === F32 ? Math.fround : toInt32);
+  const words = (ptr: number, width: number) => (width === 2 ? u16(ptr) : u32(ptr));
 
-  function gemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, n: number, k: number, ta: boolean, tb: boolean, oa: number, ob: number, oc: number): void {
+  /** Elements of a buffer as values of its storage type t. */
+  function elements(ptr: number, t: number): Elements {
+    if (t === F32) {
+      const a = f32(ptr);
+      return { get: (i) => a[i], set: (i, v) => (a[i] = v) };
+    }
+    if (t === BF16) {
+      const a = u16(ptr);
+      return { get: (i) => fromBf16Bits(a[i]), set: (i, v) => (a[i] = toBf16Bits(v)) };
+    }
+    if (t === F16) {
+      const a = u16(ptr);
+      return { get: (i) => fromF16Bits(a[i]), set: () => { throw new Error('mock: float16 is not a store type'); } };
+    }
+    if (t !== I32) throw new Error(`mock: unknown storage type ${t}`);
+    const a = i32(ptr);
+    return { get: (i) => a[i], set: (i, v) => (a[i] = toInt32(v)) };
+  }
+  const isFloat = (t: number) => t === F32 || t === BF16;
+
+  function gemm(a: Elements, b: Elements, c: Elements, m: number, n: number, k: number, ta: boolean, tb: boolean, oa: number, ob: number, oc: number, post: (j: number, s: number) => number): void {
     for (let i = 0; i < m; i++)
       for (let j = 0; j < n; j++) {
         let s = 0;
-        for (let p = 0; p < k; p++) s += a[oa + (ta ? p * m + i : i * k + p)] * b[ob + (tb ? j * k + p : p * n + j)];
-        c[oc + i * n + j] = s;
+        for (let p = 0; p < k; p++) s += a.get(oa + (ta ? p * m + i : i * k + p)) * b.get(ob + (tb ? j * k + p : p * n + j));
+        c.set(oc + i * n + j, post(j, s));
       }
+  }
+
+  const gelu = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
+  function attend(q: Elements, k: Elements, v: Elements, o: Elements, B: number, Lq: number, Lk: number, H: number, D: number, Dv: number, scale: number): void {
+    const sc = new Float64Array(Lk);
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < H; h++)
+        for (let i = 0; i < Lq; i++) {
+          let m = -Infinity;
+          for (let j = 0; j < Lk; j++) {
+            let s = 0;
+            for (let d = 0; d < D; d++) s += q.get(((b * Lq + i) * H + h) * D + d) * k.get(((b * Lk + j) * H + h) * D + d);
+            sc[j] = s * scale;
+            m = Math.max(m, sc[j]);
+          }
+          let sum = 0;
+          for (let j = 0; j < Lk; j++) sum += (sc[j] = Math.exp(sc[j] - m));
+          for (let c = 0; c < Dv; c++) {
+            let acc = 0;
+            for (let j = 0; j < Lk; j++) acc += sc[j] * v.get(((b * Lk + j) * H + h) * Dv + c);
+            o.set(((b * Lq + i) * H + h) * Dv + c, acc / sum);
+          }
+        }
+  }
+
+  /** Channels-last direct convolution; `wAt(o, kd, kh, kw, c)` reads the filter in either layout. */
+  function convolve(x: Elements, wAt: (o: number, kd: number, kh: number, kw: number, c: number) => number, y: Elements, g: number[]): void {
+    const [N, D, H, W, C, KD, KH, KW, O, OD, OH, OW, SD, SH, SW, PD, PH, PW, DD, DH, DW] = g;
+    let i = 0;
+    for (let n = 0; n < N; n++)
+      for (let od = 0; od < OD; od++)
+        for (let oh = 0; oh < OH; oh++)
+          for (let ow = 0; ow < OW; ow++)
+            for (let o = 0; o < O; o++, i++) {
+              let s = 0;
+              for (let kd = 0; kd < KD; kd++)
+                for (let kh = 0; kh < KH; kh++)
+                  for (let kw = 0; kw < KW; kw++) {
+                    const id = od * SD - PD + kd * DD;
+                    const ih = oh * SH - PH + kh * DH;
+                    const iw = ow * SW - PW + kw * DW;
+                    if (id < 0 || id >= D || ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    for (let c = 0; c < C; c++) s += x.get((((n * D + id) * H + ih) * W + iw) * C + c) * wAt(o, kd, kh, kw, c);
+                  }
+              y.set(i, s);
+            }
+  }
+
+  function rowNorm(x: Elements, y: Elements, rows: number, cols: number, f: (r: number, row: number[]) => number[]): void {
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from({ length: cols }, (_, j) => x.get(r * cols + j));
+      f(r, row).forEach((v, j) => y.set(r * cols + j, v));
+    }
+  }
+
+  function moments(row: number[], eps: number): [number, number] {
+    const m = row.reduce((a, b) => a + b, 0) / row.length;
+    const v = row.reduce((a, b) => a + (b - m) ** 2, 0) / row.length;
+    return [m, 1 / Math.sqrt(v + eps)];
   }
 
   const info: DeviceInfo = { name: 'mock', totalMemory: 2 ** 34, multiprocessors: 1, computeCapability: 0, runtimeVersion: 0, driverVersion: 0 };
 
-  return {
+  const mock: MockNative = {
     unaryOps,
     binaryOps,
     reduceOps,
+    cudnn: { available: false, version: 0, library: '', error: 'mock: no cuDNN' },
+    attentionPaths,
     get liveBuffers() {
       return buffers.size;
     },
@@ -211,36 +333,38 @@ export function createMockNative(): MockNative {
       timer = performance.now();
     },
     timerStop: () => performance.now() - timer,
-    fill(dst, n, bits) {
-      u32(dst).fill(bits, 0, n);
+    fill(dst, n, bits, width) {
+      words(dst, width).fill(bits, 0, n);
     },
     cast(src, dst, n, from, to) {
-      const x = typed(src, from);
-      const y = to === F32 ? f32(dst) : i32(dst);
-      for (let i = 0; i < n; i++) y[i] = to === 2 ? Number(x[i] !== 0) : to === F32 ? x[i] : toInt32(x[i]);
+      const x = elements(src, from);
+      const y = elements(dst, to === BOOL ? I32 : to);
+      for (let i = 0; i < n; i++) y.set(i, to === BOOL ? Number(x.get(i) !== 0) : x.get(i));
     },
     unary(op, tin, tout, x, y, n, a, b) {
       const f = UNARY[unaryOps[op]];
-      const xs = typed(x, tin);
-      const ys = typed(y, tout);
-      for (let i = 0; i < n; i++) ys[i] = f(xs[i], a, b);
+      const xs = elements(x, tin);
+      const ys = elements(y, tout);
+      for (let i = 0; i < n; i++) ys.set(i, f(xs.get(i), a, b));
     },
-    binary(op, tin, tout, a, b, y, shape, sa, sb) {
+    binary(op, ta, tb, tout, a, b, y, shape, sa, sb) {
       const f = BINARY[binaryOps[op]];
-      const as = typed(a, tin);
-      const bs = typed(b, tin);
-      const ys = typed(y, tout);
-      const cast = store(tin);
+      const as = elements(a, ta);
+      const bs = elements(b, tb);
+      const ys = elements(y, tout);
+      const float = isFloat(ta);
+      if (float !== isFloat(tb)) throw new Error('mock: binary mixes int and float operands');
       for (let i = 0; i < size(shape); i++) {
         const [oa, ob] = offsets(shape, [sa, sb], i);
-        ys[i] = cast(f(as[oa], bs[ob], tin !== F32));
+        const r = f(as.get(oa), bs.get(ob), !float);
+        ys.set(i, float ? Math.fround(r) : toInt32(r));
       }
     },
-    select(c, a, b, y, shape, sc, sa, sb) {
+    select(c, a, b, y, shape, sc, sa, sb, width) {
       const cs = i32(c);
-      const as = u32(a);
-      const bs = u32(b);
-      const ys = u32(y);
+      const as = words(a, width);
+      const bs = words(b, width);
+      const ys = words(y, width);
       for (let i = 0; i < size(shape); i++) {
         const [oc, oa, ob] = offsets(shape, [sc, sa, sb], i);
         ys[i] = cs[oc] !== 0 ? as[oa] : bs[ob];
@@ -249,42 +373,38 @@ export function createMockNative(): MockNative {
     reduce(op, tin, tout, x, y, outer, inner) {
       const name = reduceOps[op];
       const r = REDUCE[name];
-      const xs = typed(x, tin);
-      const ys = typed(y, tout);
+      const xs = elements(x, tin);
+      const ys = elements(y, tout);
       for (let o = 0; o < outer; o++) {
         let acc = r.init;
-        for (let j = 0; j < inner; j++) acc = r.step(acc, xs[o * inner + j]);
-        ys[o] = name === 'Mean' ? acc / inner : acc;
+        for (let j = 0; j < inner; j++) acc = r.step(acc, xs.get(o * inner + j));
+        ys.set(o, name === 'Mean' ? acc / inner : acc);
       }
     },
     argReduce(op, tin, x, y, outer, inner) {
       const isMax = reduceOps[op] === 'Max';
-      const xs = typed(x, tin);
+      const xs = elements(x, tin);
       const ys = i32(y);
       for (let o = 0; o < outer; o++) {
         let best = 0;
         for (let j = 1; j < inner; j++) {
-          const v = xs[o * inner + j];
-          const w = xs[o * inner + best];
+          const v = xs.get(o * inner + j);
+          const w = xs.get(o * inner + best);
           if (isMax ? v > w : v < w) best = j;
         }
         ys[o] = best;
       }
     },
-    softmax(x, y, rows, cols, log) {
-      const xs = f32(x);
-      const ys = f32(y);
-      for (let r = 0; r < rows; r++) {
-        let m = -Infinity;
-        for (let j = 0; j < cols; j++) m = Math.max(m, xs[r * cols + j]);
-        let s = 0;
-        for (let j = 0; j < cols; j++) s += Math.exp(xs[r * cols + j] - m);
-        for (let j = 0; j < cols; j++) ys[r * cols + j] = log ? xs[r * cols + j] - m - Math.log(s) : Math.exp(xs[r * cols + j] - m) / s;
-      }
+    softmax(x, y, rows, cols, log, tin, tout) {
+      rowNorm(elements(x, tin), elements(y, tout), rows, cols, (_, row) => {
+        const m = Math.max(...row);
+        const s = row.reduce((a, v) => a + Math.exp(v - m), 0);
+        return row.map((v) => (log ? v - m - Math.log(s) : Math.exp(v - m) / s));
+      });
     },
     cumsum(t, x, y, outer, len, inner, exclusive, reverse) {
-      const xs = typed(x, t);
-      const ys = typed(y, t);
+      const xs = elements(x, t);
+      const ys = elements(y, t);
       for (let o = 0; o < outer; o++)
         for (let i = 0; i < inner; i++) {
           let acc = 0;
@@ -292,28 +412,28 @@ export function createMockNative(): MockNative {
             const j = reverse ? len - 1 - s : s;
             const at = (o * len + j) * inner + i;
             if (exclusive) {
-              ys[at] = acc;
-              acc += xs[at];
+              ys.set(at, acc);
+              acc += xs.get(at);
             } else {
-              acc += xs[at];
-              ys[at] = acc;
+              acc += xs.get(at);
+              ys.set(at, acc);
             }
           }
         }
     },
-    copyStrided(src, dst, shape, strides, srcOffset) {
-      const s = u32(src);
-      const d = u32(dst);
+    copyStrided(src, dst, shape, strides, srcOffset, width) {
+      const s = words(src, width);
+      const d = words(dst, width);
       for (let i = 0; i < size(shape); i++) d[i] = s[srcOffset + offsets(shape, [strides], i)[0]];
     },
-    copyBlock(src, dst, rows, cols, srcStride, dstStride, srcOffset, dstOffset) {
-      const s = u32(src);
-      const d = u32(dst);
+    copyBlock(src, dst, rows, cols, srcStride, dstStride, srcOffset, dstOffset, width) {
+      const s = words(src, width);
+      const d = words(dst, width);
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) d[dstOffset + r * dstStride + c] = s[srcOffset + r * srcStride + c];
     },
-    pad(src, dst, inShape, outShape, before, mode, bits) {
-      const s = u32(src);
-      const d = u32(dst);
+    pad(src, dst, inShape, outShape, before, mode, bits, width) {
+      const s = words(src, width);
+      const d = words(dst, width);
       const inStrides = inShape.map((_, i) => size(inShape.slice(i + 1)));
       for (let i = 0; i < size(outShape); i++) {
         let rest = i;
@@ -333,10 +453,10 @@ export function createMockNative(): MockNative {
         d[i] = inside ? s[off] : bits;
       }
     },
-    gather(src, idx, dst, batch, outer, numIdx, axisSize, inner) {
-      const s = u32(src);
+    gather(src, idx, dst, batch, outer, numIdx, axisSize, inner, width) {
+      const s = words(src, width);
       const ix = i32(idx);
-      const d = u32(dst);
+      const d = words(dst, width);
       let i = 0;
       for (let b = 0; b < batch; b++)
         for (let o = 0; o < outer; o++)
@@ -346,9 +466,9 @@ export function createMockNative(): MockNative {
               d[i] = at >= 0 && at < axisSize ? s[((b * outer + o) * axisSize + at) * inner + j] : 0;
             }
     },
-    resizeNearest(src, dst, batch, inH, inW, ch, outH, outW, scaleH, scaleW, alignCorners, halfPixel) {
-      const s = u32(src);
-      const d = u32(dst);
+    resizeNearest(src, dst, batch, inH, inW, ch, outH, outW, scaleH, scaleW, alignCorners, halfPixel, width) {
+      const s = words(src, width);
+      const d = words(dst, width);
       let i = 0;
       const near = (f: number, n: number) => {
         let v = Math.min(n - 1, alignCorners ? Math.round(f) : Math.floor(f));
@@ -384,94 +504,93 @@ export function createMockNative(): MockNative {
               d[i] = top + (bottom - top) * (fy - y0);
             }
     },
-    rmsNorm(x, w, y, rows, cols, eps) {
-      const xs = f32(x);
+    rmsNorm(x, w, y, rows, cols, eps, tin, tout) {
       const ws = f32(w);
-      const ys = f32(y);
-      for (let r = 0; r < rows; r++) {
-        let s = 0;
-        for (let j = 0; j < cols; j++) s += xs[r * cols + j] ** 2;
-        const inv = 1 / Math.sqrt(s / cols + eps);
-        for (let j = 0; j < cols; j++) ys[r * cols + j] = xs[r * cols + j] * inv * ws[j];
-      }
+      rowNorm(elements(x, tin), elements(y, tout), rows, cols, (_, row) => {
+        const inv = 1 / Math.sqrt(row.reduce((a, v) => a + v * v, 0) / cols + eps);
+        return row.map((v, j) => v * inv * ws[j]);
+      });
     },
-    layerNorm(x, w, b, y, rows, cols, eps) {
-      const xs = f32(x);
+    layerNorm(x, w, b, y, rows, cols, eps, tin, tout) {
       const ws = w ? f32(w) : undefined;
       const bs = b ? f32(b) : undefined;
-      const ys = f32(y);
-      for (let r = 0; r < rows; r++) {
-        let m = 0;
-        for (let j = 0; j < cols; j++) m += xs[r * cols + j];
-        m /= cols;
-        let v = 0;
-        for (let j = 0; j < cols; j++) v += (xs[r * cols + j] - m) ** 2;
-        const inv = 1 / Math.sqrt(v / cols + eps);
-        for (let j = 0; j < cols; j++) ys[r * cols + j] = (xs[r * cols + j] - m) * inv * (ws ? ws[j] : 1) + (bs ? bs[j] : 0);
-      }
+      rowNorm(elements(x, tin), elements(y, tout), rows, cols, (_, row) => {
+        const [m, inv] = moments(row, eps);
+        return row.map((v, j) => (v - m) * inv * (ws ? ws[j] : 1) + (bs ? bs[j] : 0));
+      });
     },
-    geluTanh(x, y, n) {
-      const xs = f32(x);
-      const ys = f32(y);
-      for (let i = 0; i < n; i++) {
-        const v = xs[i];
-        ys[i] = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
-      }
+    layerNormModulate(x, scale, shift, y, rows, cols, eps, rowsPerMod, modCount, tin, tout) {
+      const sc = f32(scale);
+      const sh = f32(shift);
+      rowNorm(elements(x, tin), elements(y, tout), rows, cols, (r, row) => {
+        const [m, inv] = moments(row, eps);
+        const at = (Math.floor(r / rowsPerMod) % modCount) * cols;
+        return row.map((v, j) => Math.fround(Math.fround((v - m) * inv) * Math.fround(sc[at + j] + 1)) + sh[at + j]);
+      });
     },
-    attention(q, k, v, out, B, Lq, Lk, H, D, Dv, scale) {
-      const qs = f32(q);
-      const ks = f32(k);
-      const vs = f32(v);
-      const os = f32(out);
-      const sc = new Float64Array(Lk);
-      for (let b = 0; b < B; b++)
+    rope(x, cos, sin, y, rows, L, H, D, tin, tout) {
+      const xs = elements(x, tin);
+      const ys = elements(y, tout);
+      const cs = f32(cos);
+      const ss = f32(sin);
+      for (let r = 0; r < rows; r++)
         for (let h = 0; h < H; h++)
-          for (let i = 0; i < Lq; i++) {
-            let m = -Infinity;
-            for (let j = 0; j < Lk; j++) {
-              let s = 0;
-              for (let d = 0; d < D; d++) s += qs[((b * Lq + i) * H + h) * D + d] * ks[((b * Lk + j) * H + h) * D + d];
-              sc[j] = s * scale;
-              m = Math.max(m, sc[j]);
-            }
-            let sum = 0;
-            for (let j = 0; j < Lk; j++) sum += (sc[j] = Math.exp(sc[j] - m));
-            for (let c = 0; c < Dv; c++) {
-              let acc = 0;
-              for (let j = 0; j < Lk; j++) acc += sc[j] * vs[((b * Lk + j) * H + h) * Dv + c];
-              os[((b * Lq + i) * H + h) * Dv + c] = acc / sum;
-            }
+          for (let j = 0; j < D / 2; j++) {
+            const at = (r * H + h) * D + 2 * j;
+            const l = r % L;
+            const c = cs[l * D + 2 * j];
+            const s = ss[l * D + 2 * j + 1];
+            const x0 = xs.get(at);
+            const x1 = xs.get(at + 1);
+            ys.set(at, Math.fround(x0 * c) + Math.fround(x1 * -s));
+            ys.set(at + 1, Math.fround(x1 * c) + Math.fround(x0 * s));
           }
     },
-    matmul(a, b, c, batch, m, n, k, ta, tb, sa, sb, sc, oa, ob, oc) {
-      const as = f32(a);
-      const bs = f32(b);
-      const cs = f32(c);
-      for (let i = 0; i < batch; i++) gemm(as, bs, cs, m, n, k, ta, tb, oa + i * sa, ob + i * sb, oc + i * sc);
+    geluTanh(x, y, n, tin, tout) {
+      const xs = elements(x, tin);
+      const ys = elements(y, tout);
+      for (let i = 0; i < n; i++) ys.set(i, gelu(xs.get(i)));
+    },
+    attention(q, k, v, out, B, Lq, Lk, H, D, Dv, scale) {
+      attend(elements(q, F32), elements(k, F32), elements(v, F32), elements(out, F32), B, Lq, Lk, H, D, Dv, scale);
+    },
+    attentionBf16(q, k, v, out, B, Lq, Lk, H, D, Dv, scale, tout, mode) {
+      // "cuDNN" when the mock says it is loaded (bf16 output only), else "flash" for D ∈ {32, 64, 128}, as the addon decides.
+      const cudnn = mock.cudnn.available && tout === BF16 && D <= 256 && D % 8 === 0 && mode !== 2;
+      if (mode === 1 && !cudnn) throw new Error('attention: cuDNN did not run: mock');
+      const flash = [32, 64, 128].includes(D) && D === Dv;
+      const path = cudnn ? 1 : flash ? 2 : 0;
+      if (path !== 0) attend(elements(q, BF16), elements(k, BF16), elements(v, BF16), elements(out, tout), B, Lq, Lk, H, D, Dv, scale);
+      attentionPaths.push(path);
+      return path;
+    },
+    attentionNote: () => (mock.cudnn.available ? '' : mock.cudnn.error),
+    matmul(a, b, c, batch, m, n, k, ta, tb, sa, sb, sc, oa, ob, oc, tab, tc, bias, tbias, epilogue) {
+      if (tab === F32 && (tc !== F32 || epilogue !== 0)) throw new Error('matmul: float32 operands take a float32 result and no epilogue');
+      const as = elements(a, tab);
+      const bs = elements(b, tab);
+      const cs = elements(c, tc);
+      const bv = bias ? elements(bias, tbias) : undefined;
+      const post = (j: number, s: number) => {
+        let v = (epilogue & 1) && bv ? s + bv.get(j) : s;
+        if (epilogue & 2) v = gelu(v);
+        return v;
+      };
+      for (let i = 0; i < batch; i++) gemm(as, bs, cs, m, n, k, ta, tb, oa + i * sa, ob + i * sb, oc + i * sc, post);
     },
     conv(x, w, y, g) {
-      const [N, D, H, W, C, KD, KH, KW, O, OD, OH, OW, SD, SH, SW, PD, PH, PW, DD, DH, DW] = g;
-      const xs = f32(x);
+      const [, , , , C, , KH, KW, O] = g;
       const ws = f32(w);
-      const ys = f32(y);
-      let i = 0;
-      for (let n = 0; n < N; n++)
-        for (let od = 0; od < OD; od++)
-          for (let oh = 0; oh < OH; oh++)
-            for (let ow = 0; ow < OW; ow++)
-              for (let o = 0; o < O; o++, i++) {
-                let s = 0;
-                for (let kd = 0; kd < KD; kd++)
-                  for (let kh = 0; kh < KH; kh++)
-                    for (let kw = 0; kw < KW; kw++) {
-                      const id = od * SD - PD + kd * DD;
-                      const ih = oh * SH - PH + kh * DH;
-                      const iw = ow * SW - PW + kw * DW;
-                      if (id < 0 || id >= D || ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                      for (let c = 0; c < C; c++) s += xs[(((n * D + id) * H + ih) * W + iw) * C + c] * ws[(((kd * KH + kh) * KW + kw) * C + c) * O + o];
-                    }
-                ys[i] = s;
-              }
+      convolve(elements(x, F32), (o, kd, kh, kw, c) => ws[(((kd * KH + kh) * KW + kw) * C + c) * O + o], elements(y, F32), g);
     },
+    convCudnn(x, w, y, g, type) {
+      if (!mock.cudnn.available) return mock.cudnn.error;
+      const [, , , , C, KD, KH, KW] = g;
+      const ws = elements(w, type);
+      convolve(elements(x, type), (o, kd, kh, kw, c) => ws.get((((o * KD + kd) * KH + kh) * KW + kw) * C + c), elements(y, type), g);
+      return '';
+    },
+    cudnnLoad: () => mock.cudnn,
   };
+  return mock;
 }

@@ -15,8 +15,8 @@ import { FIXTURES } from '../helpers/fixtures.js';
 import { setupCuda } from './harness.js';
 
 beforeAll(async () => {
-  setupCuda();
-  await selectBackend('cuda');
+  await setupCuda('fp32');
+  await selectBackend('cuda', { precision: 'fp32' });
 });
 
 /** case.json with Python's bare -Infinity / NaN read as null, as the runner reads it. */

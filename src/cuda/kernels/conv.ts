@@ -1,10 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
 import type { CudaBackend } from '../backend.js';
-import { asDtype, disposeAll } from './elementwise.js';
+import { DeviceType } from '../native.js';
+import { asDtype, asStorage, disposeAll } from './elementwise.js';
 import { addBias, applyActivation } from './matmul.js';
 import { transposeOp } from './shape.js';
 import { boolAttr, cudaKernel, input, numAttr, numsAttr, strAttr } from './util.js';
+
+/** Convolutions read bfloat16-stored inputs themselves. */
+const BF16 = { bf16: true };
 
 type PadSpec = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
 
@@ -28,12 +32,42 @@ function triple(v: number[]): [number, number, number] {
   return v.length === 1 ? [v[0], v[0], v[0]] : [v[0], v[1], v[2]];
 }
 
-/** Channels-last convolution through im2col + GEMM. x: [N, D, H, W, C], filter [kd, kh, kw, C, O]. */
+/**
+ * The filter [kd, kh, kw, C, O] (or [kh, kw, C, O]) as cuDNN takes it for channels-last data:
+ * [O, kd, kh, kw, C] in bfloat16, made once per filter buffer and freed with it.
+ */
+function cudnnFilter(backend: CudaBackend, filter: tf.TensorInfo): tf.TensorInfo {
+  return backend.derivedOf(filter, 'cudnn-ktrsc-bf16', () => {
+    const temps: tf.TensorInfo[] = [];
+    const wf = asDtype(backend, filter, 'float32', temps);
+    const rank = filter.shape.length;
+    const moved = transposeOp(backend, wf, [rank - 1, ...Array.from({ length: rank - 1 }, (_, i) => i)]);
+    const out = backend.convert(moved, DeviceType.BF16);
+    backend.disposeIntermediate(moved);
+    disposeAll(backend, temps);
+    return out;
+  });
+}
+
+/**
+ * Channels-last convolution. x: [N, D, H, W, C], filter [kd, kh, kw, C, O]. In bf16 mode through
+ * cuDNN (bfloat16, fp32 accumulation, a bfloat16 result) when it takes the geometry; otherwise
+ * float32 im2col + cuBLAS SGEMM.
+ */
 function convNative(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInfo, outShape: number[], geometry: number[]): tf.TensorInfo {
   if (outShape.some((d) => d <= 0)) return backend.makeOutput(outShape.map((d) => Math.max(0, d)), 'float32');
   const temps: tf.TensorInfo[] = [];
-  const xf = asDtype(backend, x, 'float32', temps);
-  const wf = asDtype(backend, filter, 'float32', temps);
+  if (backend.bf16Mode() && x.dtype === 'float32' && filter.dtype === 'float32') {
+    const xb = asStorage(backend, x, DeviceType.BF16, temps);
+    const out = backend.makeOutput(outShape, 'float32', DeviceType.BF16);
+    const why = backend.native.convCudnn(backend.ptr(xb), backend.ptr(cudnnFilter(backend, filter)), backend.ptr(out), geometry, DeviceType.BF16);
+    disposeAll(backend, temps);
+    if (why === '') return out;
+    backend.disposeIntermediate(out);
+    backend.warnOnce(`conv-${why}`, `cuDNN did not take a convolution (${why}); such convolutions run in float32`);
+  }
+  const xf = asStorage(backend, asDtype(backend, x, 'float32', temps), DeviceType.F32, temps);
+  const wf = asStorage(backend, asDtype(backend, filter, 'float32', temps), DeviceType.F32, temps);
   const out = backend.makeOutput(outShape, 'float32');
   backend.native.conv(backend.ptr(xf), backend.ptr(wf), backend.ptr(out), geometry);
   disposeAll(backend, temps);
@@ -85,21 +119,22 @@ function resizeKernel(name: 'ResizeNearestNeighbor' | 'ResizeBilinear'): tf.Kern
     const scaleH = effIn(inH, outH) / effOut(outH);
     const scaleW = effIn(inW, outW) / effOut(outW);
     if (name === 'ResizeNearestNeighbor') {
-      const out = backend.makeOutput([batch, outH, outW, ch], images.dtype);
-      backend.native.resizeNearest(backend.ptr(images), backend.ptr(out), batch, inH, inW, ch, outH, outW, scaleH, scaleW, alignCorners, halfPixel);
+      const out = backend.makeOutput([batch, outH, outW, ch], images.dtype, backend.storage(images));
+      const w = backend.width(images);
+      backend.native.resizeNearest(backend.ptr(images), backend.ptr(out), batch, inH, inW, ch, outH, outW, scaleH, scaleW, alignCorners, halfPixel, w);
       return out;
     }
     const temps: tf.TensorInfo[] = [];
-    const src = asDtype(backend, images, 'float32', temps);
+    const src = asStorage(backend, asDtype(backend, images, 'float32', temps), DeviceType.F32, temps);
     const out = backend.makeOutput([batch, outH, outW, ch], 'float32');
     backend.native.resizeBilinear(backend.ptr(src), backend.ptr(out), batch, inH, inW, ch, outH, outW, scaleH, scaleW, halfPixel);
     disposeAll(backend, temps);
     return out;
-  });
+  }, BF16);
 }
 
 export const convKernels: tf.KernelConfig[] = [
-  cudaKernel('Conv2D', ({ inputs, backend, attrs }) => conv2dOp(backend, input(inputs, 'x', 'Conv2D'), input(inputs, 'filter', 'Conv2D'), attrs, 'Conv2D')),
+  cudaKernel('Conv2D', ({ inputs, backend, attrs }) => conv2dOp(backend, input(inputs, 'x', 'Conv2D'), input(inputs, 'filter', 'Conv2D'), attrs, 'Conv2D'), BF16),
   cudaKernel('FusedConv2D', ({ inputs, backend, attrs }) => {
     const y = conv2dOp(backend, input(inputs, 'x', 'FusedConv2D'), input(inputs, 'filter', 'FusedConv2D'), attrs, 'FusedConv2D');
     if (inputs.bias && strAttr(attrs, 'dataFormat', 'NHWC') === 'NCHW') {
@@ -112,7 +147,7 @@ export const convKernels: tf.KernelConfig[] = [
       inputs.preluActivationWeights,
       numAttr(attrs, 'leakyreluAlpha', 'FusedConv2D', 0.2),
     );
-  }),
+  }, BF16),
   cudaKernel('Conv3D', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'Conv3D');
     const filter = input(inputs, 'filter', 'Conv3D');
@@ -137,7 +172,7 @@ export const convKernels: tf.KernelConfig[] = [
       info.dilationDepth, info.dilationHeight, info.dilationWidth,
     ];
     return convNative(backend, x, filter, [info.batchSize, info.outDepth, info.outHeight, info.outWidth, info.outChannels], geometry);
-  }),
+  }, BF16),
   resizeKernel('ResizeNearestNeighbor'),
   resizeKernel('ResizeBilinear'),
 ];

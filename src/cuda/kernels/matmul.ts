@@ -1,14 +1,31 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
 import type { CudaBackend } from '../backend.js';
-import { asDtype, binaryOp, castOp, disposeAll, unaryOp } from './elementwise.js';
+import { DeviceType, Epilogue } from '../native.js';
+import { asDtype, asStorage, binaryOp, castOp, disposeAll, unaryOp } from './elementwise.js';
 import { boolAttr, broadcastStrides, cudaKernel, input, numAttr, sizeOf, strAttr, stridesOf } from './util.js';
+
+/** What a bfloat16 product may fuse after it (cuBLASLt epilogues): a bias [N] and the tanh GELU. */
+export interface ProductEpilogue {
+  bias?: tf.TensorInfo;
+  gelu?: boolean;
+}
 
 /**
  * Batched matrix product with numpy broadcasting of the batch axes.
  * a: [..., M, K] (or [..., K, M] transposed), b: [..., K, N] (or [..., N, K]) → [..., M, N].
+ * In the backend's bf16 mode float operands are taken as bfloat16 (cuBLASLt, fp32 accumulation,
+ * a bfloat16 result, `epilogue` fused); otherwise as float32 (cuBLAS SGEMM, float32 result), and
+ * `epilogue` must be empty (the caller applies it).
  */
-export function matMulOp(backend: CudaBackend, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean): tf.TensorInfo {
+export function matMulOp(
+  backend: CudaBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transA: boolean,
+  transB: boolean,
+  epilogue: ProductEpilogue = {},
+): tf.TensorInfo {
   const ra = a.shape.length;
   const rb = b.shape.length;
   if (ra < 2 || rb < 2) throw new BackendError(`BatchMatMul: operands need rank ≥ 2, got [${a.shape}] and [${b.shape}]`);
@@ -24,17 +41,27 @@ export function matMulOp(backend: CudaBackend, a: tf.TensorInfo, b: tf.TensorInf
   const nB = sizeOf(batchB);
   const nOut = sizeOf(batchOut);
   const temps: tf.TensorInfo[] = [];
-  const af = asDtype(backend, a, 'float32', temps);
-  const bf = asDtype(backend, b, 'float32', temps);
-  const out = backend.makeOutput([...batchOut, m, n], 'float32');
+  const bf16 = backend.bf16Mode() && a.dtype === 'float32' && b.dtype === 'float32';
+  const storage = bf16 ? DeviceType.BF16 : DeviceType.F32;
+  if (!bf16 && (epilogue.bias || epilogue.gelu)) throw new BackendError('BatchMatMul: a fused bias or GELU needs the bf16 path');
+  const af = asStorage(backend, asDtype(backend, a, 'float32', temps), storage, temps);
+  const bf = asStorage(backend, asDtype(backend, b, 'float32', temps), storage, temps);
+  const out = backend.makeOutput([...batchOut, m, n], 'float32', storage);
   const pa = backend.ptr(af);
   const pb = backend.ptr(bf);
   const pc = backend.ptr(out);
+  const bias = epilogue.bias ? asDtype(backend, epilogue.bias, 'float32', temps) : undefined;
+  if (bias && sizeOf(bias.shape) !== n) throw new BackendError(`BatchMatMul: bias [${bias.shape}] does not match the ${n} output columns`);
+  const code = bias ? (epilogue.gelu ? Epilogue.GELU_BIAS : Epilogue.BIAS) : epilogue.gelu ? Epilogue.GELU : Epilogue.NONE;
+  const biasPtr = bias ? backend.ptr(bias) : 0;
+  const biasType = bias ? backend.storage(bias) : DeviceType.F32;
+  const mm = (batch: number, strideA: number, strideB: number, strideC: number, offA: number, offB: number, offC: number) =>
+    backend.native.matmul(pa, pb, pc, batch, m, n, k, transA, transB, strideA, strideB, strideC, offA, offB, offC, storage, storage, biasPtr, biasType, code);
   const sa = m * k;
   const sb = k * n;
   const sc = m * n;
   if ((nA === nOut || nA === 1) && (nB === nOut || nB === 1)) {
-    backend.native.matmul(pa, pb, pc, nOut, m, n, k, transA, transB, nA === 1 ? 0 : sa, nB === 1 ? 0 : sb, sc, 0, 0, 0);
+    mm(nOut, nA === 1 ? 0 : sa, nB === 1 ? 0 : sb, sc, 0, 0, 0);
   } else {
     const strideA = broadcastStrides(batchA, batchOut);
     const strideB = broadcastStrides(batchB, batchOut);
@@ -49,7 +76,7 @@ export function matMulOp(backend: CudaBackend, a: tf.TensorInfo, b: tf.TensorInf
         ia += c * strideA[d];
         ib += c * strideB[d];
       }
-      backend.native.matmul(pa, pb, pc, 1, m, n, k, transA, transB, 0, 0, 0, ia * sa, ib * sb, i * sc);
+      mm(1, 0, 0, 0, ia * sa, ib * sb, i * sc);
     }
   }
   disposeAll(backend, temps);
@@ -101,18 +128,62 @@ export function addBias(backend: CudaBackend, x: tf.TensorInfo, bias: tf.TensorI
   return y;
 }
 
+/**
+ * y = x · wᵀ + bias, then GELU-tanh when `gelu` (the Linear layers' product, w in PyTorch layout
+ * [out, in]). x: [..., in] → [..., out]. In bf16 mode bias and GELU are cuBLASLt epilogues.
+ */
+export function linearOp(backend: CudaBackend, x: tf.TensorInfo, w: tf.TensorInfo, bias: tf.TensorInfo | undefined, gelu: boolean): tf.TensorInfo {
+  const inDim = x.shape[x.shape.length - 1];
+  if (w.shape.length !== 2 || w.shape[1] !== inDim) throw new BackendError(`linear: weight [${w.shape}] does not take inputs [${x.shape}]`);
+  const outDim = w.shape[0];
+  const rows = sizeOf(x.shape) / Math.max(1, inDim);
+  const x2 = { ...x, shape: [rows, inDim] };
+  let y: tf.TensorInfo;
+  if (backend.bf16Mode()) {
+    y = matMulOp(backend, x2, w, false, true, { bias, gelu });
+  } else {
+    y = addBias(backend, matMulOp(backend, x2, w, false, true), bias);
+    if (gelu) {
+      const g = backend.makeOutput(y.shape, 'float32', backend.storage(y));
+      backend.native.geluTanh(backend.ptr(y), backend.ptr(g), sizeOf(y.shape), backend.storage(y), backend.storage(g));
+      backend.disposeIntermediate(y);
+      y = g;
+    }
+  }
+  return { ...y, shape: [...x.shape.slice(0, -1), outDim] };
+}
+
+/** Matrix products read bfloat16-stored operands themselves. */
+const BF16 = { bf16: true };
+
 export const matmulKernels: tf.KernelConfig[] = [
-  cudaKernel('BatchMatMul', ({ inputs, backend, attrs }) =>
-    matMulOp(backend, input(inputs, 'a', 'BatchMatMul'), input(inputs, 'b', 'BatchMatMul'), boolAttr(attrs, 'transposeA', false), boolAttr(attrs, 'transposeB', false)),
+  cudaKernel(
+    'BatchMatMul',
+    ({ inputs, backend, attrs }) =>
+      matMulOp(backend, input(inputs, 'a', 'BatchMatMul'), input(inputs, 'b', 'BatchMatMul'), boolAttr(attrs, 'transposeA', false), boolAttr(attrs, 'transposeB', false)),
+    BF16,
   ),
-  cudaKernel('_FusedMatMul', ({ inputs, backend, attrs }) => {
-    const y = matMulOp(backend, input(inputs, 'a', '_FusedMatMul'), input(inputs, 'b', '_FusedMatMul'), boolAttr(attrs, 'transposeA', false), boolAttr(attrs, 'transposeB', false));
-    return applyActivation(
-      backend,
-      addBias(backend, y, inputs.bias),
-      strAttr(attrs, 'activation', 'linear') ?? 'linear',
-      inputs.preluActivationWeights,
-      numAttr(attrs, 'leakyreluAlpha', '_FusedMatMul', 0.2),
-    );
-  }),
+  cudaKernel(
+    '_FusedMatMul',
+    ({ inputs, backend, attrs }) => {
+      const a = input(inputs, 'a', '_FusedMatMul');
+      const b = input(inputs, 'b', '_FusedMatMul');
+      const transA = boolAttr(attrs, 'transposeA', false);
+      const transB = boolAttr(attrs, 'transposeB', false);
+      const activation = strAttr(attrs, 'activation', 'linear') ?? 'linear';
+      const n = transB ? b.shape[b.shape.length - 2] : b.shape[b.shape.length - 1];
+      // A bias over the output columns fuses into the bf16 product; any other broadcast is added after.
+      const bias = inputs.bias;
+      const fuseBias = backend.bf16Mode() && a.dtype === 'float32' && bias !== undefined && sizeOf(bias.shape) === n && bias.shape[bias.shape.length - 1] === n;
+      const y = matMulOp(backend, a, b, transA, transB, fuseBias ? { bias } : {});
+      return applyActivation(
+        backend,
+        fuseBias ? y : addBias(backend, y, bias),
+        activation,
+        inputs.preluActivationWeights,
+        numAttr(attrs, 'leakyreluAlpha', '_FusedMatMul', 0.2),
+      );
+    },
+    BF16,
+  ),
 ];

@@ -30,6 +30,9 @@ function toRows(backend: CudaBackend, x: tf.TensorInfo, axes: number[], temps: t
   return { src, outShape, outer: sizeOf(outShape), inner: sizeOf(reduceShape) };
 }
 
+/** Reductions read bfloat16-stored inputs themselves. */
+const BF16 = { bf16: true };
+
 function reduceOutDtype(name: string, dtype: tf.DataType): tf.DataType {
   if (name === 'Mean') return 'float32';
   if (name === 'All' || name === 'Any') return 'bool';
@@ -37,7 +40,7 @@ function reduceOutDtype(name: string, dtype: tf.DataType): tf.DataType {
   return dtype;
 }
 
-/** Reduction `name` (Sum, Mean, Prod, Max, Min, All, Any) over `axes`. */
+/** Reduction `name` (Sum, Mean, Prod, Max, Min, All, Any) over `axes`; float results are stored as float32 (accumulated in double). */
 export function reduceOp(backend: CudaBackend, name: string, x: tf.TensorInfo, axes: number[], keepDims: boolean): tf.TensorInfo {
   const op = backend.reduceOps.get(name);
   if (op === undefined) throw new BackendError(`reduction ${name} is not in the addon`);
@@ -46,7 +49,7 @@ export function reduceOp(backend: CudaBackend, name: string, x: tf.TensorInfo, a
   const outDtype = reduceOutDtype(name, x.dtype);
   const shape = keepDims ? tf.backend_util.expandShapeToKeepDim(outShape, axes) : outShape;
   const out = backend.makeOutput(shape, outDtype);
-  backend.native.reduce(op, deviceType(src.dtype), deviceType(outDtype), backend.ptr(src), backend.ptr(out), outer, inner);
+  backend.native.reduce(op, backend.storage(src), deviceType(outDtype), backend.ptr(src), backend.ptr(out), outer, inner);
   disposeAll(backend, temps);
   return out;
 }
@@ -55,7 +58,7 @@ function reduceKernel(name: string): tf.KernelConfig {
   return cudaKernel(name, ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', name);
     return reduceOp(backend, name, x, axesOf(attrs, x.shape), boolAttr(attrs, 'keepDims', false));
-  });
+  }, BF16);
 }
 
 function argKernel(name: 'ArgMax' | 'ArgMin'): tf.KernelConfig {
@@ -67,10 +70,10 @@ function argKernel(name: 'ArgMax' | 'ArgMin'): tf.KernelConfig {
     const { src, outShape, outer, inner } = toRows(backend, x, axes, temps);
     const out = backend.makeOutput(outShape, 'int32');
     const op = backend.reduceOps.get(name === 'ArgMax' ? 'Max' : 'Min') ?? 0;
-    backend.native.argReduce(op, deviceType(src.dtype), backend.ptr(src), backend.ptr(out), outer, inner);
+    backend.native.argReduce(op, backend.storage(src), backend.ptr(src), backend.ptr(out), outer, inner);
     disposeAll(backend, temps);
     return out;
-  });
+  }, BF16);
 }
 
 function softmaxKernel(name: 'Softmax' | 'LogSoftmax', axisAttr: string): tf.KernelConfig {
@@ -82,12 +85,13 @@ function softmaxKernel(name: 'Softmax' | 'LogSoftmax', axisAttr: string): tf.Ker
     if (dim !== rank - 1) throw new BackendError(`${name}: only the last axis is supported, got axis ${dim} of rank ${rank}`);
     const temps: tf.TensorInfo[] = [];
     const xf = asDtype(backend, x, 'float32', temps);
-    const out = backend.makeOutput(x.shape, 'float32');
+    const out = backend.makeOutput(x.shape, 'float32', backend.followStorage([xf]));
     const cols = rank === 0 ? 1 : x.shape[rank - 1];
-    backend.native.softmax(backend.ptr(xf), backend.ptr(out), cols === 0 ? 0 : sizeOf(x.shape) / cols, cols, name === 'LogSoftmax');
+    const rows = cols === 0 ? 0 : sizeOf(x.shape) / cols;
+    backend.native.softmax(backend.ptr(xf), backend.ptr(out), rows, cols, name === 'LogSoftmax', backend.storage(xf), backend.storage(out));
     disposeAll(backend, temps);
     return out;
-  });
+  }, BF16);
 }
 
 export const reduceKernels: tf.KernelConfig[] = [

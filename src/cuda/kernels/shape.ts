@@ -2,20 +2,30 @@ import * as tf from '@tensorflow/tfjs-core';
 import { shared } from '@tensorflow/tfjs-backend-cpu';
 import { BackendError } from '../../errors.js';
 import type { CudaBackend } from '../backend.js';
-import { asDtype, disposeAll } from './elementwise.js';
+import { DeviceType } from '../native.js';
+import { asDtype, asStorage, disposeAll } from './elementwise.js';
 import {
-  bitsOf,
   coalesce,
   cudaKernel,
+  type CudaKernelFunc,
   input,
   inputList,
   numAttr,
   numsAttr,
   pairsAttr,
   sizeOf,
+  storedBits,
   strAttr,
   stridesOf,
 } from './util.js';
+
+/** Shape kernels move elements whatever their storage, so they read bfloat16 buffers as they are. */
+const BF16 = { bf16: true };
+
+/** A kernel that only moves elements (its output is stored as its input). */
+function moveKernel(name: string, fn: CudaKernelFunc): tf.KernelConfig {
+  return cudaKernel(name, fn, BF16);
+}
 
 /** The same buffer under another shape (no copy). */
 export function reshapeOp(backend: CudaBackend, x: tf.TensorInfo, shape: number[]): tf.TensorInfo {
@@ -27,15 +37,15 @@ export function reshapeOp(backend: CudaBackend, x: tf.TensorInfo, shape: number[
 }
 
 /**
- * A contiguous copy of a strided view of x: element i of `shape` (row-major) is read from
- * x[offset + Σ coord_d · strides_d]. Transpose, slice, tile, broadcast and reverse are all this.
+ * A contiguous copy of a strided view of x, stored as x is: element i of `shape` (row-major) is
+ * read from x[offset + Σ coord_d · strides_d]. Transpose, slice, tile, broadcast and reverse are all this.
  */
 export function viewCopy(backend: CudaBackend, x: tf.TensorInfo, shape: number[], strides: number[], offset: number, outShape = shape): tf.TensorInfo {
-  const out = backend.makeOutput(outShape, x.dtype);
+  const out = backend.makeOutput(outShape, x.dtype, backend.storage(x));
   if (sizeOf(shape) === 0) return out;
   const v = coalesce(shape, [strides]);
   if (v.shape.length > 12) throw new BackendError(`strided copy of rank ${v.shape.length} (at most 12 after merging dimensions)`);
-  backend.native.copyStrided(backend.ptr(x), backend.ptr(out), v.shape, v.strides[0], offset);
+  backend.native.copyStrided(backend.ptr(x), backend.ptr(out), v.shape, v.strides[0], offset, backend.width(x));
   return out;
 }
 
@@ -50,11 +60,15 @@ export function sliceOp(backend: CudaBackend, x: tf.TensorInfo, begin: number[],
   return viewCopy(backend, x, size, xs, offset);
 }
 
-/** Concatenation along `axis` of tensors that agree on every other axis. */
+/**
+ * Concatenation along `axis` of tensors that agree on every other axis; stored as bfloat16 when
+ * every part is, else as float32.
+ */
 export function concatOp(backend: CudaBackend, xs: tf.TensorInfo[], axis: number): tf.TensorInfo {
   const dtype = xs.map((t) => t.dtype).reduce((a, b) => tf.upcastType(a, b));
   const outShape = tf.backend_util.computeOutShape(xs.map((t) => t.shape), axis);
-  const out = backend.makeOutput(outShape, dtype);
+  const storage = dtype === 'float32' && xs.every((t) => backend.storage(t) === DeviceType.BF16) ? DeviceType.BF16 : undefined;
+  const out = backend.makeOutput(outShape, dtype, storage);
   const rows = sizeOf(outShape.slice(0, axis));
   const outCols = sizeOf(outShape.slice(axis));
   let colOffset = 0;
@@ -62,8 +76,8 @@ export function concatOp(backend: CudaBackend, xs: tf.TensorInfo[], axis: number
   for (const t of xs) {
     const cols = sizeOf(t.shape.slice(axis));
     if (cols > 0 && rows > 0) {
-      const src = asDtype(backend, t, dtype, temps);
-      backend.native.copyBlock(backend.ptr(src), backend.ptr(out), rows, cols, cols, outCols, 0, colOffset);
+      const src = asStorage(backend, asDtype(backend, t, dtype, temps), backend.storage(out), temps);
+      backend.native.copyBlock(backend.ptr(src), backend.ptr(out), rows, cols, cols, outCols, 0, colOffset, backend.width(out));
     }
     colOffset += cols;
   }
@@ -78,21 +92,22 @@ function normAxis(axis: number, rank: number, kernel: string): number {
 }
 
 function padKernel(kernelName: string, mode: (attrs: tf.NamedAttrMap) => number): tf.KernelConfig {
-  return cudaKernel(kernelName, ({ inputs, backend, attrs }) => {
+  return moveKernel(kernelName, ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', kernelName);
     const paddings = pairsAttr(attrs, 'paddings', kernelName);
     if (paddings.length !== x.shape.length) throw new BackendError(`${kernelName}: ${paddings.length} paddings for a rank-${x.shape.length} tensor`);
     const m = mode(attrs);
     const outShape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
-    const out = backend.makeOutput(outShape, x.dtype);
+    const storage = backend.storage(x);
+    const out = backend.makeOutput(outShape, x.dtype, storage);
     if (sizeOf(outShape) === 0) return out;
     const value = m === 0 ? numAttr(attrs, 'constantValue', kernelName, 0) : 0;
     if (x.shape.length === 0) {
-      backend.native.copyBlock(backend.ptr(x), backend.ptr(out), 1, 1, 1, 1, 0, 0);
+      backend.native.copyBlock(backend.ptr(x), backend.ptr(out), 1, 1, 1, 1, 0, 0, backend.width(x));
       return out;
     }
     const before = paddings.map((p) => p[0]);
-    backend.native.pad(backend.ptr(x), backend.ptr(out), x.shape, outShape, before, m, bitsOf(value, x.dtype));
+    backend.native.pad(backend.ptr(x), backend.ptr(out), x.shape, outShape, before, m, storedBits(value, x.dtype, storage), backend.width(x));
     return out;
   });
 }
@@ -109,8 +124,8 @@ function splitAlong(backend: CudaBackend, x: tf.TensorInfo, axis: number, sizes:
 }
 
 export const shapeKernels: tf.KernelConfig[] = [
-  cudaKernel('Reshape', ({ inputs, backend, attrs }) => reshapeOp(backend, input(inputs, 'x', 'Reshape'), numsAttr(attrs, 'shape', 'Reshape'))),
-  cudaKernel('ExpandDims', ({ inputs, backend, attrs }) => {
+  moveKernel('Reshape', ({ inputs, backend, attrs }) => reshapeOp(backend, input(inputs, 'x', 'Reshape'), numsAttr(attrs, 'shape', 'Reshape'))),
+  moveKernel('ExpandDims', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'input', 'ExpandDims');
     const rank = x.shape.length;
     let dim = numAttr(attrs, 'dim', 'ExpandDims');
@@ -119,19 +134,19 @@ export const shapeKernels: tf.KernelConfig[] = [
     shape.splice(dim, 0, 1);
     return reshapeOp(backend, x, shape);
   }),
-  cudaKernel('Identity', ({ inputs, backend }) => {
+  moveKernel('Identity', ({ inputs, backend }) => {
     const x = input(inputs, 'x', 'Identity');
     backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   }),
-  cudaKernel('Transpose', ({ inputs, backend, attrs }) => transposeOp(backend, input(inputs, 'x', 'Transpose'), numsAttr(attrs, 'perm', 'Transpose'))),
-  cudaKernel('Slice', ({ inputs, backend, attrs }) => {
+  moveKernel('Transpose', ({ inputs, backend, attrs }) => transposeOp(backend, input(inputs, 'x', 'Transpose'), numsAttr(attrs, 'perm', 'Transpose'))),
+  moveKernel('Slice', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'Slice');
     const [begin, size] = tf.slice_util.parseSliceParams(x, numsAttr(attrs, 'begin', 'Slice'), numsAttr(attrs, 'size', 'Slice'));
     tf.slice_util.assertParamsValid(x, begin, size);
     return sliceOp(backend, x, begin, size);
   }),
-  cudaKernel('StridedSlice', ({ inputs, backend, attrs }) => {
+  moveKernel('StridedSlice', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'StridedSlice');
     const info = tf.slice_util.sliceInfo(
       x.shape,
@@ -150,14 +165,14 @@ export const shapeKernels: tf.KernelConfig[] = [
     const offset = info.begin.reduce((acc, b, i) => acc + b * xs[i], 0);
     return viewCopy(backend, x, shape, info.strides.map((s, i) => s * xs[i]), offset, info.finalShape);
   }),
-  cudaKernel('Concat', ({ inputs, backend, attrs }) => {
+  moveKernel('Concat', ({ inputs, backend, attrs }) => {
     const xs = inputList(inputs);
     if (xs.length === 0) throw new BackendError('Concat: no inputs');
     const axis = normAxis(numAttr(attrs, 'axis', 'Concat'), xs[0].shape.length, 'Concat');
     tf.backend_util.assertParamsConsistent(xs.map((t) => t.shape), axis);
     return concatOp(backend, xs, axis);
   }),
-  cudaKernel('Pack', ({ inputs, backend, attrs }) => {
+  moveKernel('Pack', ({ inputs, backend, attrs }) => {
     const xs = inputList(inputs);
     if (xs.length === 0) throw new BackendError('Pack: no inputs');
     const axis = normAxis(numAttr(attrs, 'axis', 'Pack', 0), xs[0].shape.length + 1, 'Pack');
@@ -170,7 +185,7 @@ export const shapeKernels: tf.KernelConfig[] = [
     disposeAll(backend, expanded);
     return out;
   }),
-  cudaKernel('Unpack', ({ inputs, backend, attrs }) => {
+  moveKernel('Unpack', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'value', 'Unpack');
     const axis = normAxis(numAttr(attrs, 'axis', 'Unpack', 0), x.shape.length, 'Unpack');
     const outShape = x.shape.filter((_, i) => i !== axis);
@@ -180,7 +195,7 @@ export const shapeKernels: tf.KernelConfig[] = [
       return r;
     });
   }),
-  cudaKernel('SplitV', ({ inputs, backend, attrs }) => {
+  moveKernel('SplitV', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'SplitV');
     const axis = normAxis(numAttr(attrs, 'axis', 'SplitV', 0), x.shape.length, 'SplitV');
     const split = attrs.numOrSizeSplits;
@@ -189,7 +204,7 @@ export const shapeKernels: tf.KernelConfig[] = [
   }),
   padKernel('PadV2', () => 0),
   padKernel('MirrorPad', (attrs) => (strAttr(attrs, 'mode', 'reflect') === 'symmetric' ? 2 : 1)),
-  cudaKernel('Tile', ({ inputs, backend, attrs }) => {
+  moveKernel('Tile', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'Tile');
     const reps = numsAttr(attrs, 'reps', 'Tile');
     if (reps.length !== x.shape.length) throw new BackendError(`Tile: ${reps.length} reps for a rank-${x.shape.length} tensor`);
@@ -198,32 +213,42 @@ export const shapeKernels: tf.KernelConfig[] = [
     const strides = xs.flatMap((s) => [0, s]);
     return viewCopy(backend, x, shape, strides, 0, x.shape.map((d, i) => d * reps[i]));
   }),
-  cudaKernel('BroadcastTo', ({ inputs, backend, attrs }) => {
+  moveKernel('BroadcastTo', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'BroadcastTo');
     const shape = numsAttr(attrs, 'shape', 'BroadcastTo');
     const xs = stridesOf(x.shape);
     const off = shape.length - x.shape.length;
     return viewCopy(backend, x, shape, shape.map((_, i) => (i < off || x.shape[i - off] === 1 ? 0 : xs[i - off])), 0);
   }),
-  cudaKernel('Reverse', ({ inputs, backend, attrs }) => {
+  moveKernel('Reverse', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'Reverse');
     const dims = new Set(numsAttr(attrs, 'dims', 'Reverse').map((d) => normAxis(d, x.shape.length, 'Reverse')));
     const xs = stridesOf(x.shape);
     const offset = x.shape.reduce((acc, d, i) => acc + (dims.has(i) ? (d - 1) * xs[i] : 0), 0);
     return viewCopy(backend, x, x.shape, xs.map((s, i) => (dims.has(i) ? -s : s)), offset);
   }),
-  cudaKernel('GatherV2', ({ inputs, backend, attrs }) => {
+  moveKernel('GatherV2', ({ inputs, backend, attrs }) => {
     const x = input(inputs, 'x', 'GatherV2');
     const indices = input(inputs, 'indices', 'GatherV2');
     const axis = normAxis(numAttr(attrs, 'axis', 'GatherV2', 0), x.shape.length, 'GatherV2');
     let batchDims = numAttr(attrs, 'batchDims', 'GatherV2', 0);
     if (batchDims < 0) batchDims += indices.shape.length;
     const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x, indices, axis, batchDims);
-    const out = backend.makeOutput(info.outputShape, x.dtype);
+    const out = backend.makeOutput(info.outputShape, x.dtype, backend.storage(x));
     const temps: tf.TensorInfo[] = [];
     const idx = asDtype(backend, indices, 'int32', temps);
     const numIdx = info.batchSize > 0 ? sizeOf(indices.shape) / info.batchSize : 0;
-    backend.native.gather(backend.ptr(x), backend.ptr(idx), backend.ptr(out), info.batchSize, info.outerSize, numIdx, info.dimSize, info.sliceSize);
+    backend.native.gather(
+      backend.ptr(x),
+      backend.ptr(idx),
+      backend.ptr(out),
+      info.batchSize,
+      info.outerSize,
+      numIdx,
+      info.dimSize,
+      info.sliceSize,
+      backend.width(x),
+    );
     disposeAll(backend, temps);
     return out;
   }),

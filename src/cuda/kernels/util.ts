@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
 import { CudaBackend } from '../backend.js';
+import { DeviceType } from '../native.js';
 
 export interface KernelArgs {
   inputs: tf.NamedTensorInfoMap;
@@ -10,14 +11,39 @@ export interface KernelArgs {
 
 export type CudaKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
 
+export interface CudaKernelOptions {
+  /**
+   * The kernel reads inputs stored as bfloat16 itself. Without it, such inputs are converted to
+   * float32 copies before the kernel runs (and freed after), so a kernel written for float32
+   * storage is always right.
+   */
+  bf16?: boolean;
+}
+
 /** A kernel registration for backend 'cuda'. */
-export function cudaKernel(kernelName: string, fn: CudaKernelFunc): tf.KernelConfig {
+export function cudaKernel(kernelName: string, fn: CudaKernelFunc, options: CudaKernelOptions = {}): tf.KernelConfig {
   return {
     kernelName,
     backendName: 'cuda',
     kernelFunc: ({ inputs, backend, attrs }) => {
       if (!(backend instanceof CudaBackend)) throw new BackendError(`kernel ${kernelName} for 'cuda' ran on another backend`);
-      return fn({ inputs, backend, attrs: attrs ?? {} });
+      if (options.bf16) return fn({ inputs, backend, attrs: attrs ?? {} });
+      const temps: tf.TensorInfo[] = [];
+      const converted: tf.NamedTensorInfoMap = {};
+      for (const [name, t] of Object.entries(inputs)) {
+        if (t && t.dtype === 'float32' && backend.storage(t) === DeviceType.BF16) {
+          const c = backend.convert(t, DeviceType.F32);
+          temps.push(c);
+          converted[name] = c;
+        } else if (t) {
+          converted[name] = t;
+        }
+      }
+      try {
+        return fn({ inputs: converted, backend, attrs: attrs ?? {} });
+      } finally {
+        for (const t of temps) backend.disposeIntermediate(t);
+      }
     },
   };
 }
@@ -136,6 +162,18 @@ export function bitsOf(value: number, dtype: tf.DataType): number {
   if (dtype === 'float32') return new Uint32Array(new Float32Array([value]).buffer)[0];
   if (dtype === 'bool') return value ? 1 : 0;
   return (value | 0) >>> 0;
+}
+
+/** float32 → bfloat16 bits, rounding to nearest even (NaN stays a quiet NaN). */
+export function bf16Bits(value: number): number {
+  const f = new Uint32Array(new Float32Array([value]).buffer)[0];
+  if ((f & 0x7f800000) === 0x7f800000 && (f & 0x007fffff) !== 0) return ((f >>> 16) | 0x0040) & 0xffff;
+  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** The bit pattern of `value` in a buffer of storage type `storage` (the low 16 bits for bfloat16). */
+export function storedBits(value: number, dtype: tf.DataType, storage: DeviceType): number {
+  return storage === DeviceType.BF16 ? bf16Bits(value) : bitsOf(value, dtype);
 }
 
 /** A numeric dtype attribute (float32, int32 or bool), undefined when absent or another dtype. */

@@ -11,7 +11,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "attention-bf16.h"
 #include "common.cuh"
+#include "cudnn-conv.h"
+#include "cudnn-loader.h"
+#include "gemm-lt.h"
 #include "ops.h"
 
 namespace wan {
@@ -285,7 +289,7 @@ napi_value timerStop(Args& a) {
 }
 
 napi_value fillFn(Args& a) {
-  fill(a.ptr(0), a.i64(1), uint32_t(a.num(2)));
+  fill(a.ptr(0), a.i64(1), uint32_t(a.num(2)), a.i32(3));
   return undefined(a.env);
 }
 
@@ -299,17 +303,18 @@ napi_value unaryFn(Args& a) {
   return undefined(a.env);
 }
 
+// binary(op, typeA, typeB, typeOut, a, b, y, shape, stridesA, stridesB)
 napi_value binaryFn(Args& a) {
-  auto shape = a.list(6);
-  View v = viewOf(shape, {a.list(7), a.list(8)});
-  binary(a.i32(0), DType(a.i32(1)), DType(a.i32(2)), a.ptr(3), a.ptr(4), a.ptr(5), v, product(shape));
+  auto shape = a.list(7);
+  View v = viewOf(shape, {a.list(8), a.list(9)});
+  binary(a.i32(0), DType(a.i32(1)), DType(a.i32(2)), DType(a.i32(3)), a.ptr(4), a.ptr(5), a.ptr(6), v, product(shape));
   return undefined(a.env);
 }
 
 napi_value selectFn(Args& a) {
   auto shape = a.list(4);
   View v = viewOf(shape, {a.list(5), a.list(6), a.list(7)});
-  select(static_cast<const int32_t*>(a.ptr(0)), a.ptr(1), a.ptr(2), a.ptr(3), v, product(shape));
+  select(static_cast<const int32_t*>(a.ptr(0)), a.ptr(1), a.ptr(2), a.ptr(3), v, product(shape), a.i32(8));
   return undefined(a.env);
 }
 
@@ -324,7 +329,7 @@ napi_value argReduceFn(Args& a) {
 }
 
 napi_value softmaxFn(Args& a) {
-  softmax(a.fptr(0), a.fptr(1), a.i64(2), a.i64(3), a.flag(4));
+  softmax(a.ptr(0), a.ptr(1), a.i64(2), a.i64(3), a.flag(4), DType(a.i32(5)), DType(a.i32(6)));
   return undefined(a.env);
 }
 
@@ -336,12 +341,12 @@ napi_value cumsumFn(Args& a) {
 napi_value copyStridedFn(Args& a) {
   auto shape = a.list(2);
   View v = viewOf(shape, {a.list(3)});
-  copyStrided(a.ptr(0), a.ptr(1), v, product(shape), a.i64(4));
+  copyStrided(a.ptr(0), a.ptr(1), v, product(shape), a.i64(4), a.i32(5));
   return undefined(a.env);
 }
 
 napi_value copyBlockFn(Args& a) {
-  copyBlock(a.ptr(0), a.ptr(1), a.i64(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7));
+  copyBlock(a.ptr(0), a.ptr(1), a.i64(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.i32(8));
   return undefined(a.env);
 }
 
@@ -356,17 +361,18 @@ napi_value padFn(Args& a) {
     p.out[d] = out[d];
     p.before[d] = before[d];
   }
-  pad(a.ptr(0), a.ptr(1), p, uint32_t(a.num(6)), product(out));
+  pad(a.ptr(0), a.ptr(1), p, uint32_t(a.num(6)), product(out), a.i32(7));
   return undefined(a.env);
 }
 
 napi_value gatherFn(Args& a) {
-  gather(a.ptr(0), static_cast<const int32_t*>(a.ptr(1)), a.ptr(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7));
+  gather(a.ptr(0), static_cast<const int32_t*>(a.ptr(1)), a.ptr(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.i32(8));
   return undefined(a.env);
 }
 
 napi_value resizeNearestFn(Args& a) {
-  resizeNearest(a.ptr(0), a.ptr(1), a.i64(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.num(8), a.num(9), a.flag(10), a.flag(11));
+  resizeNearest(a.ptr(0), a.ptr(1), a.i64(2), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), a.num(8), a.num(9), a.flag(10), a.flag(11),
+                a.i32(12));
   return undefined(a.env);
 }
 
@@ -376,17 +382,30 @@ napi_value resizeBilinearFn(Args& a) {
 }
 
 napi_value rmsNormFn(Args& a) {
-  rmsNorm(a.fptr(0), a.fptr(1), a.fptr(2), a.i64(3), a.i64(4), float(a.num(5)));
+  rmsNorm(a.ptr(0), a.fptr(1), a.ptr(2), a.i64(3), a.i64(4), float(a.num(5)), DType(a.i32(6)), DType(a.i32(7)));
   return undefined(a.env);
 }
 
 napi_value layerNormFn(Args& a) {
-  layerNorm(a.fptr(0), a.fptr(1), a.fptr(2), a.fptr(3), a.i64(4), a.i64(5), float(a.num(6)));
+  layerNorm(a.ptr(0), a.fptr(1), a.fptr(2), a.ptr(3), a.i64(4), a.i64(5), float(a.num(6)), DType(a.i32(7)), DType(a.i32(8)));
+  return undefined(a.env);
+}
+
+// layerNormModulate(x, scale, shift, y, rows, cols, eps, rowsPerMod, modCount, typeIn, typeOut)
+napi_value layerNormModulateFn(Args& a) {
+  layerNormModulate(a.ptr(0), a.fptr(1), a.fptr(2), a.ptr(3), a.i64(4), a.i64(5), float(a.num(6)), a.i64(7), a.i64(8), DType(a.i32(9)),
+                    DType(a.i32(10)));
+  return undefined(a.env);
+}
+
+// rope(x, cos, sin, y, rows, L, H, D, typeIn, typeOut)
+napi_value ropeFn(Args& a) {
+  rope(a.ptr(0), a.fptr(1), a.fptr(2), a.ptr(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), DType(a.i32(8)), DType(a.i32(9)));
   return undefined(a.env);
 }
 
 napi_value geluTanhFn(Args& a) {
-  geluTanh(a.fptr(0), a.fptr(1), a.i64(2));
+  geluTanh(a.ptr(0), a.ptr(1), a.i64(2), DType(a.i32(3)), DType(a.i32(4)));
   return undefined(a.env);
 }
 
@@ -395,18 +414,47 @@ napi_value attentionFn(Args& a) {
   return undefined(a.env);
 }
 
-// matmul(a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, offsetA, offsetB, offsetC)
+// attentionBf16(q, k, v, out, B, Lq, Lk, H, D, Dv, scale, typeOut, mode) → the path that ran (0: none could)
+napi_value attentionBf16Fn(Args& a) {
+  int path = attentionBf16(a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), a.i32(4), a.i32(5), a.i32(6), a.i32(7), a.i32(8), a.i32(9),
+                           float(a.num(10)), DType(a.i32(11)), AttentionMode(a.i32(12)));
+  return number(a.env, path);
+}
+
+napi_value attentionNoteFn(Args& a) {
+  napi_value s;
+  const std::string& note = attentionNote();
+  napi_create_string_utf8(a.env, note.c_str(), note.size(), &s);
+  return s;
+}
+
+// matmul(a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, offsetA, offsetB, offsetC,
+//        typeAB, typeC, bias, typeBias, epilogue); offsets count elements of each buffer's type.
 napi_value matmulFn(Args& a) {
-  gemm(a.fptr(0) + a.i64(12), a.fptr(1) + a.i64(13), a.fptr(2) + a.i64(14), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.flag(7), a.flag(8),
-       a.i64(9), a.i64(10), a.i64(11));
+  DType ab = DType(a.i32(15)), c = DType(a.i32(16));
+  int epilogue = a.i32(19);
+  if (ab == F32) {
+    if (c != F32 || epilogue != 0) throw CudaFailure("matmul: float32 operands take a float32 result and no epilogue");
+    gemm(a.fptr(0) + a.i64(12), a.fptr(1) + a.i64(13), a.fptr(2) + a.i64(14), a.i64(3), a.i64(4), a.i64(5), a.i64(6), a.flag(7), a.flag(8),
+         a.i64(9), a.i64(10), a.i64(11));
+  } else if (ab == BF16) {
+    auto at = [](void* p, int64_t offset, DType t) { return static_cast<void*>(static_cast<char*>(p) + offset * elemBytes(t)); };
+    gemmLt(at(a.ptr(0), a.i64(12), BF16), at(a.ptr(1), a.i64(13), BF16), at(a.ptr(2), a.i64(14), c), a.i64(3), a.i64(4), a.i64(5), a.i64(6),
+           a.flag(7), a.flag(8), a.i64(9), a.i64(10), a.i64(11), c, a.ptr(17), DType(a.i32(18)), Epilogue(epilogue));
+  } else {
+    throw CudaFailure("matmul: operands must be float32 or bfloat16");
+  }
   return undefined(a.env);
 }
 
-// conv(x, w, y, [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]); filter [kd,kh,kw,c,o].
-napi_value convFn(Args& a) {
-  auto p = a.list(3);
+Conv convOf(const std::vector<int64_t>& p) {
   if (p.size() != 21) throw CudaFailure("conv: expected 21 geometry numbers");
-  Conv c{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18], p[19], p[20]};
+  return Conv{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18], p[19], p[20]};
+}
+
+// conv(x, w, y, [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]); float32, filter [kd,kh,kw,c,o].
+napi_value convFn(Args& a) {
+  Conv c = convOf(a.list(3));
   const float* x = a.fptr(0);
   const float* w = a.fptr(1);
   float* y = a.fptr(2);
@@ -435,6 +483,45 @@ napi_value convFn(Args& a) {
   }
   deviceFree(col);
   return undefined(a.env);
+}
+
+// convCudnn(x, w, y, geometry, type) with filter [o,kd,kh,kw,c] → "" when it ran, else why cuDNN did not take it.
+napi_value convCudnnFn(Args& a) {
+  std::string why;
+  bool ran = cudnnConv(a.ptr(0), a.ptr(1), a.ptr(2), convOf(a.list(3)), DType(a.i32(4)), &why);
+  napi_value s;
+  if (ran) why.clear();
+  napi_create_string_utf8(a.env, why.c_str(), why.size(), &s);
+  return s;
+}
+
+// cudnnLoad(candidates) → { available, version, library, error }
+napi_value cudnnLoadFn(Args& a) {
+  uint32_t len;
+  if (napi_get_array_length(a.env, a.at(0), &len) != napi_ok) throw CudaFailure("cudnnLoad: argument 0 must be an array of strings");
+  std::vector<std::string> candidates;
+  for (uint32_t j = 0; j < len; j++) {
+    napi_value e;
+    napi_get_element(a.env, a.at(0), j, &e);
+    size_t n = 0;
+    if (napi_get_value_string_utf8(a.env, e, nullptr, 0, &n) != napi_ok) throw CudaFailure("cudnnLoad: candidates must be strings");
+    std::string str(n, '\0');
+    napi_get_value_string_utf8(a.env, e, str.data(), n + 1, &n);
+    candidates.push_back(str);
+  }
+  const CudnnInfo& info = cudnnLoad(candidates);
+  napi_value o;
+  napi_create_object(a.env, &o);
+  napi_value available;
+  napi_get_boolean(a.env, info.available, &available);
+  napi_set_named_property(a.env, o, "available", available);
+  setNumber(a.env, o, "version", info.version);
+  napi_value library, error;
+  napi_create_string_utf8(a.env, info.library.c_str(), info.library.size(), &library);
+  napi_create_string_utf8(a.env, info.error.c_str(), info.error.size(), &error);
+  napi_set_named_property(a.env, o, "library", library);
+  napi_set_named_property(a.env, o, "error", error);
+  return o;
 }
 
 #define WAN_NAME_ITEM(name) #name,
@@ -489,10 +576,16 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("resizeBilinear", resizeBilinearFn),
       WAN_METHOD("rmsNorm", rmsNormFn),
       WAN_METHOD("layerNorm", layerNormFn),
+      WAN_METHOD("layerNormModulate", layerNormModulateFn),
+      WAN_METHOD("rope", ropeFn),
       WAN_METHOD("geluTanh", geluTanhFn),
       WAN_METHOD("attention", attentionFn),
+      WAN_METHOD("attentionBf16", attentionBf16Fn),
+      WAN_METHOD("attentionNote", attentionNoteFn),
       WAN_METHOD("matmul", matmulFn),
       WAN_METHOD("conv", convFn),
+      WAN_METHOD("convCudnn", convCudnnFn),
+      WAN_METHOD("cudnnLoad", cudnnLoadFn),
   };
   napi_define_properties(env, exports, sizeof(methods) / sizeof(methods[0]), methods);
   napi_set_named_property(env, exports, "unaryOps", wan::nameList(env, wan::kUnaryNames, sizeof(wan::kUnaryNames) / sizeof(char*)));

@@ -9,8 +9,15 @@
 
 namespace wan {
 
-/** Device data types as stored: float32, and int32 (which also holds bool as 0/1). */
-enum DType : int { F32 = 0, I32 = 1 };
+/**
+ * Device element types as stored: float32, int32 (which also holds bool as 0/1), bfloat16 (a
+ * float32 tensor the precision policy stores in 2 bytes), and float16 (upload source only).
+ * Code 2 is bool, a cast target only.
+ */
+enum DType : int { F32 = 0, I32 = 1, BF16 = 3, F16 = 4 };
+
+/** Bytes per element of a stored type. */
+inline int elemBytes(DType t) { return t == BF16 || t == F16 ? 2 : 4; }
 
 /** Highest rank a strided view may have after dimension coalescing (tile doubles the rank). */
 constexpr int MAX_RANK = 12;
@@ -60,18 +67,23 @@ __device__ __forceinline__ void viewOffsets(const View& v, int64_t i, int64_t* o
 }
 
 // Launchers, one per kernel family (defined in the .cu files).
-void fill(void* dst, int64_t n, uint32_t bits);
-/** `to` 2 converts to bool (x != 0, stored as int32). */
+/** Fills n elements of `width` bytes with the bit pattern `bits`. */
+void fill(void* dst, int64_t n, uint32_t bits, int width);
+/** `to` 2 converts to bool (x != 0, stored as int32); F16 is a source only. */
 void cast(const void* src, void* dst, int64_t n, DType from, int to);
+/** Float ops take F32 or BF16 in and out (I32 out for bool results); int ops I32 → I32. */
 void unary(int op, DType in, DType out, const void* x, void* y, int64_t n, float a, float b);
-void binary(int op, DType in, DType out, const void* a, const void* b, void* y, const View& v, int64_t n);
-void select(const int32_t* cond, const void* a, const void* b, void* y, const View& v, int64_t n);
+/** Each float operand F32 or BF16; int32 operands both I32 with an I32 result. */
+void binary(int op, DType inA, DType inB, DType out, const void* a, const void* b, void* y, const View& v, int64_t n);
+void select(const int32_t* cond, const void* a, const void* b, void* y, const View& v, int64_t n, int width);
 void reduce(int op, DType in, DType out, const void* x, void* y, int64_t outer, int64_t inner);
 void argReduce(int op, DType in, const void* x, int32_t* y, int64_t outer, int64_t inner);
-void softmax(const float* x, float* y, int64_t rows, int64_t cols, bool log);
+void softmax(const void* x, void* y, int64_t rows, int64_t cols, bool log, DType in, DType out);
 void cumsum(DType t, const void* x, void* y, int64_t outer, int64_t len, int64_t inner, bool exclusive, bool reverse);
-void copyStrided(const void* src, void* dst, const View& v, int64_t n, int64_t srcOffset);
-void copyBlock(const void* src, void* dst, int64_t rows, int64_t cols, int64_t srcStride, int64_t dstStride, int64_t srcOffset, int64_t dstOffset);
+// Moves of `width`-byte elements (2: bfloat16, 4: float32 / int32).
+void copyStrided(const void* src, void* dst, const View& v, int64_t n, int64_t srcOffset, int width);
+void copyBlock(const void* src, void* dst, int64_t rows, int64_t cols, int64_t srcStride, int64_t dstStride, int64_t srcOffset, int64_t dstOffset,
+               int width);
 /** Padding of a rank-`rank` tensor: mode 0 constant, 1 reflect, 2 symmetric. */
 struct PadDesc {
   int rank;
@@ -80,13 +92,22 @@ struct PadDesc {
   int64_t in[MAX_RANK];
   int64_t before[MAX_RANK];
 };
-void pad(const void* src, void* dst, const PadDesc& p, uint32_t value, int64_t n);
-void gather(const void* src, const int32_t* idx, void* dst, int64_t batch, int64_t outer, int64_t numIdx, int64_t axisSize, int64_t inner);
-void resizeNearest(const void* src, void* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH, int64_t outW, double scaleH, double scaleW, bool alignCorners, bool halfPixel);
+/** value: the fill's bit pattern in the element width (the low 16 bits for bfloat16). */
+void pad(const void* src, void* dst, const PadDesc& p, uint32_t value, int64_t n, int width);
+void gather(const void* src, const int32_t* idx, void* dst, int64_t batch, int64_t outer, int64_t numIdx, int64_t axisSize, int64_t inner,
+            int width);
+void resizeNearest(const void* src, void* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH, int64_t outW, double scaleH,
+                   double scaleW, bool alignCorners, bool halfPixel, int width);
 void resizeBilinear(const float* src, float* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH, int64_t outW, double scaleH, double scaleW, bool halfPixel);
-void rmsNorm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, float eps);
-void layerNorm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t cols, float eps);
-void geluTanh(const float* x, float* y, int64_t n);
+// Norms of float32 / bfloat16 rows with float32 weights (w, b may be null for layerNorm).
+void rmsNorm(const void* x, const float* w, void* y, int64_t rows, int64_t cols, float eps, DType in, DType out);
+void layerNorm(const void* x, const float* w, const float* b, void* y, int64_t rows, int64_t cols, float eps, DType in, DType out);
+/** scale, shift: float32 [modCount, cols]; row r takes modulation row ⌊r / rowsPerMod⌋ mod modCount. */
+void layerNormModulate(const void* x, const float* scale, const float* shift, void* y, int64_t rows, int64_t cols, float eps, int64_t rowsPerMod,
+                       int64_t modCount, DType in, DType out);
+/** x, y: [rows, H, D] with rows = B·L (position = row mod L); cos, sin: float32 [L, D]. */
+void rope(const void* x, const float* cos, const float* sin, void* y, int64_t rows, int64_t L, int64_t H, int64_t D, DType in, DType out);
+void geluTanh(const void* x, void* y, int64_t n, DType in, DType out);
 void attention(const float* q, const float* k, const float* v, float* o, int B, int Lq, int Lk, int H, int D, int Dv, float scale);
 
 struct Conv {

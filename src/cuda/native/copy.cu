@@ -1,7 +1,8 @@
-// Data movement on 4-byte elements (float32 and int32 alike): strided gathers (transpose, slice,
-// strided slice, tile, broadcast, reverse), block copies (concat), padding, gather along an axis,
-// nearest / bilinear resize and the im2col expansion behind conv2d / conv3d.
-#include "common.cuh"
+// Data movement on 2- or 4-byte elements (bfloat16, float32 and int32 alike; the element type E is
+// an unsigned integer of that width): strided gathers (transpose, slice, strided slice, tile,
+// broadcast, reverse), block copies (concat), padding, gather along an axis, nearest resize; and
+// float32 bilinear resize and the im2col expansion behind conv2d / conv3d.
+#include "storage.cuh"
 
 namespace wan {
 
@@ -9,7 +10,8 @@ namespace {
 
 constexpr int THREADS = 256;
 
-__global__ void copyStridedKernel(const uint32_t* src, uint32_t* dst, View v, int64_t n, int64_t srcOffset) {
+template <typename E>
+__global__ void copyStridedKernel(const E* src, E* dst, View v, int64_t n, int64_t srcOffset) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[1];
     viewOffsets<1>(v, i, off);
@@ -17,7 +19,8 @@ __global__ void copyStridedKernel(const uint32_t* src, uint32_t* dst, View v, in
   }
 }
 
-__global__ void copyBlockKernel(const uint32_t* src, uint32_t* dst, int64_t rows, int64_t cols, int64_t srcStride, int64_t dstStride,
+template <typename E>
+__global__ void copyBlockKernel(const E* src, E* dst, int64_t rows, int64_t cols, int64_t srcStride, int64_t dstStride,
                                 int64_t srcOffset, int64_t dstOffset) {
   int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -26,7 +29,8 @@ __global__ void copyBlockKernel(const uint32_t* src, uint32_t* dst, int64_t rows
   }
 }
 
-__global__ void padKernel(const uint32_t* src, uint32_t* dst, PadDesc p, uint32_t value, int64_t n) {
+template <typename E>
+__global__ void padKernel(const E* src, E* dst, PadDesc p, E value, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t rest = i, off = 0, stride = 1;
     bool inside = true;
@@ -49,7 +53,8 @@ __global__ void padKernel(const uint32_t* src, uint32_t* dst, PadDesc p, uint32_
   }
 }
 
-__global__ void gatherKernel(const uint32_t* src, const int32_t* idx, uint32_t* dst, int64_t batch, int64_t outer, int64_t numIdx,
+template <typename E>
+__global__ void gatherKernel(const E* src, const int32_t* idx, E* dst, int64_t batch, int64_t outer, int64_t numIdx,
                              int64_t axisSize, int64_t inner) {
   int64_t n = batch * outer * numIdx * inner;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -60,11 +65,12 @@ __global__ void gatherKernel(const uint32_t* src, const int32_t* idx, uint32_t* 
     int64_t o = t % outer;
     int64_t b = t / outer;
     int64_t at = idx[b * numIdx + k];
-    dst[i] = (at >= 0 && at < axisSize) ? src[((b * outer + o) * axisSize + at) * inner + j] : 0u;
+    dst[i] = (at >= 0 && at < axisSize) ? src[((b * outer + o) * axisSize + at) * inner + j] : E(0);
   }
 }
 
-__global__ void resizeNearestKernel(const uint32_t* src, uint32_t* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH,
+template <typename E>
+__global__ void resizeNearestKernel(const E* src, E* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH,
                                     int64_t outW, double scaleH, double scaleW, bool alignCorners, bool halfPixel) {
   int64_t n = batch * outH * outW * ch;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -142,47 +148,62 @@ __global__ void im2colKernel(const float* x, float* col, Conv c, int64_t p0, int
 
 }  // namespace
 
-void copyStrided(const void* src, void* dst, const View& v, int64_t n, int64_t srcOffset) {
+void copyStrided(const void* src, void* dst, const View& v, int64_t n, int64_t srcOffset, int width) {
   if (n == 0) return;
-  copyStridedKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), v, n,
-                                                                  srcOffset);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    copyStridedKernel<E><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const E*>(src), static_cast<E*>(dst), v, n, srcOffset);
+  });
   checkLaunch("copyStrided");
 }
 
 void copyBlock(const void* src, void* dst, int64_t rows, int64_t cols, int64_t srcStride, int64_t dstStride, int64_t srcOffset,
-               int64_t dstOffset) {
+               int64_t dstOffset, int width) {
   if (rows * cols == 0) return;
-  if (srcStride == cols && dstStride == cols) {
-    check(cudaMemcpyAsync(static_cast<uint32_t*>(dst) + dstOffset, static_cast<const uint32_t*>(src) + srcOffset, size_t(rows * cols) * 4,
-                          cudaMemcpyDeviceToDevice, stream()),
-          "copyBlock");
-    return;
-  }
-  copyBlockKernel<<<gridFor(rows * cols, THREADS), THREADS, 0, stream()>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst),
-                                                                          rows, cols, srcStride, dstStride, srcOffset, dstOffset);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    if (srcStride == cols && dstStride == cols) {
+      check(cudaMemcpyAsync(static_cast<E*>(dst) + dstOffset, static_cast<const E*>(src) + srcOffset, size_t(rows * cols) * sizeof(E),
+                            cudaMemcpyDeviceToDevice, stream()),
+            "copyBlock");
+      return;
+    }
+    copyBlockKernel<E><<<gridFor(rows * cols, THREADS), THREADS, 0, stream()>>>(static_cast<const E*>(src), static_cast<E*>(dst), rows, cols,
+                                                                              srcStride, dstStride, srcOffset, dstOffset);
+  });
   checkLaunch("copyBlock");
 }
 
-void pad(const void* src, void* dst, const PadDesc& p, uint32_t value, int64_t n) {
+void pad(const void* src, void* dst, const PadDesc& p, uint32_t value, int64_t n, int width) {
   if (n == 0) return;
-  padKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), p, value, n);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    padKernel<E><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const E*>(src), static_cast<E*>(dst), p, E(value), n);
+  });
   checkLaunch("pad");
 }
 
-void gather(const void* src, const int32_t* idx, void* dst, int64_t batch, int64_t outer, int64_t numIdx, int64_t axisSize, int64_t inner) {
+void gather(const void* src, const int32_t* idx, void* dst, int64_t batch, int64_t outer, int64_t numIdx, int64_t axisSize, int64_t inner,
+            int width) {
   int64_t n = batch * outer * numIdx * inner;
   if (n == 0) return;
-  gatherKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const uint32_t*>(src), idx, static_cast<uint32_t*>(dst), batch,
-                                                             outer, numIdx, axisSize, inner);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    gatherKernel<E><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const E*>(src), idx, static_cast<E*>(dst), batch, outer, numIdx,
+                                                                  axisSize, inner);
+  });
   checkLaunch("gather");
 }
 
 void resizeNearest(const void* src, void* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH, int64_t outW,
-                   double scaleH, double scaleW, bool alignCorners, bool halfPixel) {
+                   double scaleH, double scaleW, bool alignCorners, bool halfPixel, int width) {
   int64_t n = batch * outH * outW * ch;
   if (n == 0) return;
-  resizeNearestKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), batch,
-                                                                    inH, inW, ch, outH, outW, scaleH, scaleW, alignCorners, halfPixel);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    resizeNearestKernel<E><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const E*>(src), static_cast<E*>(dst), batch, inH, inW, ch,
+                                                                         outH, outW, scaleH, scaleW, alignCorners, halfPixel);
+  });
   checkLaunch("resizeNearest");
 }
 

@@ -1,8 +1,9 @@
 // Elementwise kernels: fill, cast, unary and binary maps (binary and select over broadcast views),
 // and the fused tanh-GELU. Semantics follow the tfjs cpu backend (NaN propagation in max/min,
-// floor division and modulo with the divisor's sign, round half to even).
-#include "common.cuh"
+// floor division and modulo with the divisor's sign, round half to even). Float operands may be
+// stored as float32 or bfloat16 (each operand its own type): values are computed in float32.
 #include "ops.h"
+#include "storage.cuh"
 
 namespace wan {
 
@@ -10,7 +11,8 @@ namespace {
 
 constexpr int THREADS = 256;
 
-__global__ void fillKernel(uint32_t* dst, int64_t n, uint32_t bits) {
+template <typename E>
+__global__ void fillKernel(E* dst, int64_t n, E bits) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) dst[i] = bits;
 }
 
@@ -23,16 +25,18 @@ __device__ __forceinline__ int32_t toInt32(float x) {
   return int32_t(uint32_t(m));
 }
 
+/** Element-for-element conversion: floats round to the target (bf16: nearest even), float → int32 as JavaScript's ToInt32. */
 template <typename TI, typename TO>
 __global__ void castKernel(const TI* x, TO* y, int64_t n, bool toBool) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    TI v = x[i];
-    if (toBool) {
-      y[i] = TO(v != TI(0) ? 1 : 0);
-    } else if constexpr (sizeof(TI) == 4 && std::is_same<TI, float>::value && std::is_same<TO, int32_t>::value) {
-      y[i] = toInt32(v);
+    if constexpr (std::is_same<TI, int32_t>::value) {
+      TI v = x[i];
+      if constexpr (std::is_same<TO, int32_t>::value) y[i] = toBool ? int32_t(v != 0) : v;
+      else y[i] = fromFloat<TO>(float(v));
     } else {
-      y[i] = TO(v);
+      float v = toFloat(x[i]);
+      if constexpr (std::is_same<TO, int32_t>::value) y[i] = toBool ? int32_t(v != 0.0f) : toInt32(v);
+      else y[i] = fromFloat<TO>(v);
     }
   }
 }
@@ -108,10 +112,12 @@ __device__ __forceinline__ int32_t unaryI(int op, int32_t x, float a, float b) {
 template <typename TI, typename TO>
 __global__ void unaryKernel(int op, const TI* x, TO* y, int64_t n, float a, float b) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    if constexpr (std::is_same<TI, float>::value) {
-      y[i] = TO(unaryF(op, x[i], a, b));
-    } else {
+    if constexpr (std::is_same<TI, int32_t>::value) {
       y[i] = TO(unaryI(op, x[i], a, b));
+    } else if constexpr (std::is_same<TO, int32_t>::value) {
+      y[i] = TO(unaryF(op, toFloat(x[i]), a, b));
+    } else {
+      y[i] = fromFloat<TO>(unaryF(op, toFloat(x[i]), a, b));
     }
   }
 }
@@ -188,33 +194,34 @@ __device__ __forceinline__ int32_t binaryI(int op, int32_t a, int32_t b) {
   }
 }
 
-template <typename T>
-__device__ __forceinline__ T binaryOp(int op, T a, T b) {
-  if constexpr (std::is_same<T, float>::value) {
-    return binaryF(op, a, b);
-  } else {
-    return binaryI(op, a, b);
-  }
+/** Stores a float result as TO (a bool / int32 result of a comparison is exact in float). */
+template <typename TO>
+__device__ __forceinline__ TO storeResult(float v) {
+  if constexpr (std::is_same<TO, int32_t>::value) return TO(v);
+  else return fromFloat<TO>(v);
 }
 
 // Both operands contiguous over the output (stride 1) or scalars (stride 0): no index arithmetic.
-template <typename TI, typename TO>
-__global__ void binaryFlatKernel(int op, const TI* a, const TI* b, TO* y, int64_t n, int64_t sa, int64_t sb) {
+template <typename TA, typename TB, typename TO>
+__global__ void binaryFlatKernel(int op, const TA* a, const TB* b, TO* y, int64_t n, int64_t sa, int64_t sb) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    y[i] = TO(binaryOp<TI>(op, a[i * sa], b[i * sb]));
+    if constexpr (std::is_same<TA, int32_t>::value) y[i] = TO(binaryI(op, a[i * sa], b[i * sb]));
+    else y[i] = storeResult<TO>(binaryF(op, toFloat(a[i * sa]), toFloat(b[i * sb])));
   }
 }
 
-template <typename TI, typename TO>
-__global__ void binaryViewKernel(int op, const TI* a, const TI* b, TO* y, View v, int64_t n) {
+template <typename TA, typename TB, typename TO>
+__global__ void binaryViewKernel(int op, const TA* a, const TB* b, TO* y, View v, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[2];
     viewOffsets<2>(v, i, off);
-    y[i] = TO(binaryOp<TI>(op, a[off[0]], b[off[1]]));
+    if constexpr (std::is_same<TA, int32_t>::value) y[i] = TO(binaryI(op, a[off[0]], b[off[1]]));
+    else y[i] = storeResult<TO>(binaryF(op, toFloat(a[off[0]]), toFloat(b[off[1]])));
   }
 }
 
-__global__ void selectKernel(const int32_t* c, const uint32_t* a, const uint32_t* b, uint32_t* y, View v, int64_t n) {
+template <typename E>
+__global__ void selectKernel(const int32_t* c, const E* a, const E* b, E* y, View v, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t off[3];
     viewOffsets<3>(v, i, off);
@@ -222,89 +229,124 @@ __global__ void selectKernel(const int32_t* c, const uint32_t* a, const uint32_t
   }
 }
 
-__global__ void geluTanhKernel(const float* x, float* y, int64_t n) {
+template <typename TI, typename TO>
+__global__ void geluTanhKernel(const TI* x, TO* y, int64_t n) {
   const float k = 0.7978845608028654f;  // sqrt(2/pi)
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float v = x[i];
-    y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    float v = toFloat(x[i]);
+    y[i] = fromFloat<TO>(0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v))));
   }
 }
 
 }  // namespace
 
-void fill(void* dst, int64_t n, uint32_t bits) {
+void fill(void* dst, int64_t n, uint32_t bits, int width) {
   if (n == 0) return;
-  fillKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<uint32_t*>(dst), n, bits);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    fillKernel<E><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<E*>(dst), n, E(bits));
+  });
   checkLaunch("fill");
 }
+
+namespace {
+
+/** Calls f with the C++ type of any stored type (int32 for I32, float, bf16, half for F16). */
+template <typename F>
+void withStoredType(DType t, F&& f) {
+  if (t == I32) f(int32_t{});
+  else if (t == F16) f(__half{});
+  else withFloatType(t, f);
+}
+
+}  // namespace
 
 void cast(const void* src, void* dst, int64_t n, DType from, int to) {
   if (n == 0) return;
   unsigned g = gridFor(n, THREADS);
-  if (to == 2 && from == F32) {
-    castKernel<float, int32_t><<<g, THREADS, 0, stream()>>>(static_cast<const float*>(src), static_cast<int32_t*>(dst), n, true);
-  } else if (from == F32 && to == F32) {
-    castKernel<float, float><<<g, THREADS, 0, stream()>>>(static_cast<const float*>(src), static_cast<float*>(dst), n, false);
-  } else if (from == F32 && to == I32) {
-    castKernel<float, int32_t><<<g, THREADS, 0, stream()>>>(static_cast<const float*>(src), static_cast<int32_t*>(dst), n, false);
-  } else if (from == I32 && to == F32) {
-    castKernel<int32_t, float><<<g, THREADS, 0, stream()>>>(static_cast<const int32_t*>(src), static_cast<float*>(dst), n, false);
-  } else {
-    castKernel<int32_t, int32_t><<<g, THREADS, 0, stream()>>>(static_cast<const int32_t*>(src), static_cast<int32_t*>(dst), n, to == 2);
-  }
+  bool toBool = to == 2;
+  DType target = toBool ? I32 : DType(to);
+  if (target == F16) throw CudaFailure("cast: float16 is an upload format only, not a cast target");
+  withStoredType(from, [&](auto in) {
+    using TI = decltype(in);
+    withStoredType(target, [&](auto out) {
+      using TO = decltype(out);
+      if constexpr (!std::is_same<TO, __half>::value) {
+        castKernel<TI, TO><<<g, THREADS, 0, stream()>>>(static_cast<const TI*>(src), static_cast<TO*>(dst), n, toBool);
+      }
+    });
+  });
   checkLaunch("cast");
 }
 
 void unary(int op, DType in, DType out, const void* x, void* y, int64_t n, float a, float b) {
   if (n == 0) return;
   unsigned g = gridFor(n, THREADS);
-  if (in == F32 && out == F32) {
-    unaryKernel<float, float><<<g, THREADS, 0, stream()>>>(op, static_cast<const float*>(x), static_cast<float*>(y), n, a, b);
-  } else if (in == F32 && out == I32) {
-    unaryKernel<float, int32_t><<<g, THREADS, 0, stream()>>>(op, static_cast<const float*>(x), static_cast<int32_t*>(y), n, a, b);
-  } else {
+  if (in == I32) {
     unaryKernel<int32_t, int32_t><<<g, THREADS, 0, stream()>>>(op, static_cast<const int32_t*>(x), static_cast<int32_t*>(y), n, a, b);
+  } else {
+    withFloatType(in, [&](auto ti) {
+      using TI = decltype(ti);
+      if (out == I32) {
+        unaryKernel<TI, int32_t><<<g, THREADS, 0, stream()>>>(op, static_cast<const TI*>(x), static_cast<int32_t*>(y), n, a, b);
+      } else {
+        withFloatType(out, [&](auto to) {
+          using TO = decltype(to);
+          unaryKernel<TI, TO><<<g, THREADS, 0, stream()>>>(op, static_cast<const TI*>(x), static_cast<TO*>(y), n, a, b);
+        });
+      }
+    });
   }
   checkLaunch("unary");
 }
 
-void binary(int op, DType in, DType out, const void* a, const void* b, void* y, const View& v, int64_t n) {
+void binary(int op, DType inA, DType inB, DType out, const void* a, const void* b, void* y, const View& v, int64_t n) {
   if (n == 0) return;
   unsigned g = gridFor(n, THREADS);
   bool flat = v.rank == 1 && v.strides[0][0] <= 1 && v.strides[0][0] >= 0 && v.strides[1][0] <= 1 && v.strides[1][0] >= 0;
   int64_t sa = v.rank == 1 ? v.strides[0][0] : 0, sb = v.rank == 1 ? v.strides[1][0] : 0;
-  if (in == F32 && out == F32) {
-    auto pa = static_cast<const float*>(a);
-    auto pb = static_cast<const float*>(b);
-    auto py = static_cast<float*>(y);
-    if (flat) binaryFlatKernel<float, float><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, n, sa, sb);
-    else binaryViewKernel<float, float><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, v, n);
-  } else if (in == F32 && out == I32) {
-    auto pa = static_cast<const float*>(a);
-    auto pb = static_cast<const float*>(b);
-    auto py = static_cast<int32_t*>(y);
-    if (flat) binaryFlatKernel<float, int32_t><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, n, sa, sb);
-    else binaryViewKernel<float, int32_t><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, v, n);
+  auto launch = [&](auto ta, auto tb, auto to) {
+    using TA = decltype(ta);
+    using TB = decltype(tb);
+    using TO = decltype(to);
+    auto pa = static_cast<const TA*>(a);
+    auto pb = static_cast<const TB*>(b);
+    auto py = static_cast<TO*>(y);
+    if (flat) binaryFlatKernel<TA, TB, TO><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, n, sa, sb);
+    else binaryViewKernel<TA, TB, TO><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, v, n);
+  };
+  if (inA == I32 || inB == I32) {
+    if (inA != I32 || inB != I32 || out != I32) throw CudaFailure("binary: int32 operands must both be int32 with an int32 result");
+    launch(int32_t{}, int32_t{}, int32_t{});
   } else {
-    auto pa = static_cast<const int32_t*>(a);
-    auto pb = static_cast<const int32_t*>(b);
-    auto py = static_cast<int32_t*>(y);
-    if (flat) binaryFlatKernel<int32_t, int32_t><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, n, sa, sb);
-    else binaryViewKernel<int32_t, int32_t><<<g, THREADS, 0, stream()>>>(op, pa, pb, py, v, n);
+    withFloatType(inA, [&](auto ta) {
+      withFloatType(inB, [&](auto tb) {
+        if (out == I32) launch(ta, tb, int32_t{});
+        else withFloatType(out, [&](auto to) { launch(ta, tb, to); });
+      });
+    });
   }
   checkLaunch("binary");
 }
 
-void select(const int32_t* cond, const void* a, const void* b, void* y, const View& v, int64_t n) {
+void select(const int32_t* cond, const void* a, const void* b, void* y, const View& v, int64_t n, int width) {
   if (n == 0) return;
-  selectKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(cond, static_cast<const uint32_t*>(a), static_cast<const uint32_t*>(b),
-                                                             static_cast<uint32_t*>(y), v, n);
+  withWidth(width, [&](auto e) {
+    using E = decltype(e);
+    selectKernel<E><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(cond, static_cast<const E*>(a), static_cast<const E*>(b), static_cast<E*>(y), v, n);
+  });
   checkLaunch("select");
 }
 
-void geluTanh(const float* x, float* y, int64_t n) {
+void geluTanh(const void* x, void* y, int64_t n, DType in, DType out) {
   if (n == 0) return;
-  geluTanhKernel<<<gridFor(n, THREADS), THREADS, 0, stream()>>>(x, y, n);
+  withFloatType(in, [&](auto ti) {
+    withFloatType(out, [&](auto to) {
+      using TI = decltype(ti);
+      using TO = decltype(to);
+      geluTanhKernel<TI, TO><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(static_cast<const TI*>(x), static_cast<TO*>(y), n);
+    });
+  });
   checkLaunch("geluTanh");
 }
 

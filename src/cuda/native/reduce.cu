@@ -1,10 +1,11 @@
 // Reductions over the innermost axis of a [outer, inner] view (the binding transposes the reduced
 // axes to the end first), arg-reductions, row softmax / log-softmax and cumulative sums.
 // Sums, means and products accumulate in double, as the tfjs cpu backend does in JavaScript.
+// Float inputs may be stored as float32 or bfloat16; results are float32 (or int32).
 #include <cfloat>
 
-#include "common.cuh"
 #include "ops.h"
+#include "storage.cuh"
 
 namespace wan {
 
@@ -71,7 +72,7 @@ __global__ void reduceRowsThread(int op, const TI* x, TO* y, int64_t outer, int6
   for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < outer; r += int64_t(gridDim.x) * blockDim.x) {
     double acc = identityOf(op);
     const TI* row = x + r * inner;
-    for (int64_t j = 0; j < inner; j++) acc = combine(op, acc, double(row[j]));
+    for (int64_t j = 0; j < inner; j++) acc = combine(op, acc, double(toFloat(row[j])));
     y[r] = finish<TO>(op, acc, inner);
   }
 }
@@ -81,7 +82,7 @@ __global__ void reduceRowsBlock(int op, const TI* x, TO* y, int64_t outer, int64
   for (int64_t r = blockIdx.x; r < outer; r += gridDim.x) {
     double acc = identityOf(op);
     const TI* row = x + r * inner;
-    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) acc = combine(op, acc, double(row[j]));
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) acc = combine(op, acc, double(toFloat(row[j])));
     acc = blockReduce(op, acc);
     if (threadIdx.x == 0) y[r] = finish<TO>(op, acc, inner);
   }
@@ -103,8 +104,8 @@ __global__ void argReduceKernel(bool isMax, const TI* x, int32_t* y, int64_t out
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t r = blockIdx.x; r < outer; r += gridDim.x) {
     const TI* row = x + r * inner;
-    ArgAcc acc{double(row[0]), 0};
-    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) acc = argCombine(isMax, acc, ArgAcc{double(row[j]), j});
+    ArgAcc acc{double(toFloat(row[0])), 0};
+    for (int64_t j = threadIdx.x; j < inner; j += blockDim.x) acc = argCombine(isMax, acc, ArgAcc{double(toFloat(row[j])), j});
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       ArgAcc other{__shfl_xor_sync(0xffffffffu, acc.v, o), __shfl_xor_sync(0xffffffffu, acc.i, o)};
@@ -150,23 +151,24 @@ __device__ float blockSumF(float v, float* scratch) {
   return r;
 }
 
-__global__ void softmaxKernel(const float* x, float* y, int64_t rows, int64_t cols, bool logSoftmax) {
+template <typename TI, typename TO>
+__global__ void softmaxKernel(const TI* x, TO* y, int64_t rows, int64_t cols, bool logSoftmax) {
   __shared__ float scratch[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* row = x + r * cols;
-    float* out = y + r * cols;
+    const TI* row = x + r * cols;
+    TO* out = y + r * cols;
     float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, row[j]);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, toFloat(row[j]));
     m = blockMaxF(m, scratch);
     float s = 0.0f;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(row[j] - m);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(toFloat(row[j]) - m);
     s = blockSumF(s, scratch);
     if (logSoftmax) {
       float ls = logf(s);
-      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = row[j] - m - ls;
+      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = fromFloat<TO>(toFloat(row[j]) - m - ls);
     } else {
       float inv = 1.0f / s;
-      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = expf(row[j] - m) * inv;
+      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) out[j] = fromFloat<TO>(expf(toFloat(row[j]) - m) * inv);
     }
   }
 }
@@ -206,10 +208,14 @@ void launchReduce(int op, const TI* x, TO* y, int64_t outer, int64_t inner) {
 
 void reduce(int op, DType in, DType out, const void* x, void* y, int64_t outer, int64_t inner) {
   if (outer == 0) return;
-  if (in == F32 && out == F32) launchReduce(op, static_cast<const float*>(x), static_cast<float*>(y), outer, inner);
-  else if (in == F32 && out == I32) launchReduce(op, static_cast<const float*>(x), static_cast<int32_t*>(y), outer, inner);
-  else if (in == I32 && out == F32) launchReduce(op, static_cast<const int32_t*>(x), static_cast<float*>(y), outer, inner);
-  else launchReduce(op, static_cast<const int32_t*>(x), static_cast<int32_t*>(y), outer, inner);
+  auto launch = [&](auto ti) {
+    using TI = decltype(ti);
+    if (out == F32) launchReduce(op, static_cast<const TI*>(x), static_cast<float*>(y), outer, inner);
+    else if (out == I32) launchReduce(op, static_cast<const TI*>(x), static_cast<int32_t*>(y), outer, inner);
+    else throw CudaFailure("reduce: results are float32 or int32");
+  };
+  if (in == I32) launch(int32_t{});
+  else withFloatType(in, launch);
   checkLaunch("reduce");
 }
 
@@ -217,15 +223,25 @@ void argReduce(int op, DType in, const void* x, int32_t* y, int64_t outer, int64
   if (outer == 0 || inner == 0) return;
   unsigned blocks = unsigned(outer < 65535 * 16 ? outer : 65535 * 16);
   bool isMax = op == red::Max;
-  if (in == F32) argReduceKernel<float><<<blocks, THREADS, 0, stream()>>>(isMax, static_cast<const float*>(x), y, outer, inner);
-  else argReduceKernel<int32_t><<<blocks, THREADS, 0, stream()>>>(isMax, static_cast<const int32_t*>(x), y, outer, inner);
+  auto launch = [&](auto ti) {
+    using TI = decltype(ti);
+    argReduceKernel<TI><<<blocks, THREADS, 0, stream()>>>(isMax, static_cast<const TI*>(x), y, outer, inner);
+  };
+  if (in == I32) launch(int32_t{});
+  else withFloatType(in, launch);
   checkLaunch("argReduce");
 }
 
-void softmax(const float* x, float* y, int64_t rows, int64_t cols, bool log) {
+void softmax(const void* x, void* y, int64_t rows, int64_t cols, bool log, DType in, DType out) {
   if (rows == 0 || cols == 0) return;
   unsigned blocks = unsigned(rows < 65535 * 16 ? rows : 65535 * 16);
-  softmaxKernel<<<blocks, THREADS, 0, stream()>>>(x, y, rows, cols, log);
+  withFloatType(in, [&](auto ti) {
+    withFloatType(out, [&](auto to) {
+      using TI = decltype(ti);
+      using TO = decltype(to);
+      softmaxKernel<TI, TO><<<blocks, THREADS, 0, stream()>>>(static_cast<const TI*>(x), static_cast<TO*>(y), rows, cols, log);
+    });
+  });
   checkLaunch("softmax");
 }
 

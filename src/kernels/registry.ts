@@ -1,0 +1,60 @@
+/**
+ * What the op layer (src/backend/ops.ts) and the backends that implement its fused kernels
+ * (src/cuda) share, so neither imports the other: the fused kernels' names, and the precision
+ * vocabulary (the storage precisions, and the fp32 islands the layers declare).
+ */
+
+/** The library's fused kernels, by the name a backend registers them under. */
+export const KERNELS = {
+  /** softmax(scale·q·kᵀ)·v; inputs q, k, v [B, L, H, D]; attr scale. */
+  attention: 'WanAttention',
+  /** x · rsqrt(mean(x²) + eps) · weight; inputs x, weight; attr eps. */
+  rmsNorm: 'WanRmsNorm',
+  /** (x − mean) · rsqrt(var + eps) [· weight] [+ bias]; inputs x, weight?, bias?; attr eps. */
+  layerNorm: 'WanLayerNorm',
+  /** layerNorm(x) · (1 + scale) + shift; inputs x [B, L, C], scale and shift [B or 1, 1 or L, C]; attr eps. */
+  layerNormModulate: 'WanLayerNormModulate',
+  /** 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))); input x. */
+  geluTanh: 'WanGeluTanh',
+  /** Rotary embedding of head pairs; inputs x [B, L, H, D], cos and sin [1, L, 1, D]. */
+  rope: 'WanRope',
+  /** x · wᵀ + b, then an activation; inputs x [.., in], weight [out, in], bias? [out]; attr activation. */
+  linear: 'WanLinear',
+  /** The same values in another storage precision; input x; attr storage ('fp32' | 'policy'). */
+  storeAs: 'WanStoreAs',
+} as const;
+
+export type KernelName = (typeof KERNELS)[keyof typeof KERNELS];
+
+/** Activations a fused linear applies after the bias. */
+export type LinearActivation = 'none' | 'gelu_tanh';
+
+/**
+ * How a backend stores float32 tensors: all in float32, or in bfloat16 where the arithmetic is
+ * not inside an fp32 island (tensors keep tfjs dtype float32 either way; reads upcast).
+ */
+export type Precision = 'bf16' | 'fp32';
+
+export const PRECISIONS: readonly Precision[] = ['bf16', 'fp32'];
+
+let islandDepth = 0;
+
+/**
+ * Runs `f` as an fp32 island: every tensor a kernel makes inside it is stored in float32, whatever
+ * the backend's precision, as the reference keeps parts of the model in float32 (the timestep
+ * embedding, the modulation, the residual stream of a Wan block). Islands nest; on backends that
+ * compute in float32 anyway this changes nothing.
+ */
+export function fp32<T>(f: () => T): T {
+  islandDepth++;
+  try {
+    return f();
+  } finally {
+    islandDepth--;
+  }
+}
+
+/** Whether the current code runs inside an fp32 island. */
+export function inFp32Island(): boolean {
+  return islandDepth > 0;
+}
