@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   setFusedKernels(false);
   const lines: string[] = [];
   for (const backend of backends) {
-    await selectBackend(backend);
+    await selectBackend(backend, { precision: 'fp32' });
     const s = TOY.vae.scaleFactorSpatial;
     const [pt, ph, pw] = TOY.transformer.patchSize;
     const tokens = (TOY.frames / pt) * (TOY.height / s / ph) * (TOY.width / s / pw);

@@ -50,6 +50,8 @@ generate options:
   --seed N                 seed of the initial noise (default: random, printed)
   --fps N                  frames per second of the video (default: the model's)
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
+  --precision bf16|fp32    backend cuda: store tensors in bf16 (default, or $WAN_CUDA_PRECISION)
+                           or fp32 (the reference's numbers); other backends compute in fp32
   --experts both|active    two-expert models: keep both loaded, or only the one in use
   --image FILE.png         first frame, for image-to-video (TI2V-5B, I2V-A14B); its size is the video's
   --last-image FILE.png    last frame too (I2V-A14B: first-and-last-frame video)
@@ -207,6 +209,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       seed: { type: 'string' },
       fps: { type: 'string' },
       backend: { type: 'string' },
+      precision: { type: 'string' },
       experts: { type: 'string' },
       image: { type: 'string' },
       'last-image': { type: 'string' },
@@ -230,6 +233,8 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (format && implied && implied !== format) throw new ConfigError(`--format ${format} does not match --out ${out} (a .${implied} file); change one of them`);
   const finalFormat = format ?? implied ?? 'mp4';
   if (values.experts !== undefined && values.experts !== 'both' && values.experts !== 'active') throw new ConfigError(`--experts: got "${values.experts}", expected both or active`);
+  const precision = values.precision;
+  if (precision !== undefined && precision !== 'bf16' && precision !== 'fp32') throw new ConfigError(`--precision: got "${precision}", expected bf16 or fp32`);
   const [width, height] = values.size !== undefined ? parseSize(values.size) : [undefined, undefined];
   const numFrames = intFlag('frames', values.frames, 1);
   const steps = intFlag('steps', values.steps, 1);
@@ -248,8 +253,9 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   const progress = new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true);
   // Production mode: no debug checks, and no console banner from the backends.
   tf.enableProdMode();
-  const backend = await selectBackend(values.backend);
-  progress.note(`backend ${backend}; loading ${modelDir}`);
+  const backend = await selectBackend(values.backend, { precision });
+  const stored = backend === 'cuda' ? (precision ?? (tf.backend() as tf.KernelBackend & { precision?: string }).precision) : 'fp32';
+  progress.note(`backend ${backend} (${stored}); loading ${modelDir}`);
   if (finalFormat === 'mp4' && !(await findFfmpeg())) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
   const t0 = performance.now();
   const pipe = await WanPipeline.fromPretrained(modelDir, { residency: values.experts === 'active' ? 'active' : 'both' });

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { tensorFromStored } from '../src/backend/precision.js';
 import { CheckpointError } from '../src/errors.js';
+import { decodeTensorBytes } from './dtypes.js';
 import type { HostTensor, TensorSource } from './safetensors.js';
 
 /**
@@ -66,9 +68,24 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
     throw new CheckpointError(`checkpoint does not fit the model; ${parts.join('; ')}`, source.label);
   }
   plan.forEach(([key, target], i) => {
-    slots.get(target)!.assign(hostToTensor(source.read(key)));
+    slots.get(target)!.assign(readTensor(source, key));
     options.onProgress?.(i + 1, plan.length, key);
   });
+}
+
+/**
+ * One checkpoint tensor as a tfjs tensor. bfloat16 and float16 tensors go to the backend as
+ * stored (tensorFromStored: no float32 copy on the host where the backend keeps 16-bit floats);
+ * every other type is decoded to float32 or int32.
+ */
+export function readTensor(source: TensorSource, key: string): tf.Tensor {
+  const info = source.info(key);
+  if (info.dtype === 'BF16' || info.dtype === 'F16') {
+    const raw = source.readRaw(key);
+    const bits = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+    return tensorFromStored(bits, [...info.shape], info.dtype === 'BF16' ? 'bf16' : 'f16', () => decodeTensorBytes(info.dtype, raw, key) as Float32Array);
+  }
+  return hostToTensor(source.read(key));
 }
 
 /** A decoded host tensor as a tfjs tensor (float32 or int32). */

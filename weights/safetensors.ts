@@ -37,6 +37,8 @@ export interface TensorSource {
   has(name: string): boolean;
   info(name: string): TensorInfo & { readonly file: string };
   read(name: string): HostTensor;
+  /** The tensor's raw little-endian bytes as stored. */
+  readRaw(name: string): Uint8Array;
   close(): void;
 }
 

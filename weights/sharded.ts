@@ -76,6 +76,10 @@ export class ShardedCheckpoint implements TensorSource {
     return this.shardOf(name).read(name);
   }
 
+  readRaw(name: string): Uint8Array {
+    return this.shardOf(name).readRaw(name);
+  }
+
   close(): void {
     for (const f of this.shards.values()) f.close();
   }

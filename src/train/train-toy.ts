@@ -173,7 +173,8 @@ export async function trainToy(): Promise<void> {
   const anchor = Number(process.env.WAN_TOY_ANCHOR ?? 0);
   const ditInit = process.env.WAN_TOY_DIT_INIT;
   registerTrainingKernels();
-  await selectBackend(process.env.WAN_TOY_BACKEND);
+  // Training keeps float32 everywhere (backend 'cuda' too): no bf16 optimizer state or gradients.
+  await selectBackend(process.env.WAN_TOY_BACKEND, { precision: 'fp32' });
   fs.mkdirSync(work, { recursive: true });
   const started = Date.now();
   log(`backend ${tf.getBackend()}, ${os.cpus().length} cores; VAE ${vaeSteps} steps, DiT ${ditSteps} steps of batch ${ditBatch}, ${nClips} clips → ${out}`);

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AbortError, CheckpointError, ConfigError } from '../errors.js';
 import type { Param, WanModule } from '../../layers/module.js';
 import { hostToTensor } from '../../weights/load.js';
-import { setFusedKernels } from '../backend/ops.js';
+import { fp32, setFusedKernels } from '../backend/ops.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
 import { AdamW, clipGradNorm, type AdamWConfig } from './adamw.js';
 
@@ -79,8 +79,16 @@ export class Trainer {
     return this.optimizer.step;
   }
 
-  /** One optimizer step; returns the loss and the gradient norm before clipping. */
+  /**
+   * One optimizer step; returns the loss and the gradient norm before clipping. The step is an
+   * fp32 island: forward, gradients and optimizer state stay float32 whatever the backend's
+   * precision (weights loaded in bf16 become float32 at their first update).
+   */
   trainStep(): { loss: number; gradNorm: number } {
+    return fp32(() => this.stepInFp32());
+  }
+
+  private stepInFp32(): { loss: number; gradNorm: number } {
     const step = this.step + 1;
     const names = [...this.vars.keys()];
     const list = names.map((n) => this.vars.get(n)!);

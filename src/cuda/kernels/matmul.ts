@@ -50,7 +50,8 @@ export function matMulOp(
   const pa = backend.ptr(af);
   const pb = backend.ptr(bf);
   const pc = backend.ptr(out);
-  const bias = epilogue.bias ? asDtype(backend, epilogue.bias, 'float32', temps) : undefined;
+  // cuBLASLt takes a bias stored as the result is.
+  const bias = epilogue.bias ? asStorage(backend, asDtype(backend, epilogue.bias, 'float32', temps), storage, temps) : undefined;
   if (bias && sizeOf(bias.shape) !== n) throw new BackendError(`BatchMatMul: bias [${bias.shape}] does not match the ${n} output columns`);
   const code = bias ? (epilogue.gelu ? Epilogue.GELU_BIAS : Epilogue.BIAS) : epilogue.gelu ? Epilogue.GELU : Epilogue.NONE;
   const biasPtr = bias ? backend.ptr(bias) : 0;

@@ -1,0 +1,24 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Raw 16-bit float formats a checkpoint stores: bfloat16 and IEEE half. */
+export type StoredFormat = 'bf16' | 'f16';
+
+/** A backend that takes raw 16-bit floats as they are stored (backend 'cuda'). */
+interface StoredUploader {
+  writeStored(bits: Uint16Array, shape: number[], format: StoredFormat): tf.DataId;
+}
+
+function takesStored(b: tf.KernelBackend): b is tf.KernelBackend & StoredUploader {
+  return typeof (b as Partial<StoredUploader>).writeStored === 'function';
+}
+
+/**
+ * A float32 tensor from a checkpoint's raw 16-bit floats. A backend that stores bfloat16 takes the
+ * bits as they are (no float32 copy on the host: it keeps or converts them on the device under its
+ * precision policy); any other backend gets `decode()`'s float32 values.
+ */
+export function tensorFromStored(bits: Uint16Array, shape: number[], format: StoredFormat, decode: () => Float32Array): tf.Tensor {
+  const backend = tf.backend();
+  if (takesStored(backend)) return tf.engine().makeTensorFromDataId(backend.writeStored(bits, shape, format), shape, 'float32', backend);
+  return tf.tensor(decode(), shape, 'float32');
+}
