@@ -2,35 +2,20 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { PRESETS, WanTransformer3DModel, type WanTransformerPreset } from '../layers/wan-transformer-3d-model.js';
 import { selectBackend } from '../src/backend/select.js';
-import { CudaBackend } from '../src/cuda/index.js';
+import { CudaBackend, cudnnInfo, type AttentionKernel } from '../src/cuda/index.js';
+import type { Precision } from '../src/kernels/registry.js';
+import { flag as arg, initializeFromPool, kernelProfile } from './gpu-weights.js';
 
-// npx tsx bench/transformer-cuda.ts [--preset wan2.1-t2v-1.3b] [--frames 81 --height 480 --width 832]
-//   [--text-len 512] [--layers N] [--warmup 1] [--iters 2] [--json FILE]
+// npx tsx bench/transformer-cuda.ts [--precision bf16|fp32] [--attention auto|cudnn|flash]
+//   [--preset wan2.1-t2v-1.3b] [--frames 81 --height 480 --width 832] [--text-len 512] [--layers N]
+//   [--warmup 1] [--iters 2] [--profile] [--json FILE]
 // One forward of a Wan DiT (published config, random weights ~ N(0, 0.02) as the PyTorch yardstick
-// bench/torch_wan_ref.py draws them) on backend 'cuda' in float32: wall time per forward (median
-// after warm-up, output read back) and the peak GPU memory held by tensors, weights included.
-// Prints one JSON line; --json also writes it to FILE. Run the yardstick beside it on the same GPU:
-//   python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
-}
-
-/** Fills every parameter from slices of one random pool (drawing 1.3 B normals in JavaScript would take minutes). */
-function initializeFromPool(model: WanTransformer3DModel, seed: number): void {
-  const poolSize = 1 << 24;
-  const pool = tf.randomNormal([poolSize], 0, 0.02, 'float32', seed);
-  let offset = 0;
-  for (const slot of model.namedWeights().values()) {
-    const n = slot.shape.reduce((a, b) => a * b, 1);
-    if (n > poolSize) throw new Error(`parameter of ${n} elements exceeds the random pool`);
-    if (offset + n > poolSize) offset = (offset * 7919) % (poolSize - n + 1);
-    slot.assign(tf.tidy(() => tf.reshape(tf.slice(pool, [offset], [n]), [...slot.shape])));
-    offset += n;
-  }
-  pool.dispose();
-}
+// torch_wan_ref.py draws them) on backend 'cuda': wall time per forward (median after warm-up,
+// output read back) and the peak GPU memory held by tensors, weights included. --profile adds a
+// per-kernel breakdown of one more forward (each kernel timed alone, so its total exceeds the wall
+// time a little), grouped as attention / GEMM / norm + modulation / rope / the rest. Prints one
+// JSON line; --json also writes it to FILE. Run the yardstick beside it on the same GPU:
+//   python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype bf16
 
 async function main(): Promise<void> {
   const presetName = arg('preset', 'wan2.1-t2v-1.3b') as WanTransformerPreset;
@@ -45,7 +30,9 @@ async function main(): Promise<void> {
   const layers = process.argv.includes('--layers') ? Number(arg('layers', '0')) : preset.numLayers;
   const jsonFile = process.argv.includes('--json') ? arg('json', '') : undefined;
 
-  await selectBackend('cuda');
+  const precision = arg('precision', 'bf16') as Precision;
+  const attentionKernel = arg('attention', 'auto') as AttentionKernel;
+  await selectBackend('cuda', { precision, attention: attentionKernel });
   const backend = tf.backend();
   if (!(backend instanceof CudaBackend)) throw new Error("backend 'cuda' is not the CudaBackend");
   const config = { ...preset, numLayers: layers };
@@ -74,6 +61,7 @@ async function main(): Promise<void> {
     console.error(`forward ${i + 1}/${warmup + iters}: ${ms.toFixed(0)} ms`);
   }
   const mem = tf.memory() as tf.MemoryInfo & { peakBytesInGPU: number; numBytesInGPUAllocated: number };
+  const profile = process.argv.includes('--profile') ? await kernelProfile(() => model.forward(x, t, ctx)) : undefined;
   times.sort((a, b) => a - b);
   const dim = config.numAttentionHeads * config.attentionHeadDim;
   const flops = layers * (2 * tokens * (4 * dim * dim + 2 * dim * config.ffnDim) + 2 * (textLen * 2 * dim * dim) + 4 * tokens * tokens * dim + 4 * tokens * textLen * dim);
@@ -82,7 +70,9 @@ async function main(): Promise<void> {
     bench: 'transformer-cuda',
     preset: presetName,
     layers,
-    dtype: 'fp32',
+    dtype: precision,
+    attention: attentionKernel,
+    cudnn: cudnnInfo().available ? cudnnInfo().version : `unavailable: ${cudnnInfo().error}`,
     latents: latent,
     tokens,
     median_ms: Number(median.toFixed(1)),
@@ -94,6 +84,7 @@ async function main(): Promise<void> {
     init_ms: Math.round(initMs),
     device: backend.device.name,
     node: process.version,
+    ...(profile ? { profile_layers: layers, profile_total_ms: profile.totalMs, profile_groups_ms: profile.groups, profile_kernels: profile.kernels.slice(0, 16) } : {}),
   };
   console.log(JSON.stringify(result));
   if (jsonFile) fs.writeFileSync(jsonFile, JSON.stringify(result) + '\n');

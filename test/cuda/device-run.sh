@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The GPU work in one device call, from the repository root of the device machine:
 #   bash test/cuda/device-run.sh build ops parity bench torch
-# build: npm run build:cuda; ops / parity: the two halves of npm run test:cuda (they need vitest's
-# rolldown: pack with test/cuda/pack-modules.sh --vitest); fixtures: npm run parity on 'cuda' over
-# test/fixtures (tsx only, so any pack); bench: the 1.3B
-# transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS); train: npm run
-# train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints its tail; later
-# steps run even if one fails.
+# build: npm run build:cuda (the addon comes back as $OUT/wan_cuda.node); natives: the standalone
+# checks of the bf16 kernels (test/cuda/native/*-check.cu: cuBLASLt, flash attention, cuDNN
+# attention and convolution); ops / parity: the two halves of npm run test:cuda (they need
+# vitest's rolldown: pack with test/cuda/pack-modules.sh --vitest); fixtures: npm run parity on
+# 'cuda' over test/fixtures (tsx only, so any pack); bf16: test/cuda/bf16-check.ts (every bf16
+# kernel against its float32 kernel); bf16fix: every fixture's component at precision bf16;
+# bench: the 1.3B transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS);
+# vae / torchvae: the Wan2.1 VAE decode ($VAE_ARGS) and its PyTorch yardstick ($TORCHVAE_ARGS);
+# headers: the cuDNN and cuBLAS headers as $OUT/headers.tgz (to compile here);
+# train: npm run train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints
+# its tail; later steps run even if one fails.
 set -u
 OUT=${OUT:-/tmp/wan-cuda-out}
 mkdir -p "$OUT"
@@ -29,11 +34,28 @@ step() {
 for s in "$@"; do
   case $s in
     build) step build 300 node src/cuda/build.mjs && cp build/Release/wan_cuda.node "$OUT/" ;;
+    natives)
+      CUDNN=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])')
+      NV=(nvcc -std=c++17 -O3 -arch=sm_90 -I src/cuda/native)
+      "${NV[@]}" test/cuda/native/gemm-lt-check.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-lt-check > "$OUT/natives-build.log" 2>&1 &
+      "${NV[@]}" test/cuda/native/flash-attention-check.cu src/cuda/native/flash-attention.cu -o /tmp/fa-check >> "$OUT/natives-build.log" 2>&1 &
+      "${NV[@]}" -DWAN_HAVE_CUDNN -I "$CUDNN/include" test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-attention.cpp src/cuda/native/cudnn-loader.cpp -ldl -o /tmp/cudnn-check >> "$OUT/natives-build.log" 2>&1 &
+      "${NV[@]}" -DWAN_HAVE_CUDNN -I "$CUDNN/include" test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-loader.cpp -ldl -o /tmp/cudnn-conv-check >> "$OUT/natives-build.log" 2>&1 &
+      wait
+      tail -n 20 "$OUT/natives-build.log"
+      for c in gemm-lt-check fa-check cudnn-check cudnn-conv-check; do step "$c" "${NATIVE_LIMIT:-120}" "/tmp/$c"; done ;;
     ops) step ops "${OPS_LIMIT:-240}" "${VITEST[@]}" test/cuda/ops.cuda.ts ;;
     parity) step parity "${PARITY_LIMIT:-240}" "${VITEST[@]}" test/cuda/parity.cuda.ts ;;
     fixtures) step fixtures "${PARITY_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs src/parity/cli.ts test/fixtures --backend cuda ;;
+    bf16) step bf16 "${BF16_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs test/cuda/bf16-check.ts ;;
+    bf16fix) step bf16fix "${PARITY_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs bench/bf16-fixtures.ts test/fixtures --json "$OUT/bf16-fixtures.json" ;;
     bench) step bench "${BENCH_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/transformer-cuda.ts --json "$OUT/bench.json" ${BENCH_ARGS:-} ;;
     torch) step torch "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32 ${TORCH_ARGS:-} ;;
+    vae) step vae "${VAE_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/vae-cuda.ts --json "$OUT/vae.json" ${VAE_ARGS:-} ;;
+    torchvae) step torchvae "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 bench/torch/wan_vae_ref.py ${TORCHVAE_ARGS:---dtype bf16} ;;
+    headers)
+      CUDNN=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])')
+      tar -czf "$OUT/headers.tgz" -C "$CUDNN" include -C /usr/local/cuda/include cublas_v2.h cublas_api.h cublas.h cublasLt.h && echo "headers: $CUDNN/include + cuBLAS" ;;
     train)
       # npm run train:toy on 'cuda' (WAN_TOY_* from the caller), resuming from a carried
       # models/toy/.train; the model comes back as toy-model.tar and the DiT checkpoint beside it.

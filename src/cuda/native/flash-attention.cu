@@ -14,11 +14,11 @@
 // and at the end out = O / ℓ. Key columns ≥ Lk are −∞ before the max; K/V rows ≥ Lk and Q rows ≥ Lq are
 // zero-filled by cp.async (src-size 0); rows ≥ Lq are not stored.
 //
-// Tiling: 64 query rows × 4 warps (the default) against 128 rows × 8 warps. Both read the same shared
-// memory per mma (each warp streams whole K and V tiles through ldmatrix for its 16 rows); 8 warps halve
-// the cp.async traffic but at D = 128 a thread holds ~160 registers (O 64, Q 32, S 32), so only one
-// 256-thread CTA fits an SM (8 warps, idle at every barrier) while 4-warp CTAs fit three (12 warps,
-// 3 × 68 KB shared memory).
+// Tiling: 64 query rows × 4 warps (the default; WAN_CUDA_FLASH_WARPS=8 selects 128 rows × 8 warps at
+// D = 128). Both read the same shared memory per mma (each warp streams whole K and V tiles through
+// ldmatrix for its 16 rows); 8 warps halve the cp.async traffic, but at D = 128 a thread holds O (64
+// registers), Q (32) and S (32): 4-warp CTAs capped at 168 registers fit three per SM (12 warps, 3 × 68 KB
+// of shared memory; no spills), 8-warp CTAs need ~196 and fit one (8 warps, all idle at each barrier).
 #include "flash-attention.h"
 
 #include <cuda_bf16.h>
@@ -43,8 +43,8 @@ struct Geometry {
   static constexpr int ROW = (D + 8) * 2;      // shared row stride in bytes: D bf16 + 16 bytes of padding
   static constexpr int TILE = BN * ROW;        // one K or V tile in bytes
   static constexpr int BYTES = 4 * TILE;
-  // CTAs per SM that registers are capped for (65,536 / (MIN_BLOCKS · NT) each): D = 128 needs ~160 for O, Q and S, so 4 warps
-  // get 3 CTAs (168 registers) and 8 warps 1; D = 64 and 32 fit 4 and 5 CTAs.
+  // CTAs per SM the registers are capped for (65,536 / (MIN_BLOCKS · NT) a thread): 3 at D = 128 (168), 4 at D = 64 (128),
+  // 5 at D = 32 (102); 8-warp CTAs fit only 1 at D = 128 whatever the cap.
   static constexpr int MIN_BLOCKS = WARPS == 8 ? 1 : D == 128 ? 3 : D == 64 ? 4 : 5;
   static_assert(D % 16 == 0 && NT % (D / 8) == 0, "head size");
   static_assert(BM * ROW <= 2 * TILE, "the Q tile must fit in stage 1");
@@ -97,19 +97,26 @@ __device__ __forceinline__ uint32_t packBf16(float lo, float hi) {
 
 /**
  * Queues cp.async copies of rows [0, ROWS) × [0, D) of g (row stride rs elements) into shared memory at
- * `dst` (rows of ROW bytes); rows ≥ valid are zero-filled without reading global memory.
+ * `dst` (rows of ROW bytes); rows ≥ valid are zero-filled without reading global memory (their source
+ * address is g, a valid one). Thread t copies 16-byte chunk t % (D/8) of rows t / (D/8) + i·STEP.
  */
 template <int ROWS, int D, int NT, int ROW>
 __device__ __forceinline__ void loadTile(uint32_t dst, const bf16* g, int64_t rs, int valid) {
-  constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+  constexpr int CHUNKS = D / 8;
   constexpr int STEP = NT / CHUNKS;
   static_assert(ROWS % STEP == 0, "tile rows");
   const int r0 = threadIdx.x / CHUNKS, c = threadIdx.x % CHUNKS;
+  dst += r0 * ROW + c * 16;
+  const bf16* src = g + r0 * rs + c * 8;
+  if (valid >= ROWS) {
 #pragma unroll
-  for (int i = 0; i < ROWS / STEP; i++) {
-    const int r = r0 + i * STEP;
-    const bool ok = r < valid;
-    cpAsync16(dst + r * ROW + c * 16, ok ? g + r * rs + c * 8 : g, ok);
+    for (int i = 0; i < ROWS / STEP; i++) cpAsync16(dst + i * STEP * ROW, src + i * STEP * rs, true);
+  } else {
+#pragma unroll
+    for (int i = 0; i < ROWS / STEP; i++) {
+      const bool ok = r0 + i * STEP < valid;
+      cpAsync16(dst + i * STEP * ROW, ok ? src + i * STEP * rs : g, ok);
+    }
   }
 }
 

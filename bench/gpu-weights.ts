@@ -1,0 +1,62 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { HasNamedWeights } from '../weights/load.js';
+
+/**
+ * Fills every weight of `model` with N(0, std) values taken from slices of one random pool on the
+ * active backend (drawing a billion normals in JavaScript would take minutes), as the PyTorch
+ * yardsticks draw random weights. Each weight goes through its slot's assign, so it is stored as
+ * the backend's precision policy and the layer say (bf16, or fp32 for norm weights).
+ */
+export function initializeFromPool(model: HasNamedWeights, seed: number, std = 0.02): void {
+  const poolSize = 1 << 24;
+  const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
+  let offset = 0;
+  for (const slot of model.namedWeights().values()) {
+    const n = slot.shape.reduce((a, b) => a * b, 1);
+    if (n > poolSize) throw new Error(`a weight of ${n} elements exceeds the random pool of ${poolSize}`);
+    if (offset + n > poolSize) offset = (offset * 7919) % (poolSize - n + 1);
+    slot.assign(tf.tidy(() => tf.reshape(tf.slice(pool, [offset], [n]), [...slot.shape])));
+    offset += n;
+  }
+  pool.dispose();
+}
+
+/** The value after `--name`, or `fallback`. */
+export function flag(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
+}
+
+/** Kernel names grouped as the per-kernel profile reports them. */
+export function kernelGroup(name: string): 'attention' | 'GEMM' | 'norm + modulation' | 'rope' | 'convolution' | 'the rest' {
+  if (name === 'WanAttention') return 'attention';
+  if (name === 'WanLinear' || name === 'BatchMatMul' || name === '_FusedMatMul') return 'GEMM';
+  if (name === 'Conv3D' || name === 'Conv2D' || name === 'FusedConv2D') return 'convolution';
+  if (name === 'WanLayerNormModulate' || name === 'WanLayerNorm' || name === 'WanRmsNorm') return 'norm + modulation';
+  if (name === 'WanRope') return 'rope';
+  return 'the rest';
+}
+
+/** Per-kernel and per-group kernel time of one call of `run` (tf.profile: each kernel timed by the backend). */
+export async function kernelProfile(run: () => tf.Tensor): Promise<{ totalMs: number; groups: Record<string, number>; kernels: Array<[string, number, number]> }> {
+  const info = await tf.profile(run);
+  tf.dispose(info.result as tf.Tensor);
+  const byKernel = new Map<string, { ms: number; count: number }>();
+  for (const kp of info.kernels) {
+    const ms = Number(await kp.kernelTimeMs);
+    const e = byKernel.get(kp.name) ?? { ms: 0, count: 0 };
+    e.ms += Number.isFinite(ms) ? ms : 0;
+    e.count++;
+    byKernel.set(kp.name, e);
+  }
+  const groups: Record<string, number> = {};
+  let totalMs = 0;
+  for (const [name, e] of byKernel) {
+    const g = kernelGroup(name);
+    groups[g] = (groups[g] ?? 0) + e.ms;
+    totalMs += e.ms;
+  }
+  const kernels = [...byKernel].sort((a, b) => b[1].ms - a[1].ms).map(([n, e]): [string, number, number] => [n, Number(e.ms.toFixed(2)), e.count]);
+  for (const g of Object.keys(groups)) groups[g] = Number(groups[g].toFixed(2));
+  return { totalMs: Number(totalMs.toFixed(2)), groups, kernels };
+}

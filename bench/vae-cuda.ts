@@ -1,0 +1,69 @@
+import * as fs from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { AutoencoderKLWan } from '../layers/autoencoder-kl-wan.js';
+import { selectBackend } from '../src/backend/select.js';
+import { CudaBackend, cudnnInfo } from '../src/cuda/index.js';
+import type { Precision } from '../src/kernels/registry.js';
+import { runMain } from './harness.js';
+import { flag, initializeFromPool, kernelProfile } from './gpu-weights.js';
+
+// npx tsx bench/vae-cuda.ts [--precision bf16|fp32] [--frames 81 --height 480 --width 832]
+//   [--warmup 1] [--iters 2] [--profile] [--json FILE]
+// The Wan2.1 VAE decode (published config, random weights N(0, 0.02), frame by frame with the
+// causal cache) of a random latent [1, 16, (frames−1)/4+1, H/8, W/8] on backend 'cuda': wall time
+// (median after warm-up, video read back) and the peak GPU memory held by tensors, weights
+// included. --profile adds the kernel time by group for one more decode. Prints one JSON line;
+// --json also writes it to FILE. Its yardstick, on the same GPU:
+//   python3 bench/torch/wan_vae_ref.py --dtype bf16 --frames 81 --height 480 --width 832
+
+runMain(async () => {
+  const precision = flag('precision', 'bf16') as Precision;
+  const frames = Number(flag('frames', '81'));
+  const height = Number(flag('height', '480'));
+  const width = Number(flag('width', '832'));
+  const warmup = Number(flag('warmup', '1'));
+  const iters = Number(flag('iters', '2'));
+  await selectBackend('cuda', { precision });
+  const backend = tf.backend();
+  if (!(backend instanceof CudaBackend)) throw new Error("backend 'cuda' is not the CudaBackend");
+  const vae = new AutoencoderKLWan('wan2.1');
+  initializeFromPool(vae, 1);
+  const latent = [1, 16, Math.floor((frames - 1) / 4) + 1, height / 8, width / 8];
+  const z = tf.randomNormal(latent, 0, 1, 'float32', 2);
+  const weightBytes = backend.memory().numBytesInGPU;
+  backend.resetPeak();
+  const times: number[] = [];
+  let shape: number[] = [];
+  for (let i = 0; i < warmup + iters; i++) {
+    const start = performance.now();
+    const video = vae.decode(z);
+    await video.data();
+    const ms = performance.now() - start;
+    shape = video.shape;
+    video.dispose();
+    if (i >= warmup) times.push(ms);
+    console.error(`decode ${i + 1}/${warmup + iters}: ${ms.toFixed(0)} ms`);
+  }
+  const peak = backend.memory().peakBytesInGPU;
+  const profile = process.argv.includes('--profile') ? await kernelProfile(() => vae.decode(z)) : undefined;
+  times.sort((a, b) => a - b);
+  const result = {
+    bench: 'vae-cuda',
+    vae: 'wan2.1',
+    dtype: precision,
+    latents: latent,
+    video: shape,
+    median_ms: Number(times[Math.floor(times.length / 2)].toFixed(1)),
+    min_ms: Number(times[0].toFixed(1)),
+    peak_gib: Number((peak / 2 ** 30).toFixed(2)),
+    weights_gib: Number((weightBytes / 2 ** 30).toFixed(3)),
+    cudnn: cudnnInfo().available ? cudnnInfo().version : `unavailable: ${cudnnInfo().error}`,
+    device: backend.device.name,
+    ...(profile ? { profile_total_ms: profile.totalMs, profile_groups_ms: profile.groups, profile_kernels: profile.kernels.slice(0, 16) } : {}),
+  };
+  console.log(JSON.stringify(result));
+  const json = process.argv.includes('--json') ? flag('json', '') : '';
+  if (json) fs.writeFileSync(json, JSON.stringify(result) + '\n');
+  z.dispose();
+  vae.dispose();
+});

@@ -1,0 +1,181 @@
+// The bf16 kernels of backend 'cuda' against its float32 kernels, on the GPU machine (tsx only, no
+// vitest): `node node_modules/tsx/dist/cli.mjs test/cuda/bf16-check.ts` (device-run.sh bf16).
+// Each case computes an op at precision bf16 and at precision fp32 from the same bf16-rounded
+// inputs (random, with outliers, never zeros) and prints PASS|FAIL <case> with the relative L2
+// error; moves and elementwise maps must match exactly (to one bf16 step for transcendentals).
+// Attention runs through cuDNN and through the flash kernel separately. Ends with
+// `N passed, N failed` and exits non-zero on a failure.
+import * as tf from '@tensorflow/tfjs-core';
+import { attention, layerNorm, layerNormModulate, linear, rmsNorm, rope } from '../../src/backend/ops.js';
+import { selectBackend } from '../../src/backend/select.js';
+import { CudaBackend, configureCudaBackend, cudnnInfo, type AttentionKernel } from '../../src/cuda/index.js';
+import { DeviceType } from '../../src/cuda/native.js';
+import type { Precision } from '../../src/kernels/registry.js';
+import { roundBf16 } from './mock-native.js';
+
+/** WAN_BF16_CHECK_QUICK=1: small shapes only (to check this script against the mock addon). */
+const QUICK = process.env.WAN_BF16_CHECK_QUICK === '1';
+
+let passed = 0;
+let failed = 0;
+
+function report(ok: boolean, name: string, detail: string): void {
+  if (ok) passed++;
+  else failed++;
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${name} ${detail}`);
+}
+
+/** Random values in [−2, 2) rounded to bf16, with one in 61 scaled by 16 (outliers); never all zeros. */
+function values(n: number, seed: number, scale = 1): Float32Array {
+  let a = (seed * 2654435761) >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a * 1664525 + 1013904223) >>> 0;
+    let v = ((a / 2 ** 32) * 4 - 2) * scale;
+    if (i % 61 === 7) v *= 16;
+    out[i] = roundBf16(v);
+  }
+  return out;
+}
+
+function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = got[i] - want[i];
+    num += Number.isFinite(d) ? d * d : Infinity;
+    den += want[i] * want[i];
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+let backend: CudaBackend;
+
+/** Runs f at a precision (and attention kernel), returning its output's values and storage. */
+function at(precision: Precision, f: () => tf.Tensor, attentionKernel: AttentionKernel = 'auto'): { data: Float32Array; storage: number } {
+  configureCudaBackend(backend, { precision, attention: attentionKernel });
+  const before = tf.memory().numTensors;
+  const out = tf.tidy(f);
+  const storage = backend.storage(out);
+  const data = out.dataSync() as Float32Array;
+  out.dispose();
+  if (tf.memory().numTensors !== before) throw new Error(`${tf.memory().numTensors - before} tensors leaked`);
+  return { data, storage };
+}
+
+/** bf16 result within `tol` relative L2 of the fp32 kernel's, stored as bf16. */
+function close(name: string, f: () => tf.Tensor, tol: number, attentionKernel: AttentionKernel = 'auto'): void {
+  try {
+    const b = at('bf16', f, attentionKernel);
+    const r = at('fp32', f);
+    const e = relL2(b.data, r.data);
+    report(e <= tol && b.storage === DeviceType.BF16, name, `rel_l2=${e.toExponential(2)} (≤ ${tol}) storage=${b.storage === DeviceType.BF16 ? 'bf16' : 'fp32'}`);
+  } catch (err) {
+    report(false, name, `error: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * One op at bf16 equal to the same op at fp32, rounded to bf16 when the bf16 result is stored so
+ * (`rounded`), within `steps` bf16 steps of the expected value.
+ */
+function exact(name: string, f: () => tf.Tensor, steps = 0, rounded = true): void {
+  try {
+    const b = at('bf16', f);
+    const r = at('fp32', f);
+    let worst = 0;
+    for (let i = 0; i < r.data.length; i++) {
+      const want = rounded ? roundBf16(r.data[i]) : r.data[i];
+      const step = Math.max(Math.abs(want), 1e-30) * 2 ** -7;
+      const d = Math.abs(b.data[i] - want) / step;
+      worst = Math.max(worst, Number.isNaN(d) && !(Number.isNaN(want) && Number.isNaN(b.data[i])) ? Infinity : Number.isNaN(d) ? 0 : d);
+    }
+    report(worst <= steps, name, `worst=${worst.toFixed(2)} bf16 steps (≤ ${steps})`);
+  } catch (err) {
+    report(false, name, `error: ${(err as Error).message}`);
+  }
+}
+
+const t4 = (shape: [number, number, number, number], seed: number, scale = 1) => tf.tensor4d(values(shape.reduce((a, b) => a * b), seed, scale), shape);
+
+async function main(): Promise<void> {
+  await selectBackend('cuda', { precision: 'bf16' });
+  backend = tf.backend() as CudaBackend;
+  const info = cudnnInfo();
+  console.log(`device ${backend.device.name}; cuDNN ${info.available ? `${info.version} from ${info.library}` : `unavailable: ${info.error}`}`);
+
+  // A bf16 activation: a product of bf16 operands, stored bf16 under the policy.
+  const act = (shape: number[], seed: number) => {
+    const n = shape.reduce((a, b) => a * b);
+    return tf.reshape(tf.matMul(tf.tensor2d(values(n, seed), [n / 8, 8]), tf.eye(8)), shape);
+  };
+
+  exact('move: transpose, slice, concat, pad, gather, tile of bf16', () => {
+    const x = act([4, 6, 8], 1);
+    return tf.concat([tf.reshape(tf.transpose(x, [2, 0, 1]), [8, 24]), tf.reshape(tf.pad(tf.slice(x, [1, 0, 2], [2, 6, 4]), [[1, 1], [0, 0], [2, 2]], 0.5), [8, 24])], 0);
+  });
+  exact('move: gather rows and tile', () => tf.tile(tf.gather(act([10, 8], 2), tf.tensor1d([9, 0, 3], 'int32')), [2, 1]));
+  for (const [op, fn] of [['add', tf.add], ['sub', tf.sub], ['mul', tf.mul], ['div', tf.div], ['maximum', tf.maximum]] as const) {
+    exact(`elementwise: ${op} of bf16 operands (broadcast)`, () => fn(act([3, 5, 8], 3), act([1, 5, 8], 4)));
+  }
+  for (const [op, fn] of [['sigmoid', tf.sigmoid], ['tanh', tf.tanh], ['exp', tf.exp], ['neg', tf.neg]] as const) {
+    exact(`elementwise: ${op} of bf16`, () => fn(act([64, 8], 5)), 1);
+  }
+  exact('elementwise: bf16 + fp32 stays fp32 exactly', () => tf.add(act([16, 8], 7), tf.tensor2d(values(128, 8), [16, 8])), 0, false);
+  exact('reduce: sum, max over bf16 rows (fp32 results)', () => tf.concat([tf.sum(act([32, 40], 9), 1), tf.max(act([32, 40], 10), 1)], 0), 0, false);
+  close('softmax of bf16 scores', () => tf.softmax(act([24, 80], 11)), 8e-3);
+
+  for (const [m, k, n] of QUICK ? [[33, 48, 40], [77, 129, 33]] : [[333, 1536, 1536], [32760, 64, 256], [77, 129, 33]]) {
+    close(`matmul ${m}×${k}·${k}×${n}`, () => tf.matMul(tf.tensor2d(values(m * k, 12 + m), [m, k]), tf.tensor2d(values(k * n, 13 + n), [k, n])), 8e-3);
+  }
+  close('matmul batched, transposed, broadcast batch', () => tf.matMul(tf.tensor3d(values(3 * 40 * 24, 14), [3, 24, 40]), tf.expandDims(tf.tensor2d(values(24 * 40, 15), [24, 40]), 0), true, false), 8e-3);
+  const rows = QUICK ? 20 : 300;
+  close('linear x·Wᵀ + b → GELU-tanh (epilogues)', () => linear(tf.tensor3d(values(2 * rows * 256, 16), [2, rows, 256]), tf.tensor2d(values(512 * 256, 17, 0.06), [512, 256]), tf.tensor1d(values(512, 18)), 'gelu_tanh'), 8e-3);
+  close('linear without bias', () => linear(tf.tensor2d(values(100 * 96, 19), [100, 96]), tf.tensor2d(values(40 * 96, 20, 0.1), [40, 96])), 8e-3);
+
+  close('rmsNorm of bf16 rows (1536 and 96 wide)', () => tf.concat([tf.reshape(rmsNorm(act([50, 1536], 21), tf.tensor1d(values(1536, 22)), 1e-6), [-1]), tf.reshape(rmsNorm(act([400, 96], 23), tf.tensor1d(values(96, 24)), 1e-6), [-1])]), 8e-3);
+  close('layerNorm with affine', () => layerNorm(act([70, 512], 25), 1e-6, tf.tensor1d(values(512, 26)), tf.tensor1d(values(512, 27))), 8e-3);
+  close('layerNormModulate per sample and per token', () => {
+    const x = tf.tensor3d(values(2 * 30 * 256, 28, 3), [2, 30, 256]);
+    const a = layerNormModulate(x, 1e-6, tf.tensor3d(values(2 * 256, 29, 0.3), [2, 1, 256]), tf.tensor3d(values(2 * 256, 30), [2, 1, 256]));
+    const b = layerNormModulate(x, 1e-6, tf.tensor3d(values(30 * 256, 31, 0.3), [1, 30, 256]), tf.tensor3d(values(30 * 256, 32), [1, 30, 256]));
+    return tf.concat([a, b], 0);
+  }, 8e-3);
+  exact('rope of bf16 heads (fp32 tables)', () => {
+    const L = 12;
+    const ang = Float32Array.from({ length: L * 128 }, (_, i) => (i % 128) * 0.01 * Math.floor(i / 128));
+    return rope(act([2, L, 4, 128], 33), tf.tensor4d(ang.map(Math.cos), [1, L, 1, 128]), tf.tensor4d(ang.map(Math.sin), [1, L, 1, 128]));
+  }, 1);
+
+  const attentionCases: Array<[string, [number, number, number, number], number]> = QUICK ? [['self 40² × 2 heads × 32', [1, 40, 2, 32], 40], ['cross 30 × 17 × 64', [1, 30, 2, 64], 17]] : [
+    ['self 1000² × 4 heads × 128', [2, 1000, 4, 128], 1000],
+    ['odd lengths 777 × 333', [1, 777, 3, 128], 333],
+    ['cross 3000 × 512 × 12 heads', [1, 3000, 12, 128], 512],
+    ['head size 64 (umT5)', [1, 300, 8, 64], 300],
+    ['head size 32 (toy)', [2, 64, 6, 32], 64],
+  ];
+  const kernels: AttentionKernel[] = info.available ? ['cudnn', 'flash'] : ['flash'];
+  for (const kernel of kernels) {
+    for (const [name, [B, Lq, H, D], Lk] of attentionCases) {
+      close(`attention ${kernel}: ${name}`, () => attention(t4([B, Lq, H, D], 40 + Lq, 0.5), t4([B, Lk, H, D], 41 + Lk, 0.5), t4([B, Lk, H, D], 42 + Lk)), 1.5e-2, kernel);
+    }
+  }
+  configureCudaBackend(backend, { attention: 'auto' });
+
+  const conv = (x: number[], w: number[], strides: [number, number, number], seed: number) => () =>
+    tf.conv3d(tf.tensor5d(values(x.reduce((a, b) => a * b), seed), x as [number, number, number, number, number]), tf.tensor5d(values(w.reduce((a, b) => a * b), seed + 1, 0.1), w as [number, number, number, number, number]), strides, 'valid');
+  close('conv3d 3×3×3, 32 → 48 channels', conv([1, 3, 20, 24, 32], [3, 3, 3, 32, 48], [1, 1, 1], 50), 8e-3);
+  close('conv3d 3 input channels (the VAE encoder’s first)', conv([1, 3, 16, 16, 3], [3, 3, 3, 3, 96], [1, 1, 1], 52), 8e-3);
+  close('conv3d 3 output channels (the decoder’s last)', conv([1, 3, 16, 16, 96], [3, 3, 3, 96, 3], [1, 1, 1], 54), 8e-3);
+  close('conv3d 3×1×1 time stride 2', conv([1, 5, 8, 8, 64], [3, 1, 1, 64, 64], [2, 1, 1], 56), 8e-3);
+  close('conv3d 1×1×1', conv([1, 2, 8, 8, 64], [1, 1, 1, 64, 32], [1, 1, 1], 58), 8e-3);
+  close('conv2d 3×3 stride 2 (spatial downsample)', () => tf.conv2d(tf.tensor4d(values(2 * 17 * 17 * 32, 60), [2, 17, 17, 32]), tf.tensor4d(values(9 * 32 * 32, 61, 0.1), [3, 3, 32, 32]), 2, 'valid'), 8e-3);
+
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed > 0 ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
