@@ -55,8 +55,9 @@ if (!compileOnly && !libDirs.some((d) => fs.readdirSync(d).some((f) => f.startsW
   fail(`libcublas.so not found in ${libDirs.join(', ') || cudaHome}: install the toolkit's cuBLAS`);
 }
 
-/** The first folder holding cudnn.h: $WAN_CUDNN_INCLUDE, /usr/include, then Python's nvidia/cudnn/include. */
+/** The first folder holding cudnn.h: $WAN_CUDNN_INCLUDE, /usr/include, then Python's nvidia/cudnn/include ($WAN_CUDNN=0: none). */
 function findCudnnInclude() {
+  if (process.env.WAN_CUDNN === '0') return undefined;
   const candidates = [process.env.WAN_CUDNN_INCLUDE, '/usr/include', '/usr/include/x86_64-linux-gnu'];
   try {
     const pkg = execFileSync('python3', ['-c', 'import nvidia.cudnn as m; print(list(m.__path__)[0])'], {
