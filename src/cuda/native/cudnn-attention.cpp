@@ -20,7 +20,7 @@
 // so out = softmax(scale · Q·Kᵀ) · V with fp32 accumulation and P rounded to bf16. Every
 // intermediate is virtual (never in memory); matmuls, pointwise and reductions compute in fp32.
 // Plans are built once per shape (heuristics mode A, then B; the first engine configuration whose
-// execution plan finalizes) and kept; a shape cuDNN refuses is remembered with the reason.
+// execution plan finalizes) and kept; a shape cuDNN refuses is remembered with the reasons.
 #include "cudnn-attention.h"
 
 #include "common.cuh"
@@ -220,7 +220,9 @@ std::string describeEngine(cudnnBackendDescriptor_t config) {
     checkCudnn(api().get(e, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &count, notes),
                "engine: behavior notes");
     bool compiled = false;
-    for (int64_t i = 0; i < count && i < CUDNN_BEHAVIOR_NOTE_TYPE_COUNT; i++) compiled |= notes[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+    for (int64_t i = 0; i < count && i < CUDNN_BEHAVIOR_NOTE_TYPE_COUNT; i++) {
+      compiled |= notes[i] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+    }
     return "engine " + std::to_string(index) + (compiled ? " (runtime-compiled)" : "");
   } catch (const CudaFailure& e) {
     return std::string("engine ? (") + e.what() + ")";
@@ -228,12 +230,10 @@ std::string describeEngine(cudnnBackendDescriptor_t config) {
 }
 
 /**
- * Builds the graph of the header comment for q [B, Lq, H, D], k [B, Lk, H, D], v [B, Lk, H, Dv],
- * o [B, Lq, H, Dv] (BSHD) and the first execution plan that finalizes; throws naming the step.
+ * The operations of the graph of the header comment for q [B, Lq, H, D], k [B, Lk, H, D],
+ * v [B, Lk, H, Dv], o [B, Lq, H, Dv] in BSHD memory, K described as Kᵀ [B, H, D, Lk].
  */
-void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
-  const int64_t b = B, lq = Lq, lk = Lk, h = H, d = D, dv = Dv;
-  Builder g;
+std::vector<cudnnBackendDescriptor_t> attentionGraph(Builder& g, int64_t b, int64_t lq, int64_t lk, int64_t h, int64_t d, int64_t dv) {
   cudnnBackendDescriptor_t Q = g.tensor("Q", UID_Q, CUDNN_DATA_BFLOAT16, {b, h, lq, d}, {lq * h * d, d, h * d, 1}, false);
   cudnnBackendDescriptor_t K = g.tensor("K^T", UID_K, CUDNN_DATA_BFLOAT16, {b, h, d, lk}, {lk * h * d, d, 1, h * d}, false);
   cudnnBackendDescriptor_t V = g.tensor("V", UID_V, CUDNN_DATA_BFLOAT16, {b, h, lk, dv}, {lk * h * dv, dv, h * dv, 1}, false);
@@ -250,7 +250,7 @@ void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
   cudnnBackendDescriptor_t lnL = g.tensor("log(sum)", 107, CUDNN_DATA_FLOAT, rows, rowStrides, true);
   cudnnBackendDescriptor_t stats = g.tensor("stats", 108, CUDNN_DATA_FLOAT, rows, rowStrides, true);
   cudnnBackendDescriptor_t P = g.tensor("P", 109, CUDNN_DATA_BFLOAT16, scores, scoreStrides, true);
-  const std::vector<cudnnBackendDescriptor_t> ops = {
+  return {
       g.matmul("Q*K^T", Q, K, S),
       g.pointwise("scale", CUDNN_POINTWISE_MUL, S, scale, T),
       g.reduction("max", CUDNN_REDUCE_TENSOR_MAX, T, M),
@@ -262,13 +262,21 @@ void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
       g.pointwise("div", CUDNN_POINTWISE_DIV, E, L, P),
       g.matmul("P*V", P, V, O),
   };
-  cudnnHandle_t handle = cudnnHandle();
-  cudnnBackendDescriptor_t graph = g.make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
-  set(graph, "operation graph: operations", CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops.size()), ops.data());
-  set(graph, "operation graph: handle", CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-  finalize(graph, "operation graph");
+}
 
-  std::vector<std::string> failures;
+/**
+ * The operation graph of `ops` and the first execution plan that finalizes (heuristics mode A, then
+ * B), stored in `p` with every descriptor of `g`; false, with the reasons appended to `failures`, if
+ * no configuration finalizes (a failure before the heuristics throws).
+ */
+bool planGraph(Builder& g, const std::vector<cudnnBackendDescriptor_t>& ops, Plan& p, std::vector<std::string>& failures) {
+  cudnnHandle_t handle = cudnnHandle();
+  const std::string wg = "operation graph";
+  cudnnBackendDescriptor_t graph = g.make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, wg);
+  set(graph, wg + ": operations", CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops.size()), ops.data());
+  set(graph, wg + ": handle", CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  finalize(graph, wg);
+
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_B}) {
     const std::string w = std::string("heuristics mode ") + (mode == CUDNN_HEUR_MODE_A ? "A" : "B");
     try {
@@ -290,7 +298,8 @@ void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
       checkCudnn(api().get(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &returned, raw.data()),
                  (w + ": results").c_str());
       for (int64_t i = 0; i < returned && i < count; i++) {
-        const std::string pw = "execution plan (" + w + ", config " + std::to_string(i + 1) + " of " + std::to_string(returned) + ")";
+        const std::string config = "config " + std::to_string(i + 1) + " of " + std::to_string(returned);
+        const std::string pw = w + ": execution plan (" + config + ")";
         try {
           Desc plan(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, pw);
           set(plan.get(), pw + ": handle", CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
@@ -299,14 +308,13 @@ void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
           int64_t workspace = 0, n = 0;
           checkCudnn(api().get(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &workspace),
                      (pw + ": workspace size").c_str());
-          p.info = describeEngine(raw[i]) + ", " + w + " config " + std::to_string(i + 1) + " of " + std::to_string(returned) +
-                   ", workspace " + std::to_string(workspace) + " bytes";
+          p.info = w + " " + config + ": " + describeEngine(raw[i]) + ", workspace " + std::to_string(workspace) + " bytes";
           p.plan = plan.get();
           p.workspace = workspace;
           g.keep.push_back(std::move(configs[size_t(i)]));
           g.keep.push_back(std::move(plan));
           p.keep = std::move(g.keep);
-          return;
+          return true;
         } catch (const CudaFailure& e) {
           failures.push_back(e.what());
         }
@@ -315,9 +323,20 @@ void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
       failures.push_back(e.what());
     }
   }
+  return false;
+}
+
+/**
+ * The plan for q [B, Lq, H, D], k [B, Lk, H, D], v [B, Lk, H, Dv], o [B, Lq, H, Dv] (BSHD); throws
+ * with cuDNN's reasons if there is none.
+ */
+void build(Plan& p, int B, int Lq, int Lk, int H, int D, int Dv) {
+  std::vector<std::string> failures;
+  Builder g;
+  if (planGraph(g, attentionGraph(g, B, Lq, Lk, H, D, Dv), p, failures)) return;
   std::string message = failures.empty() ? std::string("no execution plan") : failures[0];
-  for (size_t i = 1; i < failures.size() && i < 4; i++) message += " | " + failures[i];
-  if (failures.size() > 4) message += " | (" + std::to_string(failures.size() - 4) + " more)";
+  for (size_t i = 1; i < failures.size() && i < 6; i++) message += " | " + failures[i];
+  if (failures.size() > 6) message += " | (" + std::to_string(failures.size() - 6) + " more)";
   throw CudaFailure(message);
 }
 
@@ -333,7 +352,9 @@ bool cudnnAttention(const void* q, const void* k, const void* v, void* o, int B,
   const CudnnInfo& info = cudnnInfo();
   if (!info.available) return decline("cuDNN attention: cuDNN is not available (" + info.error + ")");
   const std::string shape = shapeText(B, Lq, Lk, H, D, Dv);
-  if (B < 1 || Lq < 1 || Lk < 1 || H < 1 || D < 1 || Dv < 1) return decline("cuDNN attention " + shape + ": every extent must be at least 1");
+  if (B < 1 || Lq < 1 || Lk < 1 || H < 1 || D < 1 || Dv < 1) {
+    return decline("cuDNN attention " + shape + ": every extent must be at least 1");
+  }
   if (D % 8 != 0 || Dv % 8 != 0) return decline("cuDNN attention " + shape + ": head sizes must be multiples of 8 (16-byte rows)");
   for (const void* ptr : {q, k, v, static_cast<const void*>(o)}) {
     if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return decline("cuDNN attention " + shape + ": tensors must start 16-byte aligned");
