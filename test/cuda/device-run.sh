@@ -37,13 +37,17 @@ for s in "$@"; do
     natives)
       CUDNN=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])')
       NV=(nvcc -std=c++17 -O3 -arch=sm_90 -I src/cuda/native)
-      "${NV[@]}" test/cuda/native/gemm-lt-check.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-lt-check > "$OUT/natives-build.log" 2>&1 &
-      "${NV[@]}" test/cuda/native/flash-attention-check.cu src/cuda/native/flash-attention.cu -o /tmp/fa-check >> "$OUT/natives-build.log" 2>&1 &
-      "${NV[@]}" -DWAN_HAVE_CUDNN -I "$CUDNN/include" test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-attention.cpp src/cuda/native/cudnn-loader.cpp -ldl -o /tmp/cudnn-check >> "$OUT/natives-build.log" 2>&1 &
-      "${NV[@]}" -DWAN_HAVE_CUDNN -I "$CUDNN/include" test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-loader.cpp -ldl -o /tmp/cudnn-conv-check >> "$OUT/natives-build.log" 2>&1 &
-      wait
+      CU=("${NV[@]}" -x cu -DWAN_HAVE_CUDNN -I "$CUDNN/include")
+      { "${NV[@]}" test/cuda/native/gemm-lt-check.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-lt-check 2>&1 &
+        "${NV[@]}" test/cuda/native/flash-attention-check.cu src/cuda/native/flash-attention.cu -o /tmp/fa-check 2>&1 &
+        "${CU[@]}" test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-loader.cpp src/cuda/native/cudnn-attention.cpp -ldl -o /tmp/cudnn-check 2>&1 &
+        "${CU[@]}" test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-loader.cpp -ldl -o /tmp/cudnn-conv-check 2>&1 &
+        wait; } > "$OUT/natives-build.log"
       tail -n 20 "$OUT/natives-build.log"
-      for c in gemm-lt-check fa-check cudnn-check cudnn-conv-check; do step "$c" "${NATIVE_LIMIT:-120}" "/tmp/$c"; done ;;
+      step gemm-lt-check "${NATIVE_LIMIT:-120}" /tmp/gemm-lt-check
+      step fa-check "${NATIVE_LIMIT:-120}" /tmp/fa-check
+      step cudnn-check "${NATIVE_LIMIT:-120}" /tmp/cudnn-check "$CUDNN/lib/libcudnn.so.9"
+      step cudnn-conv-check "${NATIVE_LIMIT:-120}" /tmp/cudnn-conv-check "$CUDNN" ;;
     ops) step ops "${OPS_LIMIT:-240}" "${VITEST[@]}" test/cuda/ops.cuda.ts ;;
     parity) step parity "${PARITY_LIMIT:-240}" "${VITEST[@]}" test/cuda/parity.cuda.ts ;;
     fixtures) step fixtures "${PARITY_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs src/parity/cli.ts test/fixtures --backend cuda ;;
