@@ -8,12 +8,16 @@ import type { HasNamedWeights } from '../weights/load.js';
  * the backend's precision policy and the layer say (bf16, or fp32 for norm weights).
  */
 export function initializeFromPool(model: HasNamedWeights, seed: number, std = 0.02): void {
-  const poolSize = 1 << 24;
+  const poolSize = 1 << 25;
   const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
   let offset = 0;
   for (const slot of model.namedWeights().values()) {
     const n = slot.shape.reduce((a, b) => a * b, 1);
-    if (n > poolSize) throw new Error(`a weight of ${n} elements exceeds the random pool of ${poolSize}`);
+    if (n > poolSize) {
+      // A weight larger than the pool repeats it (random weights for timing only).
+      slot.assign(tf.tidy(() => tf.reshape(tf.slice(tf.tile(pool, [Math.ceil(n / poolSize)]), [0], [n]), [...slot.shape])));
+      continue;
+    }
     if (offset + n > poolSize) offset = (offset * 7919) % (poolSize - n + 1);
     slot.assign(tf.tidy(() => tf.reshape(tf.slice(pool, [offset], [n]), [...slot.shape])));
     offset += n;
@@ -31,7 +35,7 @@ export function flag(name: string, fallback: string): string {
 export function kernelGroup(name: string): 'attention' | 'GEMM' | 'norm + modulation' | 'rope' | 'convolution' | 'the rest' {
   if (name === 'WanAttention') return 'attention';
   if (name === 'WanLinear' || name === 'BatchMatMul' || name === '_FusedMatMul') return 'GEMM';
-  if (name === 'Conv3D' || name === 'Conv2D' || name === 'FusedConv2D') return 'convolution';
+  if (name === 'WanConv3d' || name === 'Conv3D' || name === 'Conv2D' || name === 'FusedConv2D') return 'convolution';
   if (name === 'WanLayerNormModulate' || name === 'WanLayerNorm' || name === 'WanRmsNorm') return 'norm + modulation';
   if (name === 'WanRope') return 'rope';
   return 'the rest';

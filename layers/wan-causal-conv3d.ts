@@ -152,14 +152,13 @@ export class WanCausalConv3d extends WanModule {
         }
       }
       const [, ph, pw] = this.padding;
-      if (ph > 0 || pw > 0) input = tf.pad(input, [[0, 0], [0, 0], [ph, ph], [pw, pw], [0, 0]]);
       const w = this.weight.value;
       let y: tf.Tensor;
-      if (this.kernel.every((k) => k === 1) && this.stride.every((s) => s === 1)) {
+      if (this.kernel.every((k) => k === 1) && this.stride.every((s) => s === 1) && ph === 0 && pw === 0) {
         const [b, t, h, ww, c] = input.shape as [number, number, number, number, number];
         y = tf.reshape(tf.matMul(tf.reshape(input, [-1, c]), tf.reshape(w, [c, this.config.outChannels])), [b, t, h, ww, this.config.outChannels]);
       } else {
-        y = conv3d(input, w, this.stride);
+        y = conv3d(input, w, this.stride, [ph, pw]);
       }
       return tf.add(y, this.bias.value);
     });

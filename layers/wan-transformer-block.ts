@@ -69,17 +69,27 @@ export class WanTransformerBlock extends WanModule {
       const mod = fp32(() => tf.split(tf.add(table, temb), 6, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [tb, L, dim]) : m)));
       const [shiftMsa, scaleMsa, gateMsa, cShiftMsa, cScaleMsa, cGateMsa] = mod;
 
+      // Intermediates are freed as soon as they are used (at 75,600 tokens each is 0.8–2 GB).
+      const residual = (x: tf.Tensor, y: tf.Tensor, gate?: tf.Tensor) => {
+        const out = fp32(() => tf.tidy(() => tf.add(x, gate ? tf.mul(y, gate) : y)));
+        y.dispose();
+        return out;
+      };
       const h1 = this.norm1.forwardModulated(hiddenStates, scaleMsa, shiftMsa);
       const a1 = this.attn1.forward(h1, undefined, rotary);
-      let x = fp32(() => tf.add(hiddenStates, tf.mul(a1, gateMsa)));
+      h1.dispose();
+      const x1 = residual(hiddenStates, a1, gateMsa);
 
-      const h2 = this.norm2 ? this.norm2.forward(x) : x;
+      const h2 = this.norm2 ? this.norm2.forward(x1) : x1;
       const a2 = this.attn2.forward(h2, encoderHiddenStates);
-      x = fp32(() => tf.add(x, a2));
+      if (h2 !== x1) h2.dispose();
+      const x2 = residual(x1, a2);
+      x1.dispose();
 
-      const h3 = this.norm3.forwardModulated(x, cScaleMsa, cShiftMsa);
+      const h3 = this.norm3.forwardModulated(x2, cScaleMsa, cShiftMsa);
       const f = this.ffn.forward(h3);
-      return fp32(() => tf.add(x, tf.mul(f, cGateMsa)));
+      h3.dispose();
+      return residual(x2, f, cGateMsa);
     });
   }
 

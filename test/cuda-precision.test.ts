@@ -12,7 +12,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { Linear } from '../layers/linear.js';
 import { RMSNorm } from '../layers/rms-norm.js';
-import { attention, fp32, layerNormModulate, linear, rope } from '../src/backend/ops.js';
+import { attention, conv3d, fp32, layerNormModulate, linear, rope } from '../src/backend/ops.js';
 import { tensorFromStored } from '../src/backend/precision.js';
 import { selectBackend } from '../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, defaultPrecision, registerCudaBackendWith } from '../src/cuda/index.js';
@@ -240,6 +240,20 @@ describe('fused kernels under the bf16 policy', () => {
     w.dispose();
     expect(native.liveBuffers).toBe(live - 1);
     x.dispose();
+  });
+
+  it('ops.conv3d with spatial pads (one fused kernel on cuda) equals padding then convolving on cpu', async () => {
+    configureCudaBackend(backend, { precision: 'fp32' });
+    const xv = values(1 * 4 * 5 * 6 * 3, 62);
+    const wv = values(3 * 3 * 3 * 3 * 4, 63);
+    const run = () => conv3d(tf.tensor5d(xv, [1, 4, 5, 6, 3]), tf.tensor5d(wv, [3, 3, 3, 3, 4]), [1, 2, 1], [1, 1]);
+    const onCuda = tf.tidy(run);
+    expect(onCuda.shape).toEqual([1, 2, 3, 6, 4]);
+    const got = onCuda.dataSync();
+    onCuda.dispose();
+    await tf.setBackend('cpu');
+    const want = tf.tidy(run).dataSync();
+    for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(want[i])));
   });
 
   it('without cuDNN a bf16 convolution runs in float32 and says so once', () => {

@@ -239,13 +239,18 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, activation: Li
 const SLOW_CONV3D = new Set(['cpu', 'wasm']);
 
 /**
- * 3D convolution, 'valid' padding, channels-last.
- * x: [B, T, H, W, Cin], w: [kt, kh, kw, Cin, Cout] → [B, To, Ho, Wo, Cout], To = ⌊(T − kt)/st⌋ + 1.
- * On cpu/wasm it is computed as Σ_i conv2d(x[:, i + st·t], w[i]) over the kt time taps (frames
- * folded into the batch), which those backends run far faster than their Conv3D; elsewhere the
- * backend's Conv3D kernel is used.
+ * 3D convolution, channels-last, with `pads` = [ph, pw] zeros on both sides of H and W (none in time).
+ * x: [B, T, H, W, Cin], w: [kt, kh, kw, Cin, Cout] → [B, To, Ho, Wo, Cout], To = ⌊(T − kt)/st⌋ + 1,
+ * Ho = ⌊(H + 2ph − kh)/sh⌋ + 1. A backend's fused kernel takes the padding inside the convolution;
+ * otherwise the input is padded first. On cpu/wasm the convolution is Σ_i conv2d(x[:, i + st·t], w[i])
+ * over the kt time taps (frames folded into the batch), which those backends run far faster than
+ * their Conv3D; elsewhere the backend's Conv3D kernel is used.
  */
-export function conv3d(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, number, number]): tf.Tensor {
+export function conv3d(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, number, number], pads: readonly [number, number] = [0, 0]): tf.Tensor {
+  if (fused(KERNELS.conv3d)) return tf.engine().runKernel(KERNELS.conv3d, { x, filter: w }, { strides: [...strides], pads: [...pads] }) as tf.Tensor;
+  if (pads[0] > 0 || pads[1] > 0) {
+    return tf.tidy(() => conv3d(tf.pad(x, [[0, 0], [0, 0], [pads[0], pads[0]], [pads[1], pads[1]], [0, 0]]), w, strides));
+  }
   const [st, sh, sw] = strides;
   if (!SLOW_CONV3D.has(tf.getBackend())) return tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, [st, sh, sw], 'valid');
   return tf.tidy(() => {

@@ -20,6 +20,11 @@ export const KERNELS = {
   rope: 'WanRope',
   /** x · wᵀ + b, then an activation; inputs x [.., in], weight [out, in], bias? [out]; attr activation. */
   linear: 'WanLinear',
+  /**
+   * Channels-last 3D convolution with symmetric spatial zero padding; inputs x [B, T, H, W, C],
+   * filter [kt, kh, kw, C, O]; attrs strides [st, sh, sw], pads [ph, pw].
+   */
+  conv3d: 'WanConv3d',
   /** The same values in another storage precision; input x; attr storage ('fp32' | 'policy'). */
   storeAs: 'WanStoreAs',
 } as const;

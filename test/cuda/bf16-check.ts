@@ -6,7 +6,7 @@
 // Attention runs through cuDNN and through the flash kernel separately. Ends with
 // `N passed, N failed` and exits non-zero on a failure.
 import * as tf from '@tensorflow/tfjs-core';
-import { attention, layerNorm, layerNormModulate, linear, rmsNorm, rope } from '../../src/backend/ops.js';
+import { attention, conv3d, layerNorm, layerNormModulate, linear, rmsNorm, rope } from '../../src/backend/ops.js';
 import { selectBackend } from '../../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, cudnnInfo, type AttentionKernel } from '../../src/cuda/index.js';
 import { DeviceType } from '../../src/cuda/native.js';
@@ -169,6 +169,7 @@ async function main(): Promise<void> {
   close('conv3d 3 output channels (the decoder’s last)', conv([1, 3, 16, 16, 96], [3, 3, 3, 96, 3], [1, 1, 1], 54), 8e-3);
   close('conv3d 3×1×1 time stride 2', conv([1, 5, 8, 8, 64], [3, 1, 1, 64, 64], [2, 1, 1], 56), 8e-3);
   close('conv3d 1×1×1', conv([1, 2, 8, 8, 64], [1, 1, 1, 64, 32], [1, 1, 1], 58), 8e-3);
+  close('ops.conv3d with spatial pads 1 (the causal convolution)', () => conv3d(tf.tensor5d(values(1 * 3 * 12 * 14 * 32, 62), [1, 3, 12, 14, 32]), tf.tensor5d(values(27 * 32 * 48, 63, 0.1), [3, 3, 3, 32, 48]), [1, 1, 1], [1, 1]), 8e-3);
   close('conv2d 3×3 stride 2 (spatial downsample)', () => tf.conv2d(tf.tensor4d(values(2 * 17 * 17 * 32, 60), [2, 17, 17, 32]), tf.tensor4d(values(9 * 32 * 32, 61, 0.1), [3, 3, 32, 32]), 2, 'valid'), 8e-3);
 
   console.log(`${passed} passed, ${failed} failed`);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
+import { KERNELS } from '../../kernels/registry.js';
 import type { CudaBackend } from '../backend.js';
 import { DeviceType } from '../native.js';
 import { asDtype, asStorage, disposeAll } from './elementwise.js';
@@ -173,6 +174,27 @@ export const convKernels: tf.KernelConfig[] = [
     ];
     return convNative(backend, x, filter, [info.batchSize, info.outDepth, info.outHeight, info.outWidth, info.outChannels], geometry);
   }, BF16),
+  // x: [N, D, H, W, C], filter [kd, kh, kw, C, O]; symmetric zero pads [ph, pw] on H and W, none in time.
+  cudaKernel(
+    KERNELS.conv3d,
+    ({ inputs, backend, attrs }) => {
+      const x = input(inputs, 'x', KERNELS.conv3d);
+      const filter = input(inputs, 'filter', KERNELS.conv3d);
+      const [sd, sh, sw] = triple(numsAttr(attrs, 'strides', KERNELS.conv3d));
+      const [ph, pw] = pair(numsAttr(attrs, 'pads', KERNELS.conv3d));
+      if (x.shape.length !== 5 || filter.shape.length !== 5 || filter.shape[3] !== x.shape[4]) {
+        throw new BackendError(`${KERNELS.conv3d}: expected x [N,D,H,W,C] and filter [kd,kh,kw,C,O], got [${x.shape}] and [${filter.shape}]`);
+      }
+      const [N, D, H, W, C] = x.shape;
+      const [kd, kh, kw, , O] = filter.shape;
+      const od = Math.floor((D - kd) / sd) + 1;
+      const oh = Math.floor((H + 2 * ph - kh) / sh) + 1;
+      const ow = Math.floor((W + 2 * pw - kw) / sw) + 1;
+      const geometry = [N, D, H, W, C, kd, kh, kw, O, od, oh, ow, sd, sh, sw, 0, ph, pw, 1, 1, 1];
+      return convNative(backend, x, filter, [N, od, oh, ow, O], geometry);
+    },
+    BF16,
+  ),
   resizeKernel('ResizeNearestNeighbor'),
   resizeKernel('ResizeBilinear'),
 ];
