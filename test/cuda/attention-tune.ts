@@ -7,6 +7,7 @@ import { PRESETS, WanTransformer3DModel } from '../../layers/wan-transformer-3d-
 import { attention } from '../../src/backend/ops.js';
 import { selectBackend } from '../../src/backend/select.js';
 import { CudaBackend } from '../../src/cuda/index.js';
+import { kernelProfile } from '../../bench/gpu-weights.js';
 
 async function main(): Promise<void> {
   await selectBackend('cuda');
@@ -56,20 +57,10 @@ async function main(): Promise<void> {
   const t = tf.tensor1d([500]);
   const ctx = tf.randomNormal([1, 512, 4096], 0, 1, 'float32', 6);
   tf.dispose(model.forward(x, t, ctx));
-  const info = await tf.profile(() => model.forward(x, t, ctx));
-  tf.dispose(info.result as tf.Tensor);
-  const byKernel = new Map<string, { ms: number; count: number }>();
-  for (const kp of info.kernels) {
-    const ms = Number(await kp.kernelTimeMs);
-    const e = byKernel.get(kp.name) ?? { ms: 0, count: 0 };
-    e.ms += Number.isFinite(ms) ? ms : 0;
-    e.count++;
-    byKernel.set(kp.name, e);
-  }
-  const total = [...byKernel.values()].reduce((a, b) => a + b.ms, 0);
-  console.log(`2-layer forward, kernel time ${total.toFixed(0)} ms:`);
-  for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) {
-    console.log(`  ${name.padEnd(22)} ${e.ms.toFixed(1).padStart(8)} ms  ${String(e.count).padStart(4)} calls`);
+  const profile = await kernelProfile(() => model.forward(x, t, ctx));
+  console.log(`2-layer forward, kernel time ${profile.totalMs.toFixed(0)} ms:`);
+  for (const [name, ms, count] of profile.kernels.slice(0, 20)) {
+    console.log(`  ${name.padEnd(22)} ${ms.toFixed(1).padStart(8)} ms  ${String(count).padStart(4)} calls`);
   }
   tf.dispose([x, t, ctx]);
   model.dispose();
