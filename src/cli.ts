@@ -254,7 +254,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   // Production mode: no debug checks, and no console banner from the backends.
   tf.enableProdMode();
   const backend = await selectBackend(values.backend, { precision });
-  const stored = backend === 'cuda' ? (precision ?? (tf.backend() as tf.KernelBackend & { precision?: string }).precision) : 'fp32';
+  const stored = (tf.backend() as tf.KernelBackend & { precision?: string }).precision ?? 'fp32';
   progress.note(`backend ${backend} (${stored}); loading ${modelDir}`);
   if (finalFormat === 'mp4' && !(await findFfmpeg())) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
   const t0 = performance.now();

@@ -1,7 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-
-/** Raw 16-bit float formats a checkpoint stores: bfloat16 and IEEE half. */
-export type StoredFormat = 'bf16' | 'f16';
+import type { StoredFormat } from '../kernels/registry.js';
 
 /** A backend that takes raw 16-bit floats as they are stored (backend 'cuda'). */
 interface StoredUploader {

@@ -1,20 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { BackendError } from '../errors.js';
-import type { Precision } from '../kernels/registry.js';
+import type { PrecisionOptions } from '../kernels/registry.js';
 
 export type BackendName = 'cpu' | 'wasm' | 'tensorflow' | 'cuda';
 
-export interface BackendOptions {
-  /**
-   * How backend 'cuda' stores float32 tensors: 'bf16' (its default, as Wan users run the model;
-   * $WAN_CUDA_PRECISION overrides the default) or 'fp32' (the reference's numbers). The other
-   * backends compute in float32: asking them for 'bf16' is an error.
-   */
-  precision?: Precision;
-  /** Backend 'cuda': which bf16 attention kernel may run ('auto': cuDNN's fused SDPA, else the built-in flash kernel). */
-  attention?: 'auto' | 'cudnn' | 'flash';
-}
+/** selectBackend's options: backend 'cuda''s precision and attention kernel. */
+export type BackendOptions = PrecisionOptions;
 
 export const BACKENDS: readonly BackendName[] = ['cuda', 'tensorflow', 'wasm', 'cpu'];
 

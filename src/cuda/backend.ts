@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../errors.js';
-import { inFp32Island, type Precision } from '../kernels/registry.js';
+import { inFp32Island, type AttentionKernel, type Precision, type StoredFormat } from '../kernels/registry.js';
 import { DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
 
 /** One tensor buffer: device memory for numeric dtypes, host bytes for strings. */
@@ -16,9 +16,7 @@ interface DeviceData {
   strings?: Uint8Array[];
 }
 
-/** Which bf16 attention kernel may run: cuDNN's SDPA first, else the flash kernel (auto), or one of them only. */
-export type AttentionKernel = 'auto' | 'cudnn' | 'flash';
-
+/** The addon's code for each attention kernel choice (attentionBf16's mode). */
 export const ATTENTION_MODES: Readonly<Record<AttentionKernel, number>> = { auto: 0, cudnn: 1, flash: 2 };
 
 /** Device element type of a tfjs dtype stored at full width (bool lives as int32 0/1). */
@@ -32,9 +30,6 @@ export function deviceType(dtype: tf.DataType): DeviceType {
 export function widthOf(storage: DeviceType): 2 | 4 {
   return storage === DeviceType.BF16 || storage === DeviceType.F16 ? 2 : 4;
 }
-
-/** Raw 16-bit float formats a checkpoint tensor can be uploaded in. */
-export type StoredFormat = 'bf16' | 'f16';
 
 /** bfloat16 bits → float32 values (exact). */
 export function bf16ToFloat32(bits: Uint16Array): Float32Array {

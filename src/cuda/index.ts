@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../errors.js';
-import { PRECISIONS, type Precision } from '../kernels/registry.js';
-import { ATTENTION_MODES, CudaBackend, type AttentionKernel } from './backend.js';
+import { checkPrecision, type Precision, type PrecisionOptions } from '../kernels/registry.js';
+import { ATTENTION_MODES, CudaBackend } from './backend.js';
 import { convKernels } from './kernels/conv.js';
 import { elementwiseKernels } from './kernels/elementwise.js';
 import { fusedKernels } from './kernels/fused.js';
@@ -12,7 +12,8 @@ import { reduceKernels } from './kernels/reduce.js';
 import { shapeKernels } from './kernels/shape.js';
 import { loadNative, type CudnnInfo, type DeviceInfo, type NativeCuda } from './native.js';
 
-export { CudaBackend, type AttentionKernel, type StoredFormat } from './backend.js';
+export { CudaBackend } from './backend.js';
+export type { AttentionKernel, StoredFormat } from '../kernels/registry.js';
 export { checkKernels, kernelsUsedBy, missingKernels } from './check.js';
 export { addonPath, loadNative, type CudnnInfo, type DeviceInfo, type DeviceMemory, type NativeCuda } from './native.js';
 
@@ -32,11 +33,7 @@ export function cudnnInfo(): CudnnInfo {
 /** The precision named by $WAN_CUDA_PRECISION, else bf16 (as Wan users run the model). */
 export function defaultPrecision(): Precision {
   const env = process.env.WAN_CUDA_PRECISION;
-  if (env === undefined || env === '') return 'bf16';
-  if (!PRECISIONS.includes(env as Precision)) {
-    throw new BackendError(`WAN_CUDA_PRECISION must be one of ${PRECISIONS.join(', ')}, got '${env.slice(0, 40)}'`);
-  }
-  return env as Precision;
+  return env === undefined || env === '' ? 'bf16' : checkPrecision(env, 'WAN_CUDA_PRECISION');
 }
 
 /**
@@ -100,22 +97,10 @@ export function registerCudaBackend(): void {
   registerCudaBackendWith(native, device);
 }
 
-export interface CudaOptions {
-  /** How float32 tensors are stored: 'bf16' (default, or $WAN_CUDA_PRECISION) or 'fp32' (parity). */
-  precision?: Precision;
-  /** Which bf16 attention kernel may run: cuDNN's fused SDPA then the flash kernel ('auto'), or one of them. */
-  attention?: AttentionKernel;
-}
-
 /** Applies `options` to the active 'cuda' backend. */
-export function configureCudaBackend(backend: tf.KernelBackend, options: CudaOptions): void {
+export function configureCudaBackend(backend: tf.KernelBackend, options: PrecisionOptions): void {
   if (!(backend instanceof CudaBackend)) throw new BackendError("configureCudaBackend: the active backend is not 'cuda'");
-  if (options.precision !== undefined) {
-    if (!PRECISIONS.includes(options.precision)) {
-      throw new BackendError(`precision must be one of ${PRECISIONS.join(', ')}, got '${String(options.precision).slice(0, 40)}'`);
-    }
-    backend.precision = options.precision;
-  }
+  if (options.precision !== undefined) backend.precision = checkPrecision(options.precision, 'precision');
   if (options.attention !== undefined) {
     if (!(options.attention in ATTENTION_MODES)) {
       throw new BackendError(`attention must be one of ${Object.keys(ATTENTION_MODES).join(', ')}, got '${String(options.attention).slice(0, 40)}'`);

@@ -1,8 +1,10 @@
 /**
  * What the op layer (src/backend/ops.ts) and the backends that implement its fused kernels
  * (src/cuda) share, so neither imports the other: the fused kernels' names, and the precision
- * vocabulary (the storage precisions, and the fp32 islands the layers declare).
+ * vocabulary (the storage precisions, the options that set them, and the fp32 islands the layers
+ * declare).
  */
+import { BackendError } from '../errors.js';
 
 /** The library's fused kernels, by the name a backend registers them under. */
 export const KERNELS = {
@@ -41,6 +43,30 @@ export type LinearActivation = 'none' | 'gelu_tanh';
 export type Precision = 'bf16' | 'fp32';
 
 export const PRECISIONS: readonly Precision[] = ['bf16', 'fp32'];
+
+/** `value` as a Precision; a BackendError naming `what` (an option or variable) otherwise. */
+export function checkPrecision(value: unknown, what: string): Precision {
+  if (PRECISIONS.includes(value as Precision)) return value as Precision;
+  throw new BackendError(`${what} must be one of ${PRECISIONS.join(', ')}, got '${String(value).slice(0, 40)}'`);
+}
+
+/** Which bf16 attention kernel may run: cuDNN's fused SDPA, else the built-in flash kernel ('auto'), or one of them only. */
+export type AttentionKernel = 'auto' | 'cudnn' | 'flash';
+
+/** Raw 16-bit float formats a checkpoint stores: bfloat16 and IEEE half. */
+export type StoredFormat = 'bf16' | 'f16';
+
+/** How a backend with a precision policy (backend 'cuda') computes; selectBackend takes these. */
+export interface PrecisionOptions {
+  /**
+   * How float32 tensors are stored: 'bf16' (backend 'cuda''s default, as Wan users run the model;
+   * $WAN_CUDA_PRECISION overrides the default) or 'fp32' (the reference's numbers). Backends that
+   * compute in float32 refuse 'bf16'.
+   */
+  precision?: Precision;
+  /** Which bf16 attention kernel may run (backend 'cuda' only). */
+  attention?: AttentionKernel;
+}
 
 let islandDepth = 0;
 

@@ -8,6 +8,7 @@
  * from the rounded operands (the device accumulates in float32) and round the result.
  */
 import type { CudnnInfo, DeviceInfo, DeviceMemory, NativeCuda } from '../../src/cuda/native.js';
+import { float32ToBf16Bits } from '../../weights/dtypes.js';
 
 const SLOT = 2 ** 32;
 const F32 = 0;
@@ -16,13 +17,6 @@ const BOOL = 2;
 const BF16 = 3;
 const F16 = 4;
 
-/** float32 → bfloat16 bits, round to nearest even (NaN stays NaN). */
-export function toBf16Bits(v: number): number {
-  const f = new Uint32Array(new Float32Array([v]).buffer)[0];
-  if ((f & 0x7f800000) === 0x7f800000 && (f & 0x007fffff) !== 0) return ((f >>> 16) | 0x0040) & 0xffff;
-  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
 /** bfloat16 bits → value. */
 export function fromBf16Bits(b: number): number {
   return new Float32Array(new Uint32Array([b << 16]).buffer)[0];
@@ -30,7 +24,7 @@ export function fromBf16Bits(b: number): number {
 
 /** The value bfloat16 storage keeps of v. */
 export function roundBf16(v: number): number {
-  return fromBf16Bits(toBf16Bits(v));
+  return fromBf16Bits(float32ToBf16Bits(v));
 }
 
 /** IEEE half bits → value. */
@@ -210,7 +204,7 @@ export function createMockNative(): MockNative {
     }
     if (t === BF16) {
       const a = u16(ptr);
-      return { get: (i) => fromBf16Bits(a[i]), set: (i, v) => (a[i] = toBf16Bits(v)) };
+      return { get: (i) => fromBf16Bits(a[i]), set: (i, v) => (a[i] = float32ToBf16Bits(v)) };
     }
     if (t === F16) {
       const a = u16(ptr);

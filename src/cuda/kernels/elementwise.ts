@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
 import { deviceType, type CudaBackend } from '../backend.js';
 import { DeviceType } from '../native.js';
-import { broadcastStrides, coalesce, cudaKernel, dtypeAttr, input, inputList, numAttr, sizeOf, storedBits } from './util.js';
+import { bitsOf, broadcastStrides, coalesce, cudaKernel, dtypeAttr, input, inputList, numAttr, sizeOf } from './util.js';
 
 /** Unary ops the device computes on int32 directly; the rest run on float32 (ints are cast first). */
 const INT_UNARY = new Set(['Abs', 'Neg', 'Square', 'Sign', 'Relu', 'LogicalNot', 'ClipByValue', 'Identity']);
@@ -44,7 +44,7 @@ export function disposeAll(backend: CudaBackend, temps: tf.TensorInfo[]): void {
 /** A tensor of `shape` filled with `value` (float32 stored as float32). */
 export function fillOp(backend: CudaBackend, shape: number[], dtype: tf.DataType, value: number): tf.TensorInfo {
   const out = backend.makeOutput(shape, dtype);
-  backend.native.fill(backend.ptr(out), sizeOf(shape), storedBits(value, dtype, deviceType(dtype)), 4);
+  backend.native.fill(backend.ptr(out), sizeOf(shape), bitsOf(value, dtype), 4);
   return out;
 }
 

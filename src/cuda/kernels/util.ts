@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
+import { float32ToBf16Bits } from '../../../weights/dtypes.js';
 import { CudaBackend } from '../backend.js';
 import { DeviceType } from '../native.js';
 
@@ -27,11 +28,12 @@ export function cudaKernel(kernelName: string, fn: CudaKernelFunc, options: Cuda
     backendName: 'cuda',
     kernelFunc: ({ inputs, backend, attrs }) => {
       if (!(backend instanceof CudaBackend)) throw new BackendError(`kernel ${kernelName} for 'cuda' ran on another backend`);
-      if (options.bf16) return fn({ inputs, backend, attrs: attrs ?? {} });
+      const isBf16 = (t: tf.TensorInfo | undefined) => t !== undefined && t.dtype === 'float32' && backend.storage(t) === DeviceType.BF16;
+      if (options.bf16 || !Object.values(inputs).some(isBf16)) return fn({ inputs, backend, attrs: attrs ?? {} });
       const temps: tf.TensorInfo[] = [];
       const converted: tf.NamedTensorInfoMap = {};
       for (const [name, t] of Object.entries(inputs)) {
-        if (t && t.dtype === 'float32' && backend.storage(t) === DeviceType.BF16) {
+        if (t && isBf16(t)) {
           const c = backend.convert(t, DeviceType.F32);
           temps.push(c);
           converted[name] = c;
@@ -164,16 +166,9 @@ export function bitsOf(value: number, dtype: tf.DataType): number {
   return (value | 0) >>> 0;
 }
 
-/** float32 → bfloat16 bits, rounding to nearest even (NaN stays a quiet NaN). */
-export function bf16Bits(value: number): number {
-  const f = new Uint32Array(new Float32Array([value]).buffer)[0];
-  if ((f & 0x7f800000) === 0x7f800000 && (f & 0x007fffff) !== 0) return ((f >>> 16) | 0x0040) & 0xffff;
-  return ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
 /** The bit pattern of `value` in a buffer of storage type `storage` (the low 16 bits for bfloat16). */
 export function storedBits(value: number, dtype: tf.DataType, storage: DeviceType): number {
-  return storage === DeviceType.BF16 ? bf16Bits(value) : bitsOf(value, dtype);
+  return storage === DeviceType.BF16 ? float32ToBf16Bits(value) : bitsOf(value, dtype);
 }
 
 /** A numeric dtype attribute (float32, int32 or bool), undefined when absent or another dtype. */
