@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { HasNamedWeights } from '../weights/load.js';
+import { loadNative, registerCudaBackendWith } from '../src/cuda/index.js';
 
 /**
  * Fills every weight of `model` with N(0, std) values taken from slices of one random pool on the
@@ -63,4 +64,43 @@ export async function kernelProfile(run: () => tf.Tensor): Promise<{ totalMs: nu
   const kernels = [...byKernel].sort((a, b) => b[1].ms - a[1].ms).map(([n, e]): [string, number, number] => [n, Number(e.ms.toFixed(2)), e.count]);
   for (const g of Object.keys(groups)) groups[g] = Number(groups[g].toFixed(2));
   return { totalMs: Number(totalMs.toFixed(2)), groups, kernels };
+}
+
+/** Host milliseconds spent inside each addon function, and its call count, since registerHostTimedCuda. */
+export interface HostTimes {
+  byFunction(): Array<[string, number, number]>;
+  reset(): void;
+}
+
+/**
+ * Registers backend 'cuda' over the addon with every function wrapped in a host clock, so a bench
+ * can tell time spent queueing work (or blocked inside a call) from time the GPU computes.
+ * Call before selectBackend('cuda').
+ */
+export function registerHostTimedCuda(): HostTimes {
+  const native = loadNative();
+  const times = new Map<string, { ms: number; calls: number }>();
+  const timed = new Proxy(native, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      const f = v as (...args: unknown[]) => unknown;
+      return (...args: unknown[]) => {
+        const start = performance.now();
+        try {
+          return f.apply(target, args);
+        } finally {
+          const e = times.get(prop) ?? { ms: 0, calls: 0 };
+          e.ms += performance.now() - start;
+          e.calls++;
+          times.set(prop, e);
+        }
+      };
+    },
+  });
+  registerCudaBackendWith(timed, timed.init());
+  return {
+    byFunction: () => [...times].sort((a, b) => b[1].ms - a[1].ms).map(([n, e]): [string, number, number] => [n, Number(e.ms.toFixed(2)), e.calls]),
+    reset: () => times.clear(),
+  };
 }

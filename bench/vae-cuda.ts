@@ -5,14 +5,16 @@ import { selectBackend } from '../src/backend/select.js';
 import { CudaBackend, cudnnInfo } from '../src/cuda/index.js';
 import type { Precision } from '../src/kernels/registry.js';
 import { runMain } from './harness.js';
-import { flag, initializeFromPool, kernelProfile } from './gpu-weights.js';
+import { flag, initializeFromPool, kernelProfile, registerHostTimedCuda } from './gpu-weights.js';
 
 // npx tsx bench/vae-cuda.ts [--precision bf16|fp32] [--frames 81 --height 480 --width 832]
-//   [--warmup 1] [--iters 2] [--profile] [--json FILE]
+//   [--warmup 1] [--iters 2] [--profile] [--host-profile] [--json FILE]
 // The Wan2.1 VAE decode (published config, random weights N(0, 0.02), frame by frame with the
 // causal cache) of a random latent [1, 16, (frames−1)/4+1, H/8, W/8] on backend 'cuda': wall time
 // (median after warm-up, until the video is complete on the GPU, as the yardstick times it) and
-// the peak GPU memory held by tensors, weights included. --profile adds the kernel time by group for one more decode. Prints one JSON line;
+// the peak GPU memory held by tensors, weights included, and the host time until decode() returns
+// (issue_ms: the work queued). --profile adds the kernel time by group for one more decode;
+// --host-profile the host time inside each addon function over the timed decodes. Prints one JSON line;
 // --json also writes it to FILE. Its yardstick, on the same GPU:
 //   python3 bench/torch/wan_vae_ref.py --dtype bf16 --frames 81 --height 480 --width 832
 
@@ -23,6 +25,7 @@ runMain(async () => {
   const width = Number(flag('width', '832'));
   const warmup = Number(flag('warmup', '1'));
   const iters = Number(flag('iters', '2'));
+  const host = process.argv.includes('--host-profile') ? registerHostTimedCuda() : undefined;
   await selectBackend('cuda', { precision });
   const backend = tf.backend();
   if (!(backend instanceof CudaBackend)) throw new Error("backend 'cuda' is not the CudaBackend");
@@ -33,10 +36,13 @@ runMain(async () => {
   const weightBytes = backend.memory().numBytesInGPU;
   backend.resetPeak();
   const times: number[] = [];
+  const issued: number[] = [];
   let shape: number[] = [];
   for (let i = 0; i < warmup + iters; i++) {
+    if (i === warmup) host?.reset();
     const start = performance.now();
     const video = vae.decode(z);
+    if (i >= warmup) issued.push(performance.now() - start);
     backend.synchronize();
     const ms = performance.now() - start;
     shape = video.shape;
@@ -45,6 +51,7 @@ runMain(async () => {
     console.error(`decode ${i + 1}/${warmup + iters}: ${ms.toFixed(0)} ms`);
   }
   const peak = backend.memory().peakBytesInGPU;
+  const hostCalls = host?.byFunction().map(([n, ms, calls]): [string, number, number] => [n, Number((ms / iters).toFixed(2)), calls / iters]);
   const profile = process.argv.includes('--profile') ? await kernelProfile(() => vae.decode(z)) : undefined;
   times.sort((a, b) => a - b);
   const result = {
@@ -55,10 +62,12 @@ runMain(async () => {
     video: shape,
     median_ms: Number(times[Math.floor(times.length / 2)].toFixed(1)),
     min_ms: Number(times[0].toFixed(1)),
+    issue_ms: Number(issued.sort((a, b) => a - b)[Math.floor(issued.length / 2)].toFixed(1)),
     peak_gib: Number((peak / 2 ** 30).toFixed(2)),
     weights_gib: Number((weightBytes / 2 ** 30).toFixed(3)),
     cudnn: cudnnInfo().available ? cudnnInfo().version : `unavailable: ${cudnnInfo().error}`,
     device: backend.device.name,
+    ...(hostCalls ? { host_ms_per_decode: hostCalls.slice(0, 12) } : {}),
     ...(profile ? { profile_total_ms: profile.totalMs, profile_groups_ms: profile.groups, profile_kernels: profile.kernels.slice(0, 16) } : {}),
   };
   console.log(JSON.stringify(result));

@@ -132,35 +132,26 @@ export class WanCausalConv3d extends WanModule {
     return 2 * this.padding[0];
   }
 
-  // x: [B, T, H, W, Cin] → [B, T', H', W', Cout]; T' = (T + 2pt − kt)/st + 1, H' = (H + 2ph − kh)/sh + 1
-  forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
+  // x: [B, T, H, W, Cin] → [B, T', H', W', Cout]; T' = (T + 2pt − kt)/st + 1, H' = (H + 2ph − kh)/sh + 1.
+  // residual (the output's shape) is added to the result, as a block's skip connection.
+  forward(x: tf.Tensor, cache?: CausalCache, residual?: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
+      const T = x.shape[1] as number;
       const need = this.pastFrames;
       let input = x;
       if (need > 0) {
         const past = cache?.get(this);
         const have = past ? (past.shape[1] as number) : 0;
-        const parts: tf.Tensor[] = [];
-        if (have < need) parts.push(tf.zeros([B, need - have, H, W, C]));
-        if (past) parts.push(past);
-        parts.push(x);
-        input = tf.concat(parts, 1);
+        input = past ? tf.concat([past, x], 1) : x;
+        // Zeros for the frames before the clip: a pad keeps the input's storage precision.
+        if (have < need) input = tf.pad(input, [[0, 0], [need - have, 0], [0, 0], [0, 0], [0, 0]]);
         if (cache) {
           const keep = Math.min(need, have + T);
           cache.set(this, T >= keep ? lastFrames(x, keep) : tf.concat([lastFrames(past!, keep - T), x], 1));
         }
       }
       const [, ph, pw] = this.padding;
-      const w = this.weight.value;
-      let y: tf.Tensor;
-      if (this.kernel.every((k) => k === 1) && this.stride.every((s) => s === 1) && ph === 0 && pw === 0) {
-        const [b, t, h, ww, c] = input.shape as [number, number, number, number, number];
-        y = tf.reshape(tf.matMul(tf.reshape(input, [-1, c]), tf.reshape(w, [c, this.config.outChannels])), [b, t, h, ww, this.config.outChannels]);
-      } else {
-        y = conv3d(input, w, this.stride, [ph, pw]);
-      }
-      return tf.add(y, this.bias.value);
+      return conv3d(input, this.weight.value, this.stride, [ph, pw], this.bias.value, residual);
     });
   }
 

@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { silu } from '../src/backend/ops.js';
 import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d, forwardChunk } from './wan-causal-conv3d.js';
 import { WanMidBlock } from './wan-mid-block.js';
@@ -67,7 +66,7 @@ export class WanDecoder3d extends WanModule {
       let h = this.convIn.forward(x, c);
       h = this.midBlock.forward(h, c);
       for (const b of this.upBlocks) h = b.forward(h, c);
-      return this.convOut.forward(silu(this.normOut.forward(h)), c);
+      return this.convOut.forward(this.normOut.forward(h, 'silu'), c);
     });
   }
 

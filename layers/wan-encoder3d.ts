@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { silu } from '../src/backend/ops.js';
 import { WanModule } from './module.js';
 import { WanAttentionBlock } from './wan-attention-block.js';
 import { CausalCache, WanCausalConv3d, forwardChunk } from './wan-causal-conv3d.js';
@@ -79,7 +78,7 @@ export class WanEncoder3d extends WanModule {
       let h = this.convIn.forward(x, c);
       for (const b of this.downBlocks) h = b instanceof WanAttentionBlock ? b.forward(h) : b.forward(h, c);
       h = this.midBlock.forward(h, c);
-      return this.convOut.forward(silu(this.normOut.forward(h)), c);
+      return this.convOut.forward(this.normOut.forward(h, 'silu'), c);
     });
   }
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { conv3d } from '../src/backend/ops.js';
 import { ConfigError } from '../src/errors.js';
 import { WanModule, conv2dLayout, type Param } from './module.js';
 import { CausalCache, WanCausalConv3d, lastFrames, withCache } from './wan-causal-conv3d.js';
@@ -13,15 +14,6 @@ export interface WanResampleConfig {
   /** Output channels of the upsampling conv; default dim/2 (Wan2.1), the Wan2.2 decoder passes dim. */
   upsampleOutDim?: number;
   name?: string;
-}
-
-/** Nearest ×2 in H and W (= PyTorch nearest-exact at scale 2: source index ⌊dst/2⌋). x: [N, H, W, C] → [N, 2H, 2W, C]. */
-function upsampleNearest2x(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const [N, H, W, C] = x.shape as [number, number, number, number];
-    const y = tf.tile(tf.reshape(x, [N, H, 1, W, 1, C]), [1, 1, 2, 1, 2, 1]);
-    return tf.reshape(y, [N, 2 * H, 2 * W, C]);
-  });
 }
 
 /**
@@ -90,18 +82,15 @@ export class WanResample extends WanModule {
   // x: [B, T, H, W, dim] → [B, T, H', W', out], frame by frame
   private spatial(x: tf.Tensor): tf.Tensor {
     const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
-    let f = tf.reshape(x, [B * T, H, W, C]) as tf.Tensor4D;
-    const w = this.weight!.value as tf.Tensor4D;
-    let y: tf.Tensor4D;
+    const [kh, kw, , O] = this.weight!.value.shape;
+    const w = tf.reshape(this.weight!.value, [1, kh, kw, C, O]);
     if (this.config.mode.startsWith('up')) {
-      f = upsampleNearest2x(f) as tf.Tensor4D;
-      y = tf.conv2d(tf.pad(f, [[0, 0], [1, 1], [1, 1], [0, 0]]), w, 1, 'valid');
-    } else {
-      y = tf.conv2d(tf.pad(f, [[0, 0], [0, 1], [0, 1], [0, 0]]), w, 2, 'valid');
+      // nearest ×2 (PyTorch's nearest-exact at scale 2: source index ⌊dst/2⌋), then the 3×3 conv with 1 pixel of zeros
+      const up = tf.image.resizeNearestNeighbor(tf.reshape(x, [B * T, H, W, C]) as tf.Tensor4D, [2 * H, 2 * W]);
+      return conv3d(tf.reshape(up, [B, T, 2 * H, 2 * W, C]), w, [1, 1, 1], [1, 1], this.bias!.value);
     }
-    y = tf.add(y, this.bias!.value);
-    const [, h, ww, o] = y.shape;
-    return tf.reshape(y, [B, T, h, ww, o]);
+    // zeros on the right and bottom only, then the 3×3 conv of stride 2
+    return conv3d(tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 1], [0, 0]]), w, [1, 2, 2], [0, 0], this.bias!.value);
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

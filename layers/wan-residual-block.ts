@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { silu } from '../src/backend/ops.js';
 import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d, withCache } from './wan-causal-conv3d.js';
 import { WanRMS_norm } from './wan-rms-norm.js';
@@ -40,9 +39,8 @@ export class WanResidualBlock extends WanModule {
     return withCache(cache, (c) =>
       tf.tidy(() => {
         const h = this.convShortcut ? this.convShortcut.forward(x) : x;
-        let y = this.conv1.forward(silu(this.norm1.forward(x)), c);
-        y = this.conv2.forward(silu(this.norm2.forward(y)), c);
-        return tf.add(y, h);
+        const y = this.conv1.forward(this.norm1.forward(x, 'silu'), c);
+        return this.conv2.forward(this.norm2.forward(y, 'silu'), c, h);
       }),
     );
   }

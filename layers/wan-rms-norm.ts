@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { rmsNorm } from '../src/backend/ops.js';
+import { rmsNorm, type NormActivation } from '../src/backend/ops.js';
 import { WanModule, type Param } from './module.js';
 
 export interface WanRMSNormConfig {
@@ -35,10 +35,10 @@ export class WanRMS_norm extends WanModule {
     });
   }
 
-  // x: [..., C] → [..., C]
-  forward(x: tf.Tensor): tf.Tensor {
+  // x: [..., C] → [..., C]; activation 'silu' applies SiLU to the result (the norm → SiLU → conv of every Wan VAE block)
+  forward(x: tf.Tensor, activation: NormActivation = 'none'): tf.Tensor {
     const { dim } = this.config;
-    return rmsNorm(x, this.gamma.value, 1e-24 / dim);
+    return rmsNorm(x, this.gamma.value, 1e-24 / dim, activation);
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

@@ -12,7 +12,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { Linear } from '../layers/linear.js';
 import { RMSNorm } from '../layers/rms-norm.js';
-import { attention, conv3d, fp32, layerNormModulate, linear, rope } from '../src/backend/ops.js';
+import { attention, conv3d, fp32, layerNormModulate, linear, rmsNorm, rope } from '../src/backend/ops.js';
 import { tensorFromStored } from '../src/backend/precision.js';
 import { selectBackend } from '../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, defaultPrecision, registerCudaBackendWith } from '../src/cuda/index.js';
@@ -254,6 +254,58 @@ describe('fused kernels under the bf16 policy', () => {
     await tf.setBackend('cpu');
     const want = tf.tidy(run).dataSync();
     for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(want[i])));
+  });
+
+  it('ops.conv3d with bias and residual (the epilogue of the fused kernel on cuda) equals conv + bias + residual on cpu', async () => {
+    configureCudaBackend(backend, { precision: 'fp32' });
+    const xv = values(1 * 3 * 5 * 6 * 3, 64);
+    const wv = values(3 * 3 * 3 * 3 * 4, 65);
+    const bv = values(4, 66);
+    const rv = values(1 * 1 * 5 * 6 * 4, 67);
+    const run = () =>
+      conv3d(tf.tensor5d(xv, [1, 3, 5, 6, 3]), tf.tensor5d(wv, [3, 3, 3, 3, 4]), [1, 1, 1], [1, 1], tf.tensor1d(bv), tf.tensor5d(rv, [1, 1, 5, 6, 4]));
+    const onCuda = tf.tidy(run);
+    expect(onCuda.shape).toEqual([1, 1, 5, 6, 4]);
+    const got = onCuda.dataSync();
+    onCuda.dispose();
+    await tf.setBackend('cpu');
+    const want = tf.tidy(run).dataSync();
+    for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(want[i])));
+  });
+
+  it('the conv epilogue sums in fp32 and rounds once to bf16, in place; an fp32 residual makes an fp32 result', () => {
+    native.cudnn = { available: true, version: 91900, library: 'mock', error: '' };
+    const x = tf.tensor5d(values(1 * 1 * 4 * 4 * 8, 68), [1, 1, 4, 4, 8]);
+    const w = tf.tensor5d(values(8 * 6, 69), [1, 1, 1, 8, 6]);
+    const b = tf.tensor1d(values(6, 70));
+    const r = tf.tensor5d(values(96, 71), [1, 1, 4, 4, 6]);
+    const rb = tf.tidy(() => tf.reshape(tf.matMul(tf.tensor2d(values(48, 74), [16, 3]), tf.tensor2d(values(18, 75), [3, 6])), [1, 1, 4, 4, 6]));
+    expect(storage(rb)).toBe(DeviceType.BF16);
+    const live = native.liveBuffers;
+    const y = conv3d(x, w, [1, 1, 1], [0, 0], b, rb);
+    expect(storage(y)).toBe(DeviceType.BF16);
+    expect(native.liveBuffers).toBe(live + 1 + 1); // the result, and the filter's cuDNN layout kept with w
+    const plain = conv3d(x, w, [1, 1, 1]);
+    const [yv, pv, bv, rv] = [y, plain, b, rb].map((t) => t.dataSync());
+    for (let i = 0; i < yv.length; i++) expect(yv[i]).toBe(roundBf16(pv[i] + bv[i % 6] + rv[i]));
+    const yf = conv3d(x, w, [1, 1, 1], [0, 0], b, r);
+    expect(storage(r)).toBe(DeviceType.F32);
+    expect(storage(yf)).toBe(DeviceType.F32);
+    const fv = yf.dataSync();
+    const rf = r.dataSync();
+    for (let i = 0; i < fv.length; i++) expect(fv[i]).toBe(Math.fround(Math.fround(pv[i] + bv[i % 6]) + rf[i]));
+    tf.dispose([x, w, b, r, rb, y, plain, yf]);
+  });
+
+  it('rmsNorm with silu (one fused kernel on cuda) equals rmsNorm then x·sigmoid(x) on cpu', async () => {
+    configureCudaBackend(backend, { precision: 'fp32' });
+    const xv = values(7 * 96, 72);
+    const gv = values(96, 73);
+    const run = () => rmsNorm(tf.tensor2d(xv, [7, 96]), tf.tensor1d(gv), 1e-6, 'silu');
+    const got = tf.tidy(run).dataSync();
+    await tf.setBackend('cpu');
+    const want = tf.tidy(run).dataSync();
+    for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i])));
   });
 
   it('without cuDNN a bf16 convolution runs in float32 and says so once', () => {

@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { KERNELS, type LinearActivation } from '../kernels/registry.js';
+import { KERNELS, type LinearActivation, type NormActivation } from '../kernels/registry.js';
 
 /**
  * The op layer between the layers and the backends. Each op uses a fused kernel when the active
  * backend registers one under the op's kernel name (src/kernels/registry.ts), and a composite of
  * tfjs-core ops otherwise. Layers declare their fp32 islands with `fp32(() => …)`.
  */
-export { fp32, KERNELS, type LinearActivation, type Precision } from '../kernels/registry.js';
+export { fp32, KERNELS, type LinearActivation, type NormActivation, type Precision } from '../kernels/registry.js';
 
 let fusedEnabled = true;
 
@@ -81,12 +81,16 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
   });
 }
 
-/** x · rsqrt(mean(x², last axis) + eps) · weight. x: [..., C], weight: [C]. */
-export function rmsNorm(x: tf.Tensor, weight: tf.Tensor | undefined, eps: number): tf.Tensor {
-  if (weight && fused(KERNELS.rmsNorm)) return tf.engine().runKernel(KERNELS.rmsNorm, { x, weight }, { eps }) as tf.Tensor;
+/**
+ * x · rsqrt(mean(x², last axis) + eps) · weight, then `activation` ('silu': y · sigmoid(y)).
+ * x: [..., C], weight: [C].
+ */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor | undefined, eps: number, activation: NormActivation = 'none'): tf.Tensor {
+  if (weight && fused(KERNELS.rmsNorm)) return tf.engine().runKernel(KERNELS.rmsNorm, { x, weight }, { eps, activation }) as tf.Tensor;
   return tf.tidy(() => {
-    const y = tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)));
-    return weight ? tf.mul(y, weight) : y;
+    const n = tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps)));
+    const y = weight ? tf.mul(n, weight) : n;
+    return activation === 'silu' ? silu(y) : y;
   });
 }
 
@@ -235,46 +239,69 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, activation: Li
   });
 }
 
+/**
+ * 3D convolution, channels-last, with `pads` = [ph, pw] zeros on both sides of H and W (none in time),
+ * plus an optional bias [Cout] and residual (the output's shape): conv(x, w) + bias + residual.
+ * x: [B, T, H, W, Cin], w: [kt, kh, kw, Cin, Cout] → [B, To, Ho, Wo, Cout], To = ⌊(T − kt)/st⌋ + 1,
+ * Ho = ⌊(H + 2ph − kh)/sh⌋ + 1. A backend's fused kernel takes the padding inside the convolution
+ * and the sums as its epilogue; otherwise the input is padded first and the sums are added after.
+ */
+export function conv3d(
+  x: tf.Tensor,
+  w: tf.Tensor,
+  strides: readonly [number, number, number],
+  pads: readonly [number, number] = [0, 0],
+  bias?: tf.Tensor,
+  residual?: tf.Tensor,
+): tf.Tensor {
+  if (fused(KERNELS.conv3d)) {
+    const inputs: tf.NamedTensorMap = { x, filter: w };
+    if (bias) inputs.bias = bias;
+    if (residual) inputs.residual = residual;
+    return tf.engine().runKernel(KERNELS.conv3d, inputs, { strides: [...strides], pads: [...pads] }) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const padded = pads[0] > 0 || pads[1] > 0 ? tf.pad(x, [[0, 0], [0, 0], [pads[0], pads[0]], [pads[1], pads[1]], [0, 0]]) : x;
+    let y = conv3dValid(padded, w, strides);
+    if (bias) y = tf.add(y, bias);
+    return residual ? tf.add(y, residual) : y;
+  });
+}
+
 /** Backends whose own Conv3D is a plain loop; on these the per-tap conv2d composite is faster. */
 const SLOW_CONV3D = new Set(['cpu', 'wasm']);
 
 /**
- * 3D convolution, channels-last, with `pads` = [ph, pw] zeros on both sides of H and W (none in time).
- * x: [B, T, H, W, Cin], w: [kt, kh, kw, Cin, Cout] → [B, To, Ho, Wo, Cout], To = ⌊(T − kt)/st⌋ + 1,
- * Ho = ⌊(H + 2ph − kh)/sh⌋ + 1. A backend's fused kernel takes the padding inside the convolution;
- * otherwise the input is padded first. On cpu/wasm the convolution is Σ_i conv2d(x[:, i + st·t], w[i])
- * over the kt time taps (frames folded into the batch), which those backends run far faster than
- * their Conv3D; elsewhere the backend's Conv3D kernel is used.
+ * conv3d without padding. A 1×1×1 kernel of stride 1 is a matMul over channels. On cpu/wasm the
+ * convolution is Σ_i conv2d(x[:, i + st·t], w[i]) over the kt time taps (frames folded into the
+ * batch), which those backends run far faster than their Conv3D; elsewhere the backend's Conv3D.
  */
-export function conv3d(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, number, number], pads: readonly [number, number] = [0, 0]): tf.Tensor {
-  if (fused(KERNELS.conv3d)) return tf.engine().runKernel(KERNELS.conv3d, { x, filter: w }, { strides: [...strides], pads: [...pads] }) as tf.Tensor;
-  if (pads[0] > 0 || pads[1] > 0) {
-    return tf.tidy(() => conv3d(tf.pad(x, [[0, 0], [0, 0], [pads[0], pads[0]], [pads[1], pads[1]], [0, 0]]), w, strides));
-  }
+function conv3dValid(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, number, number]): tf.Tensor {
+  const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
+  const [kt, kh, kw, , Cout] = w.shape as [number, number, number, number, number];
   const [st, sh, sw] = strides;
+  if (kt === 1 && kh === 1 && kw === 1 && st === 1 && sh === 1 && sw === 1) {
+    return tf.reshape(tf.matMul(tf.reshape(x, [-1, C]), tf.reshape(w, [C, Cout])), [B, T, H, W, Cout]);
+  }
   if (!SLOW_CONV3D.has(tf.getBackend())) return tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, [st, sh, sw], 'valid');
-  return tf.tidy(() => {
-    const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
-    const [kt, kh, kw, , Cout] = w.shape as [number, number, number, number, number];
-    const To = Math.floor((T - kt) / st) + 1;
-    let acc: tf.Tensor | undefined;
-    for (let i = 0; i < kt; i++) {
-      let frames: tf.Tensor;
-      if (st === 1) {
-        frames = tf.slice(x, [0, i, 0, 0, 0], [B, To, H, W, C]);
-      } else {
-        // frames i, i + st, …: st·To frames (zero-padded past the end) viewed as [B, To, st, …], first
-        // of each group. Slice, Pad and Reshape have gradients; tfjs' StridedSlice has none.
-        const n = Math.min(st * To, T - i);
-        let run = tf.slice(x, [0, i, 0, 0, 0], [B, n, H, W, C]);
-        if (n < st * To) run = tf.pad(run, [[0, 0], [0, st * To - n], [0, 0], [0, 0], [0, 0]]);
-        frames = tf.reshape(tf.slice(tf.reshape(run, [B, To, st, H * W * C]), [0, 0, 0, 0], [B, To, 1, H * W * C]), [B, To, H, W, C]);
-      }
-      const tap = tf.reshape(tf.slice(w, [i, 0, 0, 0, 0], [1, kh, kw, C, Cout]), [kh, kw, C, Cout]);
-      const y = tf.conv2d(tf.reshape(frames, [B * To, H, W, C]) as tf.Tensor4D, tap as tf.Tensor4D, [sh, sw], 'valid');
-      acc = acc ? tf.add(acc, y) : y;
+  const To = Math.floor((T - kt) / st) + 1;
+  let acc: tf.Tensor | undefined;
+  for (let i = 0; i < kt; i++) {
+    let frames: tf.Tensor;
+    if (st === 1) {
+      frames = kt === 1 ? x : tf.slice(x, [0, i, 0, 0, 0], [B, To, H, W, C]);
+    } else {
+      // frames i, i + st, …: st·To frames (zero-padded past the end) viewed as [B, To, st, …], first
+      // of each group. Slice, Pad and Reshape have gradients; tfjs' StridedSlice has none.
+      const n = Math.min(st * To, T - i);
+      let run = tf.slice(x, [0, i, 0, 0, 0], [B, n, H, W, C]);
+      if (n < st * To) run = tf.pad(run, [[0, 0], [0, st * To - n], [0, 0], [0, 0], [0, 0]]);
+      frames = tf.reshape(tf.slice(tf.reshape(run, [B, To, st, H * W * C]), [0, 0, 0, 0], [B, To, 1, H * W * C]), [B, To, H, W, C]);
     }
-    const [, Ho, Wo] = acc!.shape;
-    return tf.reshape(acc!, [B, To, Ho, Wo, Cout]);
-  });
+    const tap = tf.reshape(tf.slice(w, [i, 0, 0, 0, 0], [1, kh, kw, C, Cout]), [kh, kw, C, Cout]);
+    const y = tf.conv2d(tf.reshape(frames, [B * To, H, W, C]) as tf.Tensor4D, tap as tf.Tensor4D, [sh, sw], 'valid');
+    acc = acc ? tf.add(acc, y) : y;
+  }
+  const [, Ho, Wo] = acc!.shape;
+  return tf.reshape(acc!, [B, To, Ho, Wo, Cout]);
 }

@@ -78,8 +78,8 @@ export interface NativeCuda {
   gather(src: number, indices: number, dst: number, batch: number, outer: number, numIndices: number, axisSize: number, inner: number, width: number): void;
   resizeNearest(src: number, dst: number, batch: number, inH: number, inW: number, ch: number, outH: number, outW: number, scaleH: number, scaleW: number, alignCorners: boolean, halfPixel: boolean, width: number): void;
   resizeBilinear(src: number, dst: number, batch: number, inH: number, inW: number, ch: number, outH: number, outW: number, scaleH: number, scaleW: number, halfPixel: boolean): void;
-  /** x, y F32 or BF16; w float32. */
-  rmsNorm(x: number, w: number, y: number, rows: number, cols: number, eps: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  /** x, y F32 or BF16; w float32; silu 1 applies SiLU to the result. */
+  rmsNorm(x: number, w: number, y: number, rows: number, cols: number, eps: number, typeIn: DeviceType, typeOut: DeviceType, silu: number): void;
   /** w and b float32, or 0 (absent). */
   layerNorm(x: number, w: number, b: number, y: number, rows: number, cols: number, eps: number, typeIn: DeviceType, typeOut: DeviceType): void;
   /** scale, shift float32 [modCount, cols]; row r takes modulation row ⌊r / rowsPerMod⌋ mod modCount. */
@@ -87,6 +87,8 @@ export interface NativeCuda {
   /** x, y [rows, H, D] with rows = B·L (position = row mod L); cos, sin float32 [L, D]. */
   rope(x: number, cos: number, sin: number, y: number, rows: number, L: number, H: number, D: number, typeIn: DeviceType, typeOut: DeviceType): void;
   geluTanh(x: number, y: number, n: number, typeIn: DeviceType, typeOut: DeviceType): void;
+  /** out [rows, cols] = y + bias[col] + res (out may be y); bias [cols] and res [rows, cols] may be 0 (absent); each F32 or BF16. */
+  biasResidual(y: number, bias: number, res: number, out: number, rows: number, cols: number, typeY: DeviceType, typeBias: DeviceType, typeRes: DeviceType, typeOut: DeviceType): void;
   /** float32 q, k, v, out. */
   attention(q: number, k: number, v: number, out: number, B: number, Lq: number, Lk: number, H: number, D: number, Dv: number, scale: number): void;
   /**

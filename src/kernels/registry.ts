@@ -10,7 +10,7 @@ import { BackendError } from '../errors.js';
 export const KERNELS = {
   /** softmax(scale·q·kᵀ)·v; inputs q, k, v [B, L, H, D]; attr scale. */
   attention: 'WanAttention',
-  /** x · rsqrt(mean(x²) + eps) · weight; inputs x, weight; attr eps. */
+  /** x · rsqrt(mean(x²) + eps) · weight, then an activation; inputs x, weight; attrs eps, activation ('none' | 'silu'). */
   rmsNorm: 'WanRmsNorm',
   /** (x − mean) · rsqrt(var + eps) [· weight] [+ bias]; inputs x, weight?, bias?; attr eps. */
   layerNorm: 'WanLayerNorm',
@@ -23,8 +23,9 @@ export const KERNELS = {
   /** x · wᵀ + b, then an activation; inputs x [.., in], weight [out, in], bias? [out]; attr activation. */
   linear: 'WanLinear',
   /**
-   * Channels-last 3D convolution with symmetric spatial zero padding; inputs x [B, T, H, W, C],
-   * filter [kt, kh, kw, C, O]; attrs strides [st, sh, sw], pads [ph, pw].
+   * Channels-last 3D convolution with symmetric spatial zero padding, plus a bias and a residual;
+   * inputs x [B, T, H, W, C], filter [kt, kh, kw, C, O], bias? [O], residual? (the output's shape);
+   * attrs strides [st, sh, sw], pads [ph, pw].
    */
   conv3d: 'WanConv3d',
   /** The same values in another storage precision; input x; attr storage ('fp32' | 'policy'). */
@@ -35,6 +36,9 @@ export type KernelName = (typeof KERNELS)[keyof typeof KERNELS];
 
 /** Activations a fused linear applies after the bias. */
 export type LinearActivation = 'none' | 'gelu_tanh';
+
+/** Activations a fused norm applies to its result. */
+export type NormActivation = 'none' | 'silu';
 
 /**
  * How a backend stores float32 tensors: all in float32, or in bfloat16 where the arithmetic is

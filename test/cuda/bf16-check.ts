@@ -169,6 +169,9 @@ async function main(): Promise<void> {
   close('conv3d 3 output channels (the decoder’s last)', conv([1, 3, 16, 16, 96], [3, 3, 3, 96, 3], [1, 1, 1], 54), 8e-3);
   close('conv3d 3×1×1 time stride 2', conv([1, 5, 8, 8, 64], [3, 1, 1, 64, 64], [2, 1, 1], 56), 8e-3);
   close('conv3d 1×1×1', conv([1, 2, 8, 8, 64], [1, 1, 1, 64, 32], [1, 1, 1], 58), 8e-3);
+  close('rmsNorm + SiLU of bf16 rows (the VAE blocks’ norm, 384 wide)', () => rmsNorm(act([200, 384], 25), tf.tensor1d(values(384, 26)), 1e-24 / 384, 'silu'), 8e-3);
+  close('ops.conv3d + bias + bf16 residual (a VAE block’s second convolution)', () =>
+    conv3d(act([1, 3, 12, 14, 32], 64), tf.tensor5d(values(27 * 32 * 32, 65, 0.1), [3, 3, 3, 32, 32]), [1, 1, 1], [1, 1], tf.tensor1d(values(32, 66)), act([1, 1, 12, 14, 32], 67)), 8e-3);
   close('ops.conv3d with spatial pads 1 (the causal convolution)', () => conv3d(tf.tensor5d(values(1 * 3 * 12 * 14 * 32, 62), [1, 3, 12, 14, 32]), tf.tensor5d(values(27 * 32 * 48, 63, 0.1), [3, 3, 3, 32, 48]), [1, 1, 1], [1, 1]), 8e-3);
   close('conv2d 3×3 stride 2 (spatial downsample)', () => tf.conv2d(tf.tensor4d(values(2 * 17 * 17 * 32, 60), [2, 17, 17, 32]), tf.tensor4d(values(9 * 32 * 32, 61, 0.1), [3, 3, 32, 32]), 2, 'valid'), 8e-3);
 

@@ -498,11 +498,14 @@ export function createMockNative(): MockNative {
               d[i] = top + (bottom - top) * (fy - y0);
             }
     },
-    rmsNorm(x, w, y, rows, cols, eps, tin, tout) {
+    rmsNorm(x, w, y, rows, cols, eps, tin, tout, silu) {
       const ws = f32(w);
       rowNorm(elements(x, tin), elements(y, tout), rows, cols, (_, row) => {
         const inv = 1 / Math.sqrt(row.reduce((a, v) => a + v * v, 0) / cols + eps);
-        return row.map((v, j) => v * inv * ws[j]);
+        return row.map((v, j) => {
+          const n = Math.fround(v * inv * ws[j]);
+          return silu ? n / (1 + Math.exp(-n)) : n;
+        });
       });
     },
     layerNorm(x, w, b, y, rows, cols, eps, tin, tout) {
@@ -539,6 +542,13 @@ export function createMockNative(): MockNative {
             ys.set(at, Math.fround(x0 * c) + Math.fround(x1 * -s));
             ys.set(at + 1, Math.fround(x1 * c) + Math.fround(x0 * s));
           }
+    },
+    biasResidual(y, bias, res, out, rows, cols, ty, tb, tr, tout) {
+      const ys = elements(y, ty);
+      const bs = bias ? elements(bias, tb) : undefined;
+      const rs = res ? elements(res, tr) : undefined;
+      const os = elements(out, tout);
+      for (let i = 0; i < rows * cols; i++) os.set(i, Math.fround(Math.fround(ys.get(i) + (bs ? bs.get(i % cols) : 0)) + (rs ? rs.get(i) : 0)));
     },
     geluTanh(x, y, n, tin, tout) {
       const xs = elements(x, tin);

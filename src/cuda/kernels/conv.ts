@@ -6,7 +6,7 @@ import { DeviceType } from '../native.js';
 import { asDtype, asStorage, disposeAll } from './elementwise.js';
 import { addBias, applyActivation } from './matmul.js';
 import { transposeOp } from './shape.js';
-import { boolAttr, cudaKernel, input, numAttr, numsAttr, strAttr } from './util.js';
+import { boolAttr, cudaKernel, input, numAttr, numsAttr, sizeOf, strAttr } from './util.js';
 
 /** Convolutions read bfloat16-stored inputs themselves. */
 const BF16 = { bf16: true };
@@ -72,6 +72,23 @@ function convNative(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInf
   const out = backend.makeOutput(outShape, 'float32');
   backend.native.conv(backend.ptr(xf), backend.ptr(wf), backend.ptr(out), geometry);
   disposeAll(backend, temps);
+  return out;
+}
+
+/**
+ * y + bias + residual, in place when the sum keeps y's storage (bf16 when y and the residual are, as
+ * an elementwise result; the bias, a weight, does not decide it).
+ */
+function convEpilogue(backend: CudaBackend, y: tf.TensorInfo, bias?: tf.TensorInfo, residual?: tf.TensorInfo): tf.TensorInfo {
+  if (!bias && !residual) return y;
+  const cols = y.shape[y.shape.length - 1];
+  const rows = cols === 0 ? 0 : sizeOf(y.shape) / cols;
+  const storage = backend.followStorage(residual ? [y, residual] : [y]);
+  const out = storage === backend.storage(y) ? y : backend.makeOutput(y.shape, 'float32', storage);
+  const ptrOf = (t: tf.TensorInfo | undefined) => (t ? backend.ptr(t) : 0);
+  const typeOf = (t: tf.TensorInfo | undefined) => (t ? backend.storage(t) : storage);
+  backend.native.biasResidual(backend.ptr(y), ptrOf(bias), ptrOf(residual), backend.ptr(out), rows, cols, backend.storage(y), typeOf(bias), typeOf(residual), storage);
+  if (out !== y) backend.disposeIntermediate(y);
   return out;
 }
 
@@ -174,7 +191,8 @@ export const convKernels: tf.KernelConfig[] = [
     ];
     return convNative(backend, x, filter, [info.batchSize, info.outDepth, info.outHeight, info.outWidth, info.outChannels], geometry);
   }, BF16),
-  // x: [N, D, H, W, C], filter [kd, kh, kw, C, O]; symmetric zero pads [ph, pw] on H and W, none in time.
+  // x: [N, D, H, W, C], filter [kd, kh, kw, C, O], bias? [O], residual? [N, od, oh, ow, O]; symmetric zero pads [ph, pw]
+  // on H and W, none in time → conv + bias + residual.
   cudaKernel(
     KERNELS.conv3d,
     ({ inputs, backend, attrs }) => {
@@ -191,7 +209,12 @@ export const convKernels: tf.KernelConfig[] = [
       const oh = Math.floor((H + 2 * ph - kh) / sh) + 1;
       const ow = Math.floor((W + 2 * pw - kw) / sw) + 1;
       const geometry = [N, D, H, W, C, kd, kh, kw, O, od, oh, ow, sd, sh, sw, 0, ph, pw, 1, 1, 1];
-      return convNative(backend, x, filter, [N, od, oh, ow, O], geometry);
+      const { bias, residual } = inputs;
+      if (bias && sizeOf(bias.shape) !== O) throw new BackendError(`${KERNELS.conv3d}: bias [${bias.shape}] does not match ${O} output channels`);
+      if (residual && residual.shape.join() !== [N, od, oh, ow, O].join()) {
+        throw new BackendError(`${KERNELS.conv3d}: residual [${residual.shape}] does not match the output [${[N, od, oh, ow, O]}]`);
+      }
+      return convEpilogue(backend, convNative(backend, x, filter, [N, od, oh, ow, O], geometry), bias, residual);
     },
     BF16,
   ),

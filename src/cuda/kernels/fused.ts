@@ -91,16 +91,19 @@ export const fusedKernels: tf.KernelConfig[] = [
     },
     BF16,
   ),
-  // x: [..., C], weight: [C] → x · rsqrt(mean(x², last axis) + eps) · weight.
+  // x: [..., C], weight: [C] → x · rsqrt(mean(x², last axis) + eps) · weight, then SiLU when activation is 'silu'.
   cudaKernel(
     KERNELS.rmsNorm,
     ({ inputs, backend, attrs }) => {
       const x = input(inputs, 'x', KERNELS.rmsNorm);
       const { rows, cols } = rowsOf(x);
+      const activation = strAttr(attrs, 'activation', 'none');
+      if (activation !== 'none' && activation !== 'silu') throw new BackendError(`${KERNELS.rmsNorm}: unknown activation '${activation}' (none, silu)`);
       const temps: tf.TensorInfo[] = [];
       const w = channels(backend, input(inputs, 'weight', KERNELS.rmsNorm), cols, 'weight', KERNELS.rmsNorm, temps);
       const out = backend.makeOutput(x.shape, 'float32', backend.producedStorage());
-      backend.native.rmsNorm(backend.ptr(x), w, backend.ptr(out), rows, cols, numAttr(attrs, 'eps', KERNELS.rmsNorm), backend.storage(x), backend.storage(out));
+      const eps = numAttr(attrs, 'eps', KERNELS.rmsNorm);
+      backend.native.rmsNorm(backend.ptr(x), w, backend.ptr(out), rows, cols, eps, backend.storage(x), backend.storage(out), activation === 'silu' ? 1 : 0);
       disposeAll(backend, temps);
       return out;
     },

@@ -382,7 +382,7 @@ napi_value resizeBilinearFn(Args& a) {
 }
 
 napi_value rmsNormFn(Args& a) {
-  rmsNorm(a.ptr(0), a.fptr(1), a.ptr(2), a.i64(3), a.i64(4), float(a.num(5)), DType(a.i32(6)), DType(a.i32(7)));
+  rmsNorm(a.ptr(0), a.fptr(1), a.ptr(2), a.i64(3), a.i64(4), float(a.num(5)), a.i32(8) != 0, DType(a.i32(6)), DType(a.i32(7)));
   return undefined(a.env);
 }
 
@@ -406,6 +406,11 @@ napi_value ropeFn(Args& a) {
 
 napi_value geluTanhFn(Args& a) {
   geluTanh(a.ptr(0), a.ptr(1), a.i64(2), DType(a.i32(3)), DType(a.i32(4)));
+  return undefined(a.env);
+}
+
+napi_value biasResidualFn(Args& a) {
+  biasResidual(a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), DType(a.i32(6)), DType(a.i32(7)), DType(a.i32(8)), DType(a.i32(9)));
   return undefined(a.env);
 }
 
@@ -579,6 +584,7 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("layerNormModulate", layerNormModulateFn),
       WAN_METHOD("rope", ropeFn),
       WAN_METHOD("geluTanh", geluTanhFn),
+      WAN_METHOD("biasResidual", biasResidualFn),
       WAN_METHOD("attention", attentionFn),
       WAN_METHOD("attentionBf16", attentionBf16Fn),
       WAN_METHOD("attentionNote", attentionNoteFn),

@@ -99,8 +99,9 @@ void gather(const void* src, const int32_t* idx, void* dst, int64_t batch, int64
 void resizeNearest(const void* src, void* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH, int64_t outW, double scaleH,
                    double scaleW, bool alignCorners, bool halfPixel, int width);
 void resizeBilinear(const float* src, float* dst, int64_t batch, int64_t inH, int64_t inW, int64_t ch, int64_t outH, int64_t outW, double scaleH, double scaleW, bool halfPixel);
-// Norms of float32 / bfloat16 rows with float32 weights (w, b may be null for layerNorm).
-void rmsNorm(const void* x, const float* w, void* y, int64_t rows, int64_t cols, float eps, DType in, DType out);
+// Norms of float32 / bfloat16 rows with float32 weights (w, b may be null for layerNorm); rmsNorm
+// optionally applies SiLU to its result.
+void rmsNorm(const void* x, const float* w, void* y, int64_t rows, int64_t cols, float eps, bool silu, DType in, DType out);
 void layerNorm(const void* x, const float* w, const float* b, void* y, int64_t rows, int64_t cols, float eps, DType in, DType out);
 /** scale, shift: float32 [modCount, cols]; row r takes modulation row ⌊r / rowsPerMod⌋ mod modCount. */
 void layerNormModulate(const void* x, const float* scale, const float* shift, void* y, int64_t rows, int64_t cols, float eps, int64_t rowsPerMod,
@@ -108,6 +109,12 @@ void layerNormModulate(const void* x, const float* scale, const float* shift, vo
 /** x, y: [rows, H, D] with rows = B·L (position = row mod L); cos, sin: float32 [L, D]. */
 void rope(const void* x, const float* cos, const float* sin, void* y, int64_t rows, int64_t L, int64_t H, int64_t D, DType in, DType out);
 void geluTanh(const void* x, void* y, int64_t n, DType in, DType out);
+/**
+ * out [rows, cols] = y + bias[col] + res (a convolution's epilogue; out may be y). bias and res may be
+ * null; each buffer float32 or bfloat16, the sum in float32.
+ */
+void biasResidual(const void* y, const void* bias, const void* res, void* out, int64_t rows, int64_t cols, DType typeY, DType typeBias,
+                  DType typeRes, DType typeOut);
 void attention(const float* q, const float* k, const float* v, float* o, int B, int Lq, int Lk, int H, int D, int Dv, float scale);
 
 struct Conv {

@@ -238,6 +238,16 @@ __global__ void geluTanhKernel(const TI* x, TO* y, int64_t n) {
   }
 }
 
+template <typename I, typename TY, typename TB, typename TR, typename TO>
+__global__ void biasResidualKernel(const TY* y, const TB* bias, const TR* res, TO* out, I n, I cols) {
+  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
+    float v = toFloat(y[i]);
+    if (bias) v += toFloat(bias[i % cols]);
+    if (res) v += toFloat(res[i]);
+    out[i] = fromFloat<TO>(v);
+  }
+}
+
 }  // namespace
 
 void fill(void* dst, int64_t n, uint32_t bits, int width) {
@@ -348,6 +358,35 @@ void geluTanh(const void* x, void* y, int64_t n, DType in, DType out) {
     });
   });
   checkLaunch("geluTanh");
+}
+
+void biasResidual(const void* y, const void* bias, const void* res, void* out, int64_t rows, int64_t cols, DType typeY, DType typeBias,
+                  DType typeRes, DType typeOut) {
+  const int64_t n = rows * cols;
+  if (n == 0) return;
+  // Absent inputs take the output's type so that the dispatch below stays four types deep.
+  if (!bias) typeBias = typeOut;
+  if (!res) typeRes = typeOut;
+  withFloatType(typeY, [&](auto ty) {
+    withFloatType(typeBias, [&](auto tb) {
+      withFloatType(typeRes, [&](auto tr) {
+        withFloatType(typeOut, [&](auto to) {
+          using TY = decltype(ty);
+          using TB = decltype(tb);
+          using TR = decltype(tr);
+          using TO = decltype(to);
+          auto launch = [&](auto index) {
+            using I = decltype(index);
+            biasResidualKernel<I, TY, TB, TR, TO><<<gridFor(n, THREADS), THREADS, 0, stream()>>>(
+                static_cast<const TY*>(y), static_cast<const TB*>(bias), static_cast<const TR*>(res), static_cast<TO*>(out), I(n), I(cols));
+          };
+          if (n <= int64_t(UINT32_MAX)) launch(uint32_t{});
+          else launch(uint64_t{});
+        });
+      });
+    });
+  });
+  checkLaunch("biasResidual");
 }
 
 }  // namespace wan

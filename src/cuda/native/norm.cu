@@ -1,5 +1,5 @@
 // Row norms over the last axis, and the rotary embedding of attention heads:
-//   rmsNorm:           y = x · rsqrt(mean(x²) + eps) · w
+//   rmsNorm:           y = x · rsqrt(mean(x²) + eps) · w, then optionally SiLU: y · sigmoid(y)
 //   layerNorm:         y = (x − mean) · rsqrt(mean((x − mean)²) + eps) [· w] [+ b]   (biased variance)
 //   layerNormModulate: y = layerNorm(x) · (1 + scale[m]) + shift[m], m = ⌊r / rowsPerMod⌋ mod modCount
 //   rope:              (y₂ⱼ, y₂ⱼ₊₁) = (x₂ⱼ·cos₂ⱼ − x₂ⱼ₊₁·sin₂ⱼ₊₁, x₂ⱼ·sin₂ⱼ₊₁ + x₂ⱼ₊₁·cos₂ⱼ) per head
@@ -46,7 +46,7 @@ __device__ __forceinline__ void forRows(int64_t rows, F&& body) {
 }
 
 template <bool WARP, typename TI, typename TO>
-__global__ void rmsNormKernel(const TI* x, const float* w, TO* y, int64_t rows, int64_t cols, float eps) {
+__global__ void rmsNormKernel(const TI* x, const float* w, TO* y, int64_t rows, int64_t cols, float eps, bool silu) {
   __shared__ float scratch[32];
   forRows<WARP>(rows, [&](int64_t r, int first, int step) {
     const TI* row = x + r * cols;
@@ -57,7 +57,10 @@ __global__ void rmsNormKernel(const TI* x, const float* w, TO* y, int64_t rows, 
     }
     float inv = rsqrtf(rowSum<WARP>(s, scratch) / float(cols) + eps);
     TO* out = y + r * cols;
-    for (int64_t j = first; j < cols; j += step) out[j] = fromFloat<TO>(toFloat(row[j]) * inv * w[j]);
+    for (int64_t j = first; j < cols; j += step) {
+      float v = toFloat(row[j]) * inv * w[j];
+      out[j] = fromFloat<TO>(silu ? v / (1.0f + expf(-v)) : v);
+    }
   });
 }
 
@@ -140,14 +143,14 @@ void launchRows(int64_t rows, int64_t cols, Launch&& launch) {
 
 }  // namespace
 
-void rmsNorm(const void* x, const float* w, void* y, int64_t rows, int64_t cols, float eps, DType in, DType out) {
+void rmsNorm(const void* x, const float* w, void* y, int64_t rows, int64_t cols, float eps, bool silu, DType in, DType out) {
   if (rows == 0 || cols == 0) return;
   withFloatType(in, [&](auto ti) {
     withFloatType(out, [&](auto to) {
       using TI = decltype(ti);
       using TO = decltype(to);
       launchRows(rows, cols, [&](auto warp, unsigned blocks) {
-        rmsNormKernel<decltype(warp)::value, TI, TO><<<blocks, THREADS, 0, stream()>>>(static_cast<const TI*>(x), w, static_cast<TO*>(y), rows, cols, eps);
+        rmsNormKernel<decltype(warp)::value, TI, TO><<<blocks, THREADS, 0, stream()>>>(static_cast<const TI*>(x), w, static_cast<TO*>(y), rows, cols, eps, silu);
       });
     });
   });
