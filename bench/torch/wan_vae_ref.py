@@ -262,6 +262,8 @@ def main():
                     help="tf32 = fp32 weights with TF32 matmuls/convs allowed")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    help="one more decode under torch.profiler: GPU kernel time in all and the top kernels")
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype_name = a.check_dtype if a.check else a.dtype
@@ -311,6 +313,7 @@ def main():
             out_shape = list(out.shape)
             del out  # free the video before the next run, so the peak holds one output
     ms = sorted(times)[len(times) // 2]
+    profile = kernel_profile(model, z) if a.profile and cuda else None
     print(json.dumps({
         "model": "wan2.1-vae-decode" if not a.weights else a.weights, "dtype": dtype_name, "latents": lat,
         "output": out_shape, "frame_by_frame": True, "median_ms": round(ms, 1), "min_ms": round(min(times), 1),
@@ -318,7 +321,24 @@ def main():
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "tf32": tf32, "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__}))
+        "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+        **(profile or {})}))
+
+
+def kernel_profile(model, z):
+    """GPU time of one decode by kernel name (ms), from torch.profiler's CUDA activity."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out = model(z)
+        torch.cuda.synchronize()
+    del out
+    by_name = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            by_name[e.name] = by_name.get(e.name, 0.0) + e.time_range.elapsed_us() / 1000
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:14]
+    return {"profile_kernel_ms": round(sum(by_name.values()), 1),
+            "profile_top": [[name[:90], round(ms, 1)] for name, ms in top]}
 
 
 if __name__ == "__main__":
