@@ -14,6 +14,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // ffmpeg from the devDependency @ffmpeg-installer/linux-x64 on PATH, so the ffmpeg tests run in CI.
+    setupFiles: ['test/helpers/ffmpeg-on-path.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
