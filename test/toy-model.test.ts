@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/select.js';
 import { ShapeError } from '../src/errors.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
 import { COLOURS, DIRECTIONS, SHAPES, captionEn, captionZh, isHeldOut, type Colour, type Direction, type Shape } from '../src/train/dataset.js';
@@ -22,7 +23,7 @@ describe('the trained toy model (models/toy)', () => {
   beforeAll(async () => {
     // The model is committed (issue 8); a missing one is a failure, not a skip.
     expect(fs.existsSync(path.join(MODEL, 'model_index.json')), `${MODEL} has no model_index.json`).toBe(true);
-    await tf.setBackend('wasm');
+    await selectBackend('wasm');
     pipe = await WanPipeline.fromPretrained(MODEL);
   }, 60_000);
 

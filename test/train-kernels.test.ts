@@ -3,7 +3,6 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { matMul } from '../src/backend/ops.js';
 import { collapseSlice } from '../src/backend/wasm-kernels.js';
 import { registerTrainingKernels } from '../src/train/kernels.js';
 import { mulberry32 } from '../src/train/dataset.js';
@@ -182,7 +181,7 @@ describe('training kernels (conv2d gradient, rank > 4 slices on wasm)', () => {
     );
   });
 
-  it('ops.matMul on wasm (2-D products of transposed copies) equals tf.matMul on cpu, batched and flagged', async () => {
+  it('tf.matMul on wasm (the wrapped BatchMatMul: 2-D products of transposed copies) equals tf.matMul on cpu, batched and flagged, and frees its intermediates', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 0, maxLength: 2 }),
@@ -198,15 +197,46 @@ describe('training kernels (conv2d gradient, rank > 4 slices on wasm)', () => {
           await tf.setBackend('cpu');
           const want = tf.tidy(() => tf.matMul(tf.tensor(a, aShape), tf.tensor(b, bShape), ta, tb).dataSync());
           await tf.setBackend('wasm');
-          const start = tf.memory().numTensors;
-          const got = tf.tidy(() => matMul(tf.tensor(a, aShape), tf.tensor(b, bShape), ta, tb));
+          const tensors = tf.memory().numTensors;
+          const dataIds = tf.backend().numDataIds();
+          const got = tf.tidy(() => tf.matMul(tf.tensor(a, aShape), tf.tensor(b, bShape), ta, tb));
           expect(got.shape).toEqual([...batch, m, n]);
           expect(maxAbsDiffArrays(got.dataSync(), want)).toBeLessThan(1e-5);
           got.dispose();
-          expect(tf.memory().numTensors).toBe(start);
+          expect(tf.memory().numTensors).toBe(tensors);
+          expect(tf.backend().numDataIds()).toBe(dataIds);
         },
       ),
       { numRuns: 40 },
     );
+  });
+
+  it('the wrapped wasm BatchMatMul gives the 2-D products of the unwrapped kernel bit for bit, and broadcast batches as cpu does', async () => {
+    const [N, m, k, n] = [3, 5, 7, 4];
+    const aData = seeded(N * k * m, 1);
+    const bData = seeded(N * n * k, 2);
+    await tf.setBackend('wasm');
+    const a = tf.tensor(aData, [N, k, m]);
+    const b = tf.tensor(bData, [N, n, k]);
+    const got = tf.matMul(a, b, true, true);
+    // unflagged 2-D products run the wasm kernel unchanged
+    const want = tf.tidy(() =>
+      tf.stack(Array.from({ length: N }, (_, i) => tf.matMul(tf.transpose(tf.gather(a, i)), tf.transpose(tf.gather(b, i))))),
+    );
+    expect(got.shape).toEqual([N, m, n]);
+    expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));
+    tf.dispose([a, b, got, want]);
+
+    // a: [N, k, m] with b: [1, n, k] or [n, k] (batch 1 broadcast), both flagged
+    const broadcast = () =>
+      tf.tidy(() => {
+        const x = tf.tensor(aData, [N, k, m]);
+        const y = tf.tensor(bData.subarray(0, n * k), [1, n, k]);
+        return [tf.matMul(x, y, true, true).dataSync(), tf.matMul(x, tf.reshape(y, [n, k]), true, true).dataSync()];
+      });
+    const onWasm = broadcast();
+    await tf.setBackend('cpu');
+    const onCpu = broadcast();
+    for (let i = 0; i < 2; i++) expect(maxAbsDiffArrays(onWasm[i], onCpu[i])).toBeLessThan(1e-5);
   });
 });

@@ -66,7 +66,7 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
     for (let s = 0; s < Lq; s += chunk) {
       const n = Math.min(chunk, Lq - s);
       const qc = n === Lq ? qt : tf.slice(qt, [0, 0, s, 0], [B, H, n, D]);
-      let scores = matMul(qc, kt, false, true);
+      let scores = tf.matMul(qc, kt, false, true);
       if (scale !== 1) scores = tf.mul(scores, scale);
       if (options.bias) {
         const b = options.bias;
@@ -74,7 +74,7 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
         scores = tf.add(scores, rows);
       }
       if (mask) scores = tf.add(scores, mask);
-      outs.push(matMul(tf.softmax(scores, -1), vt));
+      outs.push(tf.matMul(tf.softmax(scores, -1), vt));
     }
     const o = outs.length === 1 ? outs[0] : tf.concat(outs, 2);
     return tf.transpose(o, [0, 2, 1, 3]);
@@ -185,39 +185,6 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 }
 
-/** Backends whose batched or transposed matMul runs several times slower than 2-D products of copies. */
-const SLOW_TRANSPOSED_MATMUL = new Set(['wasm']);
-
-/** a with its last two axes swapped. */
-function swapLast(a: tf.Tensor): tf.Tensor {
-  const perm = a.shape.map((_, i) => i);
-  [perm[a.rank - 2], perm[a.rank - 1]] = [perm[a.rank - 1], perm[a.rank - 2]];
-  return tf.transpose(a, perm);
-}
-
-/**
- * tf.matMul, with two wasm workarounds (XNNPACK's GEMM takes row-major 2-D operands only):
- * an operand with its transpose flag set is transposed first ([4096, 32] · [64, 32]ᵀ is 13 ms
- * flagged, 2.3 ms copied), and a batched product of equal batch dims runs as one 2-D product per
- * batch entry ([8, 320, 32] · [8, 32, 320]: 44 ms batched, 13 ms as eight 2-D products).
- */
-export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
-  if (!SLOW_TRANSPOSED_MATMUL.has(tf.getBackend())) return tf.matMul(a, b, transposeA, transposeB);
-  return tf.tidy(() => {
-    const a2 = transposeA ? swapLast(a) : a;
-    const b2 = transposeB ? swapLast(b) : b;
-    const batch = a2.shape.slice(0, -2);
-    const n = batch.reduce((p, d) => p * d, 1);
-    if (a2.rank < 3 || n === 1 || b2.rank !== a2.rank || b2.shape.slice(0, -2).join() !== batch.join()) return tf.matMul(a2, b2);
-    const [m, k] = a2.shape.slice(-2);
-    const cols = b2.shape[b2.rank - 1];
-    const as = tf.split(tf.reshape(a2, [n, m, k]), n, 0);
-    const bs = tf.split(tf.reshape(b2, [n, k, cols]), n, 0);
-    const outs = as.map((ai, i) => tf.reshape(tf.matMul(tf.reshape(ai, [m, k]), tf.reshape(bs[i], [k, cols])), [1, m, cols]));
-    return tf.reshape(tf.concat(outs, 0), [...batch, m, cols]);
-  });
-}
-
 /**
  * y = act(x · wᵀ + b) with a PyTorch-layout weight w: [out, in]. x: [..., in] → [..., out].
  * activation 'gelu_tanh' is geluTanh; a backend's fused linear may apply bias and activation as
@@ -232,7 +199,7 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, activation: Li
     const inDim = x.shape[x.rank - 1];
     const outDim = w.shape[0];
     const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
-    let y = matMul(x2, w, false, true);
+    let y = tf.matMul(x2, w, false, true);
     if (b) y = tf.add(y, b);
     if (activation === 'gelu_tanh') y = geluTanh(y);
     return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
@@ -244,7 +211,8 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor, activation: Li
  * plus an optional bias [Cout] and residual (the output's shape): conv(x, w) + bias + residual.
  * x: [B, T, H, W, Cin], w: [kt, kh, kw, Cin, Cout] → [B, To, Ho, Wo, Cout], To = ⌊(T − kt)/st⌋ + 1,
  * Ho = ⌊(H + 2ph − kh)/sh⌋ + 1. A backend's fused kernel takes the padding inside the convolution
- * and the sums as its epilogue; otherwise the input is padded first and the sums are added after.
+ * and the sums as its epilogue; otherwise the input is padded first, convolved by conv3dValid's
+ * per-tap conv2d composite, and the sums are added after.
  */
 export function conv3d(
   x: tf.Tensor,
@@ -268,13 +236,12 @@ export function conv3d(
   });
 }
 
-/** Backends whose own Conv3D is a plain loop; on these the per-tap conv2d composite is faster. */
-const SLOW_CONV3D = new Set(['cpu', 'wasm']);
-
 /**
- * conv3d without padding. A 1×1×1 kernel of stride 1 is a matMul over channels. On cpu/wasm the
- * convolution is Σ_i conv2d(x[:, i + st·t], w[i]) over the kt time taps (frames folded into the
- * batch), which those backends run far faster than their Conv3D; elsewhere the backend's Conv3D.
+ * conv3d without padding, x: [B, T, H, W, C], w: [kt, kh, kw, C, Cout] → [B, To, Ho, Wo, Cout],
+ * To = ⌊(T − kt)/st⌋ + 1, Ho = ⌊(H − kh)/sh⌋ + 1, Wo = ⌊(W − kw)/sw⌋ + 1. A 1×1×1 kernel of
+ * stride 1 is a matMul over channels, [B·T·H·W, C] · [C, Cout]. Otherwise
+ * y[:, t] = Σ_i conv2d(x[:, i + st·t], w[i], [sh, sw]) over the kt time taps, t < To, each tap one
+ * conv2d of the frames it reads folded into the batch, [B·To, H, W, C] ⊛ [kh, kw, C, Cout].
  */
 function conv3dValid(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, number, number]): tf.Tensor {
   const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
@@ -283,7 +250,6 @@ function conv3dValid(x: tf.Tensor, w: tf.Tensor, strides: readonly [number, numb
   if (kt === 1 && kh === 1 && kw === 1 && st === 1 && sh === 1 && sw === 1) {
     return tf.reshape(tf.matMul(tf.reshape(x, [-1, C]), tf.reshape(w, [C, Cout])), [B, T, H, W, Cout]);
   }
-  if (!SLOW_CONV3D.has(tf.getBackend())) return tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, [st, sh, sw], 'valid');
   const To = Math.floor((T - kt) / st) + 1;
   let acc: tf.Tensor | undefined;
   for (let i = 0; i < kt; i++) {

@@ -1,24 +1,23 @@
 /**
  * What tfjs lacks for training the Wan layers, registered on demand:
- * - a Tile gradient for any rank (tfjs-core's stops at rank 4; the VAE's nearest-neighbour
- *   upsample tiles a rank-6 tensor): tiling repeats the whole tensor along each axis, so
- *   dy reshaped to [r₀, x₀, r₁, x₁, …] summed over the r axes is dx;
+ * - a Tile gradient for any rank (tfjs-core's stops at rank 4): tiling x: [x₀, x₁, …] by reps
+ *   [r₀, r₁, …] repeats the whole tensor along each axis, so dy reshaped to [r₀, x₀, r₁, x₁, …]
+ *   summed over the r axes is dx;
  * - a Conv2D gradient computed with convolutions: the filter part
  *   dW[i, j, c, o] = Σ x[n, i + s·ho, j + s·wo, c] · dy[n, ho, wo, o] as one conv of x (batch as
  *   channels) with dy (dilated by the stride), the input part at stride 1 as a conv of dy with the
  *   flipped filter (tfjs-backend-wasm has no Conv2DBackpropFilter and a slow Conv2DBackpropInput);
- * - a BatchMatMul gradient through ops.matMul, whose transposed 2-D products are fast on wasm;
  * - Sum and Mean gradients that broadcast dy on the backend (tfjs-core's multiply dy by a host
  *   array of ones of the input's size, uploaded on every step: 3.4 s of a 2.4 s-per-step GPU
  *   step at batch 256 was spent filling those arrays);
  * - the wasm kernel fixes of backend/wasm-kernels.ts (rank > 4 Slice and SplitV, which the VAE's
- *   time slices and the gradient of its causal-cache concat hit).
+ *   time slices and the gradient of its causal-cache concat hit; BatchMatMul as 2-D products of
+ *   row-major operands, which the matMul gradients' transposed products hit).
  */
 import * as tf from '@tensorflow/tfjs-core';
 // tfjs-layers registers tfjs-core's gradients on import; they load first, so the ones below replace them.
 import '@tensorflow/tfjs-layers';
 import { ConfigError } from '../errors.js';
-import { matMul } from '../backend/ops.js';
 import { registerWasmKernels } from '../backend/wasm-kernels.js';
 
 let registered = false;
@@ -44,7 +43,6 @@ export function registerTrainingKernels(): void {
     },
   });
   tf.registerGradient({ kernelName: tf.Conv2D, inputsToSave: ['x', 'filter'], gradFunc: conv2dGrad });
-  tf.registerGradient({ kernelName: tf.BatchMatMul, inputsToSave: ['a', 'b'], gradFunc: batchMatMulGrad });
   tf.registerGradient({ kernelName: tf.Sum, inputsToSave: ['x'], gradFunc: reductionGrad(false) });
   tf.registerGradient({ kernelName: tf.Mean, inputsToSave: ['x'], gradFunc: reductionGrad(true) });
   registerWasmKernels();
@@ -91,17 +89,6 @@ function conv2dGrad(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.N
       return tf.transpose(dw, [1, 2, 0, 3]);
     }),
   };
-}
-
-// C = op(A)·op(B): dA and dB as tfjs-core defines them, through ops.matMul (transposed copies on wasm).
-function batchMatMulGrad(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap): Record<string, () => tf.Tensor> {
-  const [a, b] = saved;
-  const g = Array.isArray(dy) ? dy[0] : dy;
-  const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
-  if (!transposeA && !transposeB) return { a: () => matMul(g, b, false, true), b: () => matMul(a, g, true, false) };
-  if (!transposeA && transposeB) return { a: () => matMul(g, b, false, false), b: () => matMul(g, a, true, false) };
-  if (transposeA && !transposeB) return { a: () => matMul(b, g, false, true), b: () => matMul(a, g, false, false) };
-  return { a: () => matMul(b, g, true, true), b: () => matMul(g, a, true, true) };
 }
 
 // y = sum or mean of x over `axis`: dx = dy broadcast back over the reduced axes (÷ their size for the
