@@ -26,7 +26,7 @@ export { promptClean } from './text/prompt-clean.js';
 export { DEFAULT_NEGATIVE_PROMPT } from './text/default-negative-prompt.js';
 
 export { MP4_ENCODERS, VIDEO_FORMATS, saveVideo, type Mp4Encoder, type SaveVideoOptions, type SavedVideo, type VideoFormat, type VideoFrames, type VideoMetadata } from './video/save-video.js';
-export { VideoEncoderError, VideoFormatError } from './video/video-error.js';
+export { OutputFileError, VideoEncoderError, VideoFormatError } from './video/video-error.js';
 export { probeMp4, type VideoInfo } from './video/mp4-probe.js';
 export { decodeGif, type DecodedGif, type GifFrame } from './video/gif-decoder.js';
 export { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';

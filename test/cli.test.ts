@@ -243,6 +243,15 @@ describe('wan-tfjs CLI', () => {
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
+  it('the file system refusing --out is one line naming the path and what to do, exit code 1', async () => {
+    const d = emptyDir('out-refused');
+    fs.mkdirSync(path.join(d, 'x.gif'));
+    const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--quiet', '--out', path.join(d, 'x.gif')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([`wan-tfjs: cannot write ${path.join(d, 'x.gif')}: a folder has that name; choose another file name or remove the folder (EISDIR in rename)`]);
+    expect(fs.readdirSync(d)).toEqual(['x.gif']);
+  });
+
   // With the optional @ffmpeg-installer/ffmpeg installed there is always an ffmpeg to find.
   it.skipIf(fs.existsSync('node_modules/@ffmpeg-installer/ffmpeg'))('MP4 without ffmpeg: the built-in writer, with a note', async () => {
     const saved = { PATH: process.env.PATH, WAN_FFMPEG: process.env.WAN_FFMPEG };

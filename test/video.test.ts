@@ -70,6 +70,52 @@ function tripwireFrames(F: number, H: number, W: number, at: number, ctrl: Abort
   return new Tripwire(F * size);
 }
 
+/**
+ * F frames of [H, W, 3] zeros whose reader takes `ms` per frame (busy), so timers fall due while a
+ * writer runs; `onRead` is told of each frame read.
+ */
+function slowFrames(F: number, H: number, W: number, ms: number, onRead: () => void): Uint8Array {
+  class Slow extends Uint8Array {
+    // A frame read from it is a plain array, so only the read itself is slow.
+    static get [Symbol.species](): Uint8ArrayConstructor {
+      return Uint8Array;
+    }
+
+    override subarray(begin?: number, end?: number): Uint8Array<ArrayBuffer> {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+      onRead();
+      return super.subarray(begin, end);
+    }
+  }
+  return new Slow(F * H * W * 3);
+}
+
+/**
+ * Runs saveVideo on 12 slow frames with a signal that a timer aborts on its second tick (as a SIGINT
+ * handler would), not from inside the frame read; returns the error, the ticks seen during the write
+ * and the frames read.
+ */
+async function abortFromTimer(file: string, options: Omit<SaveVideoOptions, 'signal'>): Promise<{ error: unknown; ticks: number; reads: number }> {
+  const [F, H, W] = [12, 16, 16];
+  const ctrl = new AbortController();
+  let ticks = 0;
+  let reads = 0;
+  const timer = setInterval(() => {
+    if (++ticks === 2) ctrl.abort();
+  }, 1);
+  try {
+    const data = slowFrames(F, H, W, 3, () => reads++);
+    const error = await saveVideo({ data, shape: [F, H, W, 3] }, file, { ...options, signal: ctrl.signal }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    return { error, ticks, reads };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 describe('PNG encoder', () => {
   it('CRC-32 of "123456789" is the check value CBF43926', () => {
     expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
@@ -290,6 +336,29 @@ describe('saveVideo', () => {
     const d = emptyDir('abort');
     const data = tripwireFrames(F, H, W, 3, ctrl);
     await expect(saveVideo({ data, shape: [F, H, W, 3] }, path.join(d, 'x.gif'), { fps: 8, signal: ctrl.signal })).rejects.toThrow(AbortError);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it.each([
+    ['a GIF', 'x.gif', { fps: 8 }],
+    ['an MP4 by the built-in writer', 'x.mp4', { fps: 8, encoder: 'builtin' }],
+    ['PNG frames', 'frames', { fps: 8, format: 'png' }],
+  ] as const)('an abort from a timer lands while %s is written (the writer yields between frames) and leaves no file', async (_, name, options) => {
+    const d = emptyDir(`abort-timer-${name}`);
+    const { error, ticks, reads } = await abortFromTimer(path.join(d, name), options);
+    expect(error).toBeInstanceOf(AbortError);
+    expect(ticks).toBeGreaterThanOrEqual(2);
+    // It stopped where the abort came, not at the end of the frames.
+    expect(reads).toBeLessThan(12);
+    expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it.runIf(FFMPEG)('an abort from a timer lands while ffmpeg encodes and leaves no file', async () => {
+    const d = emptyDir('abort-timer-ffmpeg');
+    const { error, ticks, reads } = await abortFromTimer(path.join(d, 'x.mp4'), { fps: 8, encoder: 'ffmpeg' });
+    expect(error).toBeInstanceOf(AbortError);
+    expect(ticks).toBeGreaterThanOrEqual(2);
+    expect(reads).toBeLessThan(12);
     expect(fs.readdirSync(d)).toEqual([]);
   });
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AbortError } from '../errors.js';
+import { betweenFrames } from './output-file.js';
 import { VideoEncoderError } from './video-error.js';
 
 /** The optional npm package that ships an ffmpeg binary; never a dependency of this library. */
@@ -127,7 +128,7 @@ export async function encodeMp4(out: string, frameCount: number, frame: (i: numb
   const expected = o.width * o.height * 3;
   try {
     for (let i = 0; i < frameCount; i++) {
-      if (o.signal?.aborted) throw new AbortError('video writing was aborted');
+      await betweenFrames(o.signal);
       const data = await frame(i);
       if (data.length !== expected) throw new VideoEncoderError(`frame ${i} has ${data.length} bytes, expected ${o.width}×${o.height}×3 = ${expected}`);
       if (child.exitCode !== null || child.signalCode !== null) break;

@@ -5,6 +5,7 @@ import { AbortError, ConfigError, ShapeError } from '../errors.js';
 import { encodeMp4, FFMPEG_MISSING, findFfmpeg } from './ffmpeg.js';
 import { GifPaletteBuilder, GifWriter } from './gif-encoder.js';
 import { Mp4PcmWriter, type Mp4Tags } from './mp4-writer.js';
+import { betweenFrames, outputError, removeQuietly, replaceFolder, syncFile, syncFolder, tempNames, tidyOutputFolder, writeAll, writeFileDurably, type TempNames } from './output-file.js';
 import { encodePng } from './png-encoder.js';
 import { VideoEncoderError } from './video-error.js';
 
@@ -134,15 +135,19 @@ function checkAbort(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError('video writing was aborted');
 }
 
-/** Opens `file`, hands `write` a `put` that appends bytes (and the descriptor), closes it; returns the bytes put. */
+/**
+ * Creates `file`, hands `write` a `put` that appends bytes (and the descriptor), flushes it to the disk
+ * and closes it; returns the bytes put.
+ */
 async function writeCounted(file: string, write: (put: (b: Uint8Array) => void, fd: number) => Promise<void>): Promise<number> {
-  const fd = fs.openSync(file, 'w');
+  const fd = fs.openSync(file, 'wx');
   let bytes = 0;
   try {
     await write((b) => {
-      fs.writeSync(fd, b);
+      writeAll(fd, b);
       bytes += b.length;
     }, fd);
+    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -152,14 +157,14 @@ async function writeCounted(file: string, write: (put: (b: Uint8Array) => void, 
 async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
   const builder = new GifPaletteBuilder();
   for (let i = 0; i < src.count; i++) {
-    checkAbort(o.signal);
+    await betweenFrames(o.signal);
     builder.add(await src.frame(i));
   }
   const writer = new GifWriter(src.width, src.height, builder.build(), { fps: o.fps, comment: Object.keys(meta).length ? JSON.stringify(meta) : undefined });
   return writeCounted(tmp, async (put) => {
     put(writer.header());
     for (let i = 0; i < src.count; i++) {
-      checkAbort(o.signal);
+      await betweenFrames(o.signal);
       put(writer.frame(await src.frame(i), i));
     }
     put(writer.trailer());
@@ -180,12 +185,12 @@ async function writeBuiltinMp4(tmp: string, src: FrameSource, o: SaveVideoOption
   return writeCounted(tmp, async (put, fd) => {
     put(writer.header());
     for (let i = 0; i < src.count; i++) {
-      checkAbort(o.signal);
+      await betweenFrames(o.signal);
       put(writer.frame(await src.frame(i)));
     }
     const { moov, mdatHeader, mdatHeaderOffset } = writer.finish();
     put(moov);
-    fs.writeSync(fd, mdatHeader, 0, mdatHeader.length, mdatHeaderOffset);
+    writeAll(fd, mdatHeader, mdatHeaderOffset);
   });
 }
 
@@ -199,47 +204,50 @@ async function ffmpegForMp4(o: SaveVideoOptions): Promise<string | undefined> {
   return bin;
 }
 
-/** PNG frames into the folder `tmp` as frame-00000.png, …; returns the bytes written. */
+/** PNG frames into the new folder `tmp` as frame-00000.png, …, flushed to the disk; returns the bytes written. */
 async function writePngFolder(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
   fs.mkdirSync(tmp);
   const digits = Math.max(5, String(src.count - 1).length);
   let bytes = 0;
   for (let i = 0; i < src.count; i++) {
-    checkAbort(o.signal);
+    await betweenFrames(o.signal);
     const png = encodePng(await src.frame(i), src.width, src.height, { ...pngText(meta), 'Frame rate': String(o.fps) });
-    fs.writeFileSync(path.join(tmp, `frame-${String(i).padStart(digits, '0')}.png`), png);
+    writeFileDurably(path.join(tmp, `frame-${String(i).padStart(digits, '0')}.png`), png);
     bytes += png.length;
   }
+  syncFolder(tmp);
   return bytes;
 }
 
-/** Replaces `target` (absent, or a folder of our frames) by the finished folder `tmp`. */
-function installFolder(tmp: string, target: string): void {
+/** Puts the finished folder `names.tmp` in place of `target`: absent, or a folder of our frames. */
+function installFolder(names: TempNames, target: string): void {
   if (!fs.existsSync(target)) {
-    fs.renameSync(tmp, target);
+    fs.renameSync(names.tmp, target);
     return;
   }
   if (!fs.statSync(target).isDirectory()) throw new VideoEncoderError(`${target} exists and is not a folder; PNG frames are written into a folder`);
   const foreign = fs.readdirSync(target).filter((f) => !/^frame-\d+\.png$/.test(f));
   if (foreign.length) throw new VideoEncoderError(`${target} exists and holds other files (${foreign.slice(0, 3).join(', ')}); choose an empty or new folder for PNG frames`);
-  const old = `${tmp}.old`;
-  fs.renameSync(target, old);
-  try {
-    fs.renameSync(tmp, target);
-  } catch (e) {
-    fs.renameSync(old, target);
-    throw e;
-  }
-  fs.rmSync(old, { recursive: true, force: true });
+  replaceFolder(names, target);
 }
 
 /**
  * Writes frames as a video: 'mp4' (H.264 through ffmpeg, or when there is none the built-in writer
  * of uncompressed H.264; see `encoder`), 'gif' (pure JS, 256-colour global palette) or 'png' (one
  * PNG per frame in a folder `file`, or a single file when there is one frame and `file` ends in
- * .png). The output is written under a temporary name beside `file` and renamed when complete: after
- * an error or an abort, nothing is left behind. Metadata (prompt, seed, model, library version …)
- * goes into the container: MP4 title/comment tags, a GIF comment, PNG text chunks.
+ * .png). Metadata (prompt, seed, model, library version …) goes into the container: MP4 title/comment
+ * tags, a GIF comment, PNG text chunks.
+ *
+ * The output is written under a short temporary name beside `file` (`.wan-tfjs-<8 hex>.tmp`), flushed
+ * to the disk and renamed into place when complete, so a name up to the file system's limit (255
+ * bytes) works and a reader never sees a partial file. The writer yields to the event loop between
+ * frames, so an abort from a timer or a SIGINT handler lands while it writes. After an error or an
+ * abort nothing is left behind; a write that was killed leaves its temporary file, which the next
+ * write into that folder removes once it is 15 minutes old (STALE_TEMP_MS). A PNG folder replaces an
+ * earlier one through a journal (old folder renamed aside, new one in, old one removed), and the next
+ * write into that folder completes a replacement that a kill interrupted, so neither folder is lost.
+ * The file system's refusals (EACCES, EROFS, ENOSPC, EISDIR, ENAMETOOLONG …) are OutputFileErrors
+ * that name `file` and say what to do.
  */
 export async function saveVideo(frames: VideoFrames, file: string, options: SaveVideoOptions): Promise<SavedVideo> {
   const implied = formatFromPath(file);
@@ -250,43 +258,44 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
   const src = frameSource(frames);
   checkAbort(options.signal);
   const target = path.resolve(file);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
+  const dir = path.dirname(target);
   const meta = metadataStrings(options.metadata);
   const singlePng = format === 'png' && src.count === 1 && implied === 'png';
   const ffmpeg = format === 'mp4' ? await ffmpegForMp4(options) : undefined;
+  const names = tempNames(dir);
   let bytes = 0;
   try {
+    fs.mkdirSync(dir, { recursive: true });
+    tidyOutputFolder(dir);
     if (format === 'mp4') {
       const tags: Mp4Tags = {};
       if (meta.prompt) tags.title = meta.prompt;
       if (Object.keys(meta).length) tags.comment = JSON.stringify(meta);
       if (ffmpeg) {
-        await encodeMp4(tmp, src.count, (i) => src.frame(i), { width: src.width, height: src.height, fps: options.fps, metadata: { ...tags }, signal: options.signal, ffmpegPath: ffmpeg, crf: options.crf });
-        bytes = fs.statSync(tmp).size;
+        // Created here, so the file system's refusals are ours to report; ffmpeg overwrites it (-y).
+        fs.closeSync(fs.openSync(names.tmp, 'wx'));
+        await encodeMp4(names.tmp, src.count, (i) => src.frame(i), { width: src.width, height: src.height, fps: options.fps, metadata: { ...tags }, signal: options.signal, ffmpegPath: ffmpeg, crf: options.crf });
+        syncFile(names.tmp);
+        bytes = fs.statSync(names.tmp).size;
       } else {
-        bytes = await writeBuiltinMp4(tmp, src, options, tags);
+        bytes = await writeBuiltinMp4(names.tmp, src, options, tags);
       }
-      checkAbort(options.signal);
-      fs.renameSync(tmp, target);
     } else if (format === 'gif') {
-      bytes = await writeGif(tmp, src, options, meta);
-      checkAbort(options.signal);
-      fs.renameSync(tmp, target);
+      bytes = await writeGif(names.tmp, src, options, meta);
     } else if (singlePng) {
       const png = encodePng(await src.frame(0), src.width, src.height, pngText(meta));
-      checkAbort(options.signal);
-      fs.writeFileSync(tmp, png);
+      writeFileDurably(names.tmp, png);
       bytes = png.length;
-      fs.renameSync(tmp, target);
     } else {
-      bytes = await writePngFolder(tmp, src, options, meta);
-      checkAbort(options.signal);
-      installFolder(tmp, target);
+      bytes = await writePngFolder(names.tmp, src, options, meta);
     }
+    checkAbort(options.signal);
+    if (format === 'png' && !singlePng) installFolder(names, target);
+    else fs.renameSync(names.tmp, target);
+    syncFolder(dir);
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    removeQuietly(names.tmp);
+    throw outputError(e, target);
   }
   return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes, encoder: ffmpeg ? 'ffmpeg' : 'builtin' };
 }
