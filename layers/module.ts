@@ -234,3 +234,12 @@ export const conv2dLayout: Pick<ParamOptions, 'toStorage' | 'fromStorage'> = {
   toStorage: (t) => tf.transpose(t, [2, 3, 1, 0]),
   fromStorage: (t) => tf.transpose(t, [3, 2, 0, 1]),
 };
+
+/**
+ * `next`, after disposing `previous` unless it is `keep` (a forward's input): a chain of stages frees
+ * each intermediate as soon as the next stage has used it, instead of at the end of the tidy.
+ */
+export function replacing(previous: tf.Tensor, keep: tf.Tensor, next: tf.Tensor): tf.Tensor {
+  if (previous !== keep && previous !== next) previous.dispose();
+  return next;
+}

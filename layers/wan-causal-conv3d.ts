@@ -142,9 +142,10 @@ export class WanCausalConv3d extends WanModule {
       if (need > 0) {
         const past = cache?.get(this);
         const have = past ? (past.shape[1] as number) : 0;
-        input = past ? tf.concat([past, x], 1) : x;
-        // Zeros for the frames before the clip: a pad keeps the input's storage precision.
-        if (have < need) input = tf.pad(input, [[0, 0], [need - have, 0], [0, 0], [0, 0], [0, 0]]);
+        // Zeros for the frames before the clip, as a pad (which keeps the input's storage precision) of
+        // the shorter part, so only one full-size copy is made.
+        const front = (t: tf.Tensor) => (have < need ? tf.pad(t, [[0, 0], [need - have, 0], [0, 0], [0, 0], [0, 0]]) : t);
+        input = past ? tf.concat([front(past), x], 1) : front(x);
         if (cache) {
           const keep = Math.min(need, have + T);
           cache.set(this, T >= keep ? lastFrames(x, keep) : tf.concat([lastFrames(past!, keep - T), x], 1));

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { WanModule } from './module.js';
+import { WanModule, replacing } from './module.js';
 import { CausalCache, WanCausalConv3d, forwardChunk } from './wan-causal-conv3d.js';
 import { WanMidBlock } from './wan-mid-block.js';
 import { WanResidualUpBlock } from './wan-residual-up-block.js';
@@ -63,10 +63,12 @@ export class WanDecoder3d extends WanModule {
   // x: [B, F, h, w, zDim] (one chunk) → [B, T, h·2^L, w·2^L, outChannels]; advances the cache by one chunk
   forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
     return forwardChunk(cache, (c) => {
+      // Each stage's output is freed once the next has used it.
       let h = this.convIn.forward(x, c);
-      h = this.midBlock.forward(h, c);
-      for (const b of this.upBlocks) h = b.forward(h, c);
-      return this.convOut.forward(this.normOut.forward(h, 'silu'), c);
+      h = replacing(h, x, this.midBlock.forward(h, c));
+      for (const b of this.upBlocks) h = replacing(h, x, b.forward(h, c));
+      h = replacing(h, x, this.normOut.forward(h, 'silu'));
+      return replacing(h, x, this.convOut.forward(h, c));
     });
   }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { conv3d } from '../src/backend/ops.js';
 import { ConfigError } from '../src/errors.js';
-import { WanModule, conv2dLayout, type Param } from './module.js';
+import { WanModule, conv2dLayout, replacing, type Param } from './module.js';
 import { CausalCache, WanCausalConv3d, lastFrames, withCache } from './wan-causal-conv3d.js';
 
 export type WanResampleMode = 'none' | 'upsample2d' | 'upsample3d' | 'downsample2d' | 'downsample3d';
@@ -65,9 +65,10 @@ export class WanResample extends WanModule {
             const [B, T, H, W, C] = y.shape as [number, number, number, number, number];
             const t2 = tf.reshape(this.timeConv!.forward(y, c), [B, T, H, W, 2, C]);
             y = tf.reshape(tf.transpose(t2, [0, 1, 4, 2, 3, 5]), [B, 2 * T, H, W, C]);
+            t2.dispose();
           }
         }
-        y = this.spatial(y);
+        y = replacing(y, x, this.spatial(y));
         if (mode === 'downsample3d') {
           const prev = c.get(this);
           const last = lastFrames(y, 1);
@@ -81,16 +82,18 @@ export class WanResample extends WanModule {
 
   // x: [B, T, H, W, dim] → [B, T, H', W', out], frame by frame
   private spatial(x: tf.Tensor): tf.Tensor {
-    const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
-    const [kh, kw, , O] = this.weight!.value.shape;
-    const w = tf.reshape(this.weight!.value, [1, kh, kw, C, O]);
-    if (this.config.mode.startsWith('up')) {
-      // nearest ×2 (PyTorch's nearest-exact at scale 2: source index ⌊dst/2⌋), then the 3×3 conv with 1 pixel of zeros
-      const up = tf.image.resizeNearestNeighbor(tf.reshape(x, [B * T, H, W, C]) as tf.Tensor4D, [2 * H, 2 * W]);
-      return conv3d(tf.reshape(up, [B, T, 2 * H, 2 * W, C]), w, [1, 1, 1], [1, 1], this.bias!.value);
-    }
-    // zeros on the right and bottom only, then the 3×3 conv of stride 2
-    return conv3d(tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 1], [0, 0]]), w, [1, 2, 2], [0, 0], this.bias!.value);
+    return tf.tidy(() => {
+      const [B, T, H, W, C] = x.shape as [number, number, number, number, number];
+      const [kh, kw, , O] = this.weight!.value.shape;
+      const w = tf.reshape(this.weight!.value, [1, kh, kw, C, O]);
+      if (this.config.mode.startsWith('up')) {
+        // nearest ×2 (PyTorch's nearest-exact at scale 2: source index ⌊dst/2⌋), then the 3×3 conv with 1 pixel of zeros
+        const up = tf.image.resizeNearestNeighbor(tf.reshape(x, [B * T, H, W, C]) as tf.Tensor4D, [2 * H, 2 * W]);
+        return conv3d(tf.reshape(up, [B, T, 2 * H, 2 * W, C]), w, [1, 1, 1], [1, 1], this.bias!.value);
+      }
+      // zeros on the right and bottom only, then the 3×3 conv of stride 2
+      return conv3d(tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 1], [0, 0]]), w, [1, 2, 2], [0, 0], this.bias!.value);
+    });
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

@@ -38,9 +38,17 @@ export class WanResidualBlock extends WanModule {
   forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
     return withCache(cache, (c) =>
       tf.tidy(() => {
+        // Each intermediate is freed once used (at the decoder's full size one is 300 MB in bf16).
         const h = this.convShortcut ? this.convShortcut.forward(x) : x;
-        const y = this.conv1.forward(this.norm1.forward(x, 'silu'), c);
-        return this.conv2.forward(this.norm2.forward(y, 'silu'), c, h);
+        const a = this.norm1.forward(x, 'silu');
+        const y = this.conv1.forward(a, c);
+        a.dispose();
+        const b = this.norm2.forward(y, 'silu');
+        y.dispose();
+        const out = this.conv2.forward(b, c, h);
+        b.dispose();
+        if (h !== x) h.dispose();
+        return out;
       }),
     );
   }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { WanModule } from './module.js';
+import { WanModule, replacing } from './module.js';
 import { CausalCache, withCache } from './wan-causal-conv3d.js';
 import { DupUp3D } from './wan-dup-up.js';
 import { WanResample } from './wan-resample.js';
@@ -50,8 +50,8 @@ export class WanResidualUpBlock extends WanModule {
       tf.tidy(() => {
         const first = c.isFirstChunk;
         let y = x;
-        for (const r of this.resnets) y = r.forward(y, c);
-        if (this.upsampler) y = this.upsampler.forward(y, c);
+        for (const r of this.resnets) y = replacing(y, x, r.forward(y, c));
+        if (this.upsampler) y = replacing(y, x, this.upsampler.forward(y, c));
         return this.avgShortcut ? tf.add(y, this.avgShortcut.forward(x, first)) : y;
       }),
     );

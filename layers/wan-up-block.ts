@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { WanModule } from './module.js';
+import { WanModule, replacing } from './module.js';
 import { CausalCache, withCache } from './wan-causal-conv3d.js';
 import { WanResample } from './wan-resample.js';
 import { WanResidualBlock } from './wan-residual-block.js';
@@ -43,9 +43,10 @@ export class WanUpBlock extends WanModule {
   forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
     return withCache(cache, (c) =>
       tf.tidy(() => {
+        // Each block's output is freed once the next has used it.
         let y = x;
-        for (const r of this.resnets) y = r.forward(y, c);
-        return this.upsampler ? this.upsampler.forward(y, c) : y;
+        for (const r of this.resnets) y = replacing(y, x, r.forward(y, c));
+        return this.upsampler ? replacing(y, x, this.upsampler.forward(y, c)) : y;
       }),
     );
   }
