@@ -121,7 +121,13 @@ export function parseSize(v: string): [number, number] {
 function readImage(file: string, flag: string): DecodedPng {
   if (!/\.png$/i.test(file)) throw new ConfigError(`--${flag}: got "${file}", expected a .png file (convert other formats to PNG first)`);
   if (!fs.existsSync(file)) throw new ConfigError(`--${flag}: no file ${file}`);
-  return decodePng(new Uint8Array(fs.readFileSync(file)), file);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(fs.readFileSync(file));
+  } catch (e) {
+    throw new ConfigError(`--${flag}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  return decodePng(bytes, `--${flag} ${file}`);
 }
 
 /** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */

@@ -29,7 +29,7 @@ export { MP4_ENCODERS, VIDEO_FORMATS, saveVideo, type Mp4Encoder, type SaveVideo
 export { OutputFileError, VideoEncoderError, VideoFormatError } from './video/video-error.js';
 export { probeMp4, type VideoInfo } from './video/mp4-probe.js';
 export { decodeGif, type DecodedGif, type GifFrame } from './video/gif-decoder.js';
-export { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
+export { decodePng, MAX_PNG_PIXELS, pngToImage, type DecodePngOptions, type DecodedPng } from './video/png-decoder.js';
 
 export { CUDA_KERNEL_NAMES, CudaBackend, checkKernels, kernelsUsedBy, missingKernels, registerCudaBackend, type DeviceInfo } from './cuda/index.js';
 

@@ -9,7 +9,7 @@ import { defaultModelDir, main, parseSize, type CliIO } from '../src/cli.js';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
 import { parseMp4File } from '../src/video/mp4-probe.js';
-import { encodePng } from '../src/video/png-encoder.js';
+import { crc32, encodePng } from '../src/video/png-encoder.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { assembleTinyModel } from './helpers/tiny-model.js';
@@ -46,6 +46,20 @@ async function run(argv: string[], o: { tty?: boolean; env?: Record<string, stri
   };
   const code = await main(argv, io);
   return { code, stdout, stderr };
+}
+
+/** `png` with the data of its first `type` chunk changed by `edit`, and that chunk's CRC made right again. */
+function editChunk(png: Uint8Array, type: string, edit: (data: DataView) => void): Uint8Array {
+  const out = Uint8Array.from(png);
+  const dv = new DataView(out.buffer);
+  for (let off = 8; off + 12 <= out.length; off += 12 + dv.getUint32(off)) {
+    const len = dv.getUint32(off);
+    if (Buffer.from(out.subarray(off + 4, off + 8)).toString('latin1') !== type) continue;
+    edit(new DataView(out.buffer, off + 8, len));
+    dv.setUint32(off + 8 + len, crc32(out.subarray(off + 4, off + 8 + len)));
+    return out;
+  }
+  throw new Error(`no ${type} chunk`);
 }
 
 function emptyDir(name: string): string {
@@ -199,6 +213,10 @@ describe('wan-tfjs CLI', () => {
     const png = path.join(tmp, 'first.png');
     fs.writeFileSync(png, encodePng(rgb, 48, 32));
     fs.writeFileSync(path.join(tmp, 'small.png'), encodePng(rgb.subarray(0, 16 * 48 * 3), 48, 16));
+    // Damaged image data under right CRCs; a header of 16384×16384 (data never inflated); a folder.
+    fs.writeFileSync(path.join(tmp, 'broken.png'), editChunk(encodePng(rgb, 48, 32), 'IDAT', (d) => d.setUint16(4, d.getUint16(4) ^ 0xff55)));
+    fs.writeFileSync(path.join(tmp, 'huge.png'), editChunk(encodePng(rgb, 48, 32), 'IHDR', (d) => [0, 4].forEach((at) => d.setUint32(at, 16384))));
+    fs.mkdirSync(path.join(tmp, 'folder.png'));
     const plain = ['--backend', 'cpu', '--frames', '5', '--steps', '2', '--seed', '5'];
     const out = path.join(d, 'clip.gif');
     const ok = await run(['generate', '--model', ti2v, ...EMBEDS, ...plain, '--image', png, '--out', out]);
@@ -211,6 +229,9 @@ describe('wan-tfjs CLI', () => {
       [ti2v, ['--image', path.join(tmp, 'small.png'), '--size', '48x32'], /image: got \[16,48,3\], expected 32×48 pixels/],
       [ti2v, ['--image', path.join(tmp, 'first.jpg')], /--image: got ".*first\.jpg", expected a \.png file/],
       [ti2v, ['--image', path.join(tmp, 'none.png')], /--image: no file .*none\.png/],
+      [ti2v, ['--image', path.join(tmp, 'broken.png')], /^wan-tfjs: --image .*broken\.png: the image data \(IDAT\) is not a valid zlib stream/],
+      [ti2v, ['--image', path.join(tmp, 'huge.png')], /^wan-tfjs: --image .*huge\.png: 16384×16384 pixels is more than the 16777216 \(4096×4096\) that are decoded/],
+      [ti2v, ['--image', path.join(tmp, 'folder.png')], /^wan-tfjs: --image: cannot read .*folder\.png \(EISDIR\)/],
       [ti2v, ['--image', png, '--last-image', png], /lastImage: a last frame needs a model with image-condition channels/],
       [ti2v, ['--last-image', png], /--last-image needs --image \(the first frame\) too/],
       [ti2v, ['--image', png, '--last-image', path.join(tmp, 'last.gif')], /--last-image: got ".*last\.gif", expected a \.png file/],

@@ -12,7 +12,7 @@ import { findFfmpeg, findFfprobe, findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif, lzwDecode } from '../src/video/gif-decoder.js';
 import { encodeGif, gifFrameDelay, lzwEncode } from '../src/video/gif-encoder.js';
 import { parseMp4File, probeMp4 } from '../src/video/mp4-probe.js';
-import { decodePng, pngToImage } from '../src/video/png-decoder.js';
+import { decodePng, MAX_PNG_PIXELS, pngToImage } from '../src/video/png-decoder.js';
 import { crc32, encodePng } from '../src/video/png-encoder.js';
 import { saveVideo, type RawVideo, type SaveVideoOptions } from '../src/video/save-video.js';
 import { VideoEncoderError, VideoFormatError } from '../src/video/video-error.js';
@@ -214,6 +214,109 @@ describe('PNG encoder', () => {
     const file = path.join(dir, 'check.png');
     fs.writeFileSync(file, encodePng(rgb, 11, 9));
     expect(Buffer.from(ffmpegDecode(file)).equals(Buffer.from(rgb))).toBe(true);
+  });
+});
+
+/** A PNG chunk: length, type, data and CRC. */
+function pngChunk(type: string, data: Uint8Array): Buffer {
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const out = Buffer.alloc(12 + data.length);
+  out.writeUInt32BE(data.length, 0);
+  body.copy(out, 4);
+  out.writeUInt32BE(zlib.crc32(body), 8 + data.length);
+  return out;
+}
+
+/** A PNG file: the signature, IHDR for an 8-bit RGB image of w×h, then `chunks`, then IEND. */
+function rgbPng(w: number, h: number, ...chunks: Buffer[]): Uint8Array {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  return new Uint8Array(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), ...chunks, pngChunk('IEND', new Uint8Array())]));
+}
+
+/** The error `f` throws. */
+function thrown(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('nothing thrown');
+}
+
+describe('PNG decoder on damaged and oversized input', () => {
+  const [W, H] = [6, 5];
+  // Rows of filter type 0 and pixel bytes 7.
+  const raw = Buffer.alloc(H * (W * 3 + 1), 7);
+  for (let y = 0; y < H; y++) raw[y * (W * 3 + 1)] = 0;
+  const idat = zlib.deflateSync(raw);
+
+  it('image data that is not a valid zlib stream, though every CRC is right, is a VideoFormatError naming the file', () => {
+    const flipped = Buffer.from(idat);
+    flipped[4] ^= 0xff;
+    flipped[5] ^= 0x55;
+    for (const data of [flipped, idat.subarray(0, idat.length - 6), Buffer.from('not zlib at all')]) {
+      const e = thrown(() => decodePng(rgbPng(W, H, pngChunk('IDAT', data)), 'first.png'));
+      expect(e).toBeInstanceOf(VideoFormatError);
+      expect(String(e)).toMatch(/^VideoFormatError: first\.png: the image data \(IDAT\) /);
+    }
+    expect(() => decodePng(rgbPng(W, H))).toThrow(VideoFormatError);
+  });
+
+  it('image data that inflates past the size its header declares stops there, a VideoFormatError', () => {
+    const bomb = zlib.deflateSync(Buffer.alloc(16 << 20));
+    const t0 = performance.now();
+    const e = thrown(() => decodePng(rgbPng(W, H, pngChunk('IDAT', bomb)), 'bomb.png'));
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(e).toBeInstanceOf(VideoFormatError);
+    expect(String(e)).toMatch(new RegExp(`bomb\\.png: the image data \\(IDAT\\) inflates to more than the ${H * (W * 3 + 1)} bytes`));
+  });
+
+  it('a PNG over the size limit (4096×4096 pixels by default) is refused from its header, before its data is inflated', () => {
+    const t0 = performance.now();
+    const e = thrown(() => decodePng(rgbPng(16384, 16384, pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(1 << 20)))), '--image huge.png'));
+    expect(performance.now() - t0).toBeLessThan(100);
+    expect(e).toBeInstanceOf(VideoFormatError);
+    expect(String(e)).toMatch(/--image huge\.png: 16384×16384 pixels is more than the 16777216 \(4096×4096\) that are decoded/);
+    expect(MAX_PNG_PIXELS).toBe(4096 * 4096);
+    const ok = rgbPng(W, H, pngChunk('IDAT', idat));
+    expect(decodePng(ok, 'small.png', { maxPixels: W * H }).rgb[0]).toBe(7);
+    expect(() => decodePng(ok, 'small.png', { maxPixels: W * H - 1 })).toThrow(/small\.png: 6×5 pixels is more than the 29 that are decoded/);
+    expect(() => decodePng(rgbPng(0, 5, pngChunk('IDAT', idat)))).toThrow(VideoFormatError);
+    expect(() => decodePng(ok, 'small.png', { maxPixels: Number.NaN })).toThrow(ConfigError);
+  });
+
+  it('every damaged PNG is a VideoFormatError: seeded byte changes with the CRCs made right again, and truncations', () => {
+    const text = pngChunk('tEXt', Buffer.from('Comment\0{"seed":1}', 'latin1'));
+    const itxt = pngChunk('iTXt', Buffer.from('Description\0\0\0\0\0猫', 'utf-8'));
+    const base = rgbPng(W, H, text, itxt, pngChunk('IDAT', idat));
+    const check = (bytes: Uint8Array) => {
+      try {
+        decodePng(bytes, 'fuzz.png');
+      } catch (e) {
+        expect(e).toBeInstanceOf(VideoFormatError);
+      }
+    };
+    for (let n = 0; n < base.length; n += 3) check(base.subarray(0, n));
+    // A tEXt chunk of 1 MB without its separator.
+    check(rgbPng(W, H, pngChunk('tEXt', Buffer.alloc(1 << 20, 65)), pngChunk('IDAT', idat)));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 4 }), (changes) => {
+        const bytes = Buffer.from(base);
+        for (const [at, x] of changes) bytes[8 + (at % (bytes.length - 8))] ^= x;
+        // Each chunk's CRC recomputed over whatever its type and data now are.
+        for (let off = 8; off + 12 <= bytes.length; ) {
+          const len = bytes.readUInt32BE(off);
+          if (off + 12 + len > bytes.length) break;
+          bytes.writeUInt32BE(zlib.crc32(bytes.subarray(off + 4, off + 8 + len)), off + 8 + len);
+          off += 12 + len;
+        }
+        check(bytes);
+      }),
+      { numRuns: 400, seed: 7 },
+    );
   });
 });
 
