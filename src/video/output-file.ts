@@ -61,7 +61,7 @@ function isSystemError(e: unknown): e is NodeJS.ErrnoException & { code: string 
 /** A system error met while writing `target` as an OutputFileError that names it and says what to do; other errors unchanged. */
 export function outputError(e: unknown, target: string): unknown {
   if (e instanceof WanError || !isSystemError(e)) return e;
-  const advice = ADVICE[e.code] ?? e.message;
+  const advice = Object.hasOwn(ADVICE, e.code) ? ADVICE[e.code] : e.message;
   return new OutputFileError(target, e.code, `cannot write ${target}: ${advice} (${e.code} in ${e.syscall})`, e);
 }
 
