@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
+import { safeText } from '../src/describe.js';
 import { CheckpointError, ConfigError } from '../src/errors.js';
+import { jsonNestsDeeperThan } from '../weights/json-structure.js';
 
 /** A parsed config.json object. */
 export type ConfigJson = Record<string, unknown>;
@@ -12,12 +14,26 @@ export function configObject(json: unknown, what: string): ConfigJson {
   return json as ConfigJson;
 }
 
-/** Reads and parses a JSON file; a CheckpointError naming the file when it cannot be read or parsed. */
+/** Deepest nesting readJsonFile accepts: configs and tokenizer files nest a few levels; deeper is a broken or hostile file. */
+const MAX_JSON_DEPTH = 128;
+
+/**
+ * Reads and parses a JSON file; a CheckpointError naming the file when it cannot be read or
+ * parsed, or nests deeper than MAX_JSON_DEPTH (checked before parsing, so no deep value is built
+ * and no later JSON.stringify or String() of it can overflow the stack).
+ */
 export function readJsonFile(file: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf-8'));
+    text = fs.readFileSync(file, 'utf-8');
   } catch (e) {
-    throw new CheckpointError(`cannot parse JSON (${(e as Error).message})`, file);
+    throw new CheckpointError(`cannot read (${(e as NodeJS.ErrnoException).code ?? safeText((e as Error).message)})`, file);
+  }
+  if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) throw new CheckpointError(`JSON nests deeper than ${MAX_JSON_DEPTH} levels`, file);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(`cannot parse JSON (${safeText((e as Error).message)})`, file);
   }
 }
 

@@ -1,3 +1,5 @@
+import { safeText } from './describe.js';
+
 /** Base class of every error the library throws on purpose. */
 export class WanError extends Error {
   constructor(message: string) {
@@ -6,7 +8,11 @@ export class WanError extends Error {
   }
 }
 
-/** A checkpoint file, folder or tensor is missing, malformed or does not fit the model. */
+/**
+ * A checkpoint file, folder or tensor is missing, malformed or does not fit the model. The
+ * message shows the file and tensor name escaped onto one line and cut to a readable length
+ * (names come from untrusted headers); `file` and `tensor` keep them whole.
+ */
 export class CheckpointError extends WanError {
   constructor(
     message: string,
@@ -14,7 +20,7 @@ export class CheckpointError extends WanError {
     readonly tensor?: string,
   ) {
     super(
-      [file ? `${file}` : undefined, tensor ? `tensor '${tensor}'` : undefined, message]
+      [file ? safeText(file, 500) : undefined, tensor !== undefined ? `tensor '${safeText(tensor, 120)}'` : undefined, message]
         .filter((s) => s !== undefined)
         .join(': '),
     );

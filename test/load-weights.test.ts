@@ -58,7 +58,7 @@ describe('loadWeights', () => {
     expect(msg).toContain('bad.safetensors');
     expect(msg).toMatch(/missing 2: proj\.bias, norm\.weight/);
     expect(msg).toMatch(/unexpected 1: extra\.weight/);
-    expect(msg).toMatch(/mis-shaped 1: proj\.weight: file \[2,3\] vs model \[3,2\]/);
+    expect(msg).toMatch(/mis-shaped 1: proj\.weight: file \[2, 3\] vs model \[3, 2\]/);
     expect(m.proj.weight.isSet).toBe(false);
   });
 

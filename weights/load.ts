@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { tensorFromStored } from '../src/backend/precision.js';
+import { safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import { decodeTensorBytes } from './dtypes.js';
 import type { HostTensor, TensorSource } from './safetensors.js';
@@ -55,7 +56,7 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
     }
     seen.add(target);
     const shape = source.info(key).shape;
-    if (!shapeEq(shape, slot.shape)) misShaped.push(`${key}: file [${shape}] vs model [${slot.shape}]`);
+    if (!shapeEq(shape, slot.shape)) misShaped.push(`${safeText(key, 120)}: file ${shapeText(shape)} vs model ${shapeText(slot.shape)}`);
     else plan.push([key, target]);
   }
   const missing = [...slots.keys()].filter((k) => !seen.has(k) && !(options.optional?.(k) ?? false));
@@ -63,7 +64,7 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
     const parts: string[] = [];
     const list = (xs: string[]) => xs.slice(0, 20).join(', ') + (xs.length > 20 ? `, … (${xs.length} in all)` : '');
     if (missing.length) parts.push(`missing ${missing.length}: ${list(missing)}`);
-    if (unexpected.length) parts.push(`unexpected ${unexpected.length}: ${list(unexpected)}`);
+    if (unexpected.length) parts.push(`unexpected ${unexpected.length}: ${list(unexpected.map((k) => safeText(k, 120)))}`);
     if (misShaped.length) parts.push(`mis-shaped ${misShaped.length}: ${list(misShaped)}`);
     throw new CheckpointError(`checkpoint does not fit the model; ${parts.join('; ')}`, source.label);
   }

@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { describeValue, safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import {
+  SAFETENSORS_DTYPES,
   decodeTensorBytes,
   dtypeSize,
   float32ToBf16Bits,
@@ -9,6 +11,7 @@ import {
   isSafetensorsDtype,
   type SafetensorsDtype,
 } from './dtypes.js';
+import { findJsonStructureProblem } from './json-structure.js';
 
 /** Largest header a reader accepts (the reference implementation's bound). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -50,8 +53,48 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+function isNonNegativeInteger(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Deepest nesting a header may have (serde_json's recursion limit, which the reference reader inherits). */
+const MAX_HEADER_DEPTH = 128;
+
+/** ∏ shape, or undefined once a partial product passes 2^53 (checked left to right, as the reference's checked_mul). */
+function checkedNumel(shape: readonly number[]): number | undefined {
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (n > Number.MAX_SAFE_INTEGER) return undefined;
+  }
+  return n;
+}
+
+/** The header text: valid UTF-8 with no byte order mark, no key repeated within an object, nested at most MAX_HEADER_DEPTH deep. */
+function headerText(file: string, bytes: Uint8Array): string {
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    fail(file, 'header starts with a UTF-8 byte order mark (EF BB BF), which the format does not allow; re-save the file without it');
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    fail(file, 'header is not valid UTF-8');
+  }
+  const problem = findJsonStructureProblem(text, MAX_HEADER_DEPTH);
+  if (problem?.kind === 'depth') fail(file, `header nests deeper than ${problem.limit} levels`);
+  if (problem?.kind === 'duplicate') {
+    const where = problem.depth === 1 ? 'at the top level of the header' : problem.parent !== undefined ? `in '${safeText(problem.parent, 120)}'` : 'in a nested object';
+    fail(file, `duplicate key '${safeText(problem.key, 120)}' ${where}; the format forbids duplicate keys (JSON.parse would silently keep the last)`);
+  }
+  return text;
+}
+
 /**
- * Parses and validates a safetensors header. `fileSize` is the size of the whole file.
+ * Parses and validates a safetensors header. `fileSize` is the size of the whole file. The
+ * header is `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}}`
+ * with offsets relative to the data area at 8 + header length; the spans must tile the data area
+ * exactly (sorted by offset: begin of each = end of the previous, the last ending at the file's end).
  * Throws CheckpointError on anything malformed.
  */
 export function parseHeader(
@@ -62,61 +105,58 @@ export function parseHeader(
 ): { tensors: Map<string, TensorInfo>; metadata: Record<string, string>; dataStart: number } {
   if (fileSize < 8 || prefix.byteLength < 8) fail(file, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
   const dv = new DataView(prefix.buffer, prefix.byteOffset, 8);
+  // the length is a u64: lo + hi·2^32
   const lo = dv.getUint32(0, true);
   const hi = dv.getUint32(4, true);
-  if (hi !== 0 || lo > MAX_HEADER_BYTES) fail(file, `header length ${hi * 2 ** 32 + lo} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
+  if (hi !== 0 || lo > MAX_HEADER_BYTES) fail(file, `header length ${dv.getBigUint64(0, true)} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   const headerLen = lo;
   if (8 + headerLen > fileSize) fail(file, `header length ${headerLen} runs past the end of the ${fileSize}-byte file (truncated?)`);
-  const bytes = readHeader(headerLen);
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    fail(file, 'header is not valid UTF-8');
-  }
+  const text = headerText(file, readHeader(headerLen));
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    fail(file, `header is not valid JSON (${(e as Error).message})`);
+    fail(file, `header is not valid JSON (${safeText((e as Error).message, 200)})`);
   }
-  if (!isPlainObject(parsed)) fail(file, 'header is not a JSON object');
+  if (!isPlainObject(parsed)) fail(file, `header is ${describeValue(parsed)}, not a JSON object`);
   const dataStart = 8 + headerLen;
   const dataSize = fileSize - dataStart;
-  const metadata: Record<string, string> = {};
+  // no prototype: a key named __proto__ is kept as data
+  const metadata = Object.create(null) as Record<string, string>;
   const tensors = new Map<string, TensorInfo>();
   for (const [name, entry] of Object.entries(parsed)) {
     if (name === '__metadata__') {
-      if (!isPlainObject(entry)) fail(file, '__metadata__ is not an object');
+      if (!isPlainObject(entry)) fail(file, `__metadata__ is ${describeValue(entry)}, not an object`);
       for (const [k, v] of Object.entries(entry)) {
-        if (typeof v !== 'string') fail(file, `__metadata__ value for '${k}' is not a string`);
+        if (typeof v !== 'string') fail(file, `__metadata__ value of '${safeText(k, 120)}' is ${describeValue(v)}, not a string`);
         metadata[k] = v;
       }
       continue;
     }
-    if (!isPlainObject(entry)) fail(file, 'entry is not an object', name);
+    if (!isPlainObject(entry)) fail(file, `entry is ${describeValue(entry)}, not an object`, name);
     const { dtype, shape, data_offsets: offsets } = entry;
-    if (!isSafetensorsDtype(dtype)) fail(file, `unknown dtype ${JSON.stringify(dtype)}`, name);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      fail(file, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
-    }
-    if (
-      !Array.isArray(offsets) ||
-      offsets.length !== 2 ||
-      !offsets.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)
-    ) {
-      fail(file, `data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`, name);
-    }
+    if (!isSafetensorsDtype(dtype)) fail(file, `unknown dtype (${describeValue(dtype)}); known: ${Object.keys(SAFETENSORS_DTYPES).join(', ')}`, name);
+    if (!Array.isArray(shape)) fail(file, `shape is ${describeValue(shape)}, not a list of non-negative integers`, name);
+    const badDim = shape.findIndex((d) => !isNonNegativeInteger(d));
+    if (badDim >= 0) fail(file, `shape[${badDim}] is ${describeValue(shape[badDim])}, not a non-negative integer`, name);
+    if (!Array.isArray(offsets) || offsets.length !== 2) fail(file, `data_offsets is ${describeValue(offsets)}, not a pair of non-negative integers`, name);
+    const badOffset = offsets.findIndex((d) => !isNonNegativeInteger(d));
+    if (badOffset >= 0) fail(file, `data_offsets[${badOffset}] is ${describeValue(offsets[badOffset])}, not a non-negative integer`, name);
+    const dims = shape as number[];
     const [b, e] = offsets as [number, number];
-    const numel = (shape as number[]).reduce((a, d) => a * d, 1);
+    const numel = checkedNumel(dims);
+    if (numel === undefined) fail(file, `shape ${shapeText(dims)} holds more than 2^53 elements`, name);
+    // bytes = ∏ shape · size of one element
     const expected = numel * dtypeSize(dtype);
-    if (!Number.isSafeInteger(expected) || e < b || e - b !== expected) {
-      fail(file, `data_offsets [${b}, ${e}] span ${e - b} bytes, but shape [${shape}] of ${dtype} needs ${expected}`, name);
+    if (!Number.isSafeInteger(expected)) fail(file, `shape ${shapeText(dims)} of ${dtype} needs more than 2^53 bytes`, name);
+    if (e < b || e - b !== expected) {
+      fail(file, `data_offsets [${b}, ${e}] span ${e - b} bytes, but shape ${shapeText(dims)} of ${dtype} needs ${expected}`, name);
     }
     if (e > dataSize) fail(file, `data_offsets [${b}, ${e}] run past the ${dataSize}-byte data area (truncated file?)`, name);
-    tensors.set(name, { name, dtype, shape: shape as number[], begin: dataStart + b, end: dataStart + e });
+    tensors.set(name, { name, dtype, shape: dims, begin: dataStart + b, end: dataStart + e });
   }
-  const spans = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  // The spans, sorted by (begin, end), must tile [dataStart, fileSize): each begins where the last ended.
+  const spans = [...tensors.values()].sort((x, y) => x.begin - y.begin || x.end - y.end);
   let cursor = dataStart;
   for (const t of spans) {
     if (t.begin < cursor) fail(file, `data overlaps the previous tensor (starts at ${t.begin - dataStart}, expected ${cursor - dataStart})`, t.name);
@@ -157,10 +197,11 @@ export class SafetensorsFile implements TensorSource {
       throw new CheckpointError(`cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file);
     }
     try {
-      const size = fs.fstatSync(fd).size;
-      const prefix = new Uint8Array(Math.min(8, size));
-      fs.readSync(fd, prefix, 0, prefix.byteLength, 0);
-      const { tensors, metadata } = parseHeader(file, prefix, size, (n) => {
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile()) throw new CheckpointError('not a regular file', file);
+      const prefix = new Uint8Array(Math.min(8, stat.size));
+      readFully(fd, prefix, 0, file);
+      const { tensors, metadata } = parseHeader(file, prefix, stat.size, (n) => {
         const buf = new Uint8Array(n);
         readFully(fd, buf, 8, file);
         return buf;
@@ -210,10 +251,16 @@ export class SafetensorsFile implements TensorSource {
   }
 }
 
+/** Fills `buf` from the file at `position`; a read error or an early end of file is a CheckpointError. */
 function readFully(fd: number, buf: Uint8Array, position: number, file: string, tensor?: string): void {
   let off = 0;
   while (off < buf.byteLength) {
-    const n = fs.readSync(fd, buf, off, buf.byteLength - off, position + off);
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, off, buf.byteLength - off, position + off);
+    } catch (e) {
+      throw new CheckpointError(`cannot read at byte ${position + off} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, tensor);
+    }
     if (n === 0) throw new CheckpointError(`unexpected end of file at byte ${position + off}`, file, tensor);
     off += n;
   }
@@ -245,6 +292,9 @@ function encode(t: TensorToWrite, name: string): { dtype: SafetensorsDtype; byte
   return { dtype, bytes };
 }
 
+/** Tensor names writeSafetensors refuses. */
+const RESERVED_NAMES: ReadonlySet<string> = new Set(['__metadata__', '__proto__']);
+
 /**
  * Writes tensors to a safetensors file. The file is written under a temporary name beside the
  * target and renamed on success, so a failure never leaves a half-written checkpoint.
@@ -255,6 +305,11 @@ export function writeSafetensors(
   metadata: Readonly<Record<string, string>> = {},
 ): void {
   const names = Object.keys(tensors).sort();
+  for (const n of names) {
+    if (RESERVED_NAMES.has(n)) {
+      throw new CheckpointError('the name is reserved (__metadata__ holds the metadata; __proto__ would be lost by JavaScript readers); rename the tensor', file, n);
+    }
+  }
   const encoded = names.map((n) => ({ name: n, ...encode(tensors[n], n) }));
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
@@ -266,6 +321,9 @@ export function writeSafetensors(
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf-8');
+  if (headerBytes.byteLength > MAX_HEADER_BYTES) {
+    throw new CheckpointError(`the header would be ${headerBytes.byteLength} bytes, over the ${MAX_HEADER_BYTES}-byte limit of readers`, file);
+  }
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.byteLength));
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });

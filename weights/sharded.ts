@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { describeValue, safeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import { SafetensorsFile, type HostTensor, type TensorInfo, type TensorSource } from './safetensors.js';
 
@@ -22,7 +23,7 @@ export class ShardedCheckpoint implements TensorSource {
     try {
       parsed = JSON.parse(fs.readFileSync(indexPath, 'utf-8'));
     } catch (e) {
-      throw new CheckpointError(`cannot read the shard index (${(e as Error).message})`, indexPath);
+      throw new CheckpointError(`cannot read the shard index (${safeText((e as Error).message)})`, indexPath);
     }
     const wm = (parsed as { weight_map?: unknown } | null)?.weight_map;
     if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
@@ -30,8 +31,8 @@ export class ShardedCheckpoint implements TensorSource {
     }
     const weightMap = new Map<string, string>();
     for (const [k, v] of Object.entries(wm)) {
-      if (typeof v !== 'string' || v.includes('/') || v.includes('\\')) {
-        throw new CheckpointError(`weight_map entry ${JSON.stringify(v)} is not a shard file name`, indexPath, k);
+      if (typeof v !== 'string' || v === '' || v === '.' || v === '..' || v.includes('/') || v.includes('\\')) {
+        throw new CheckpointError(`weight_map entry ${describeValue(v)} is not a shard file name`, indexPath, k);
       }
       weightMap.set(k, v);
     }

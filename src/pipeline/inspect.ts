@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { describeValue, safeText, shapeText } from '../describe.js';
 import { CheckpointError } from '../errors.js';
 import { openCheckpoint } from '../../weights/sharded.js';
 import type { TensorSource } from '../../weights/safetensors.js';
@@ -7,8 +8,7 @@ import { SafetensorsFile } from '../../weights/safetensors.js';
 import { dtypeSize } from '../../weights/dtypes.js';
 import { detectTransformerLayout } from '../../weights/wan-transformer-keys.js';
 import { isOriginalWanVaeLayout } from '../../weights/wan-vae-keys.js';
-import { detectLayout, readModelIndex, type ModelIndex } from './model-index.js';
-import { readJsonFile } from '../../layers/config-json.js';
+import { detectLayout, readJson, readModelIndex, type ModelIndex } from './model-index.js';
 
 /** One tensor of a checkpoint, as its header describes it. */
 export interface TensorEntry {
@@ -88,7 +88,7 @@ export function summariseCheckpoint(target: string, stem?: string): CheckpointSu
 
 function readConfig(file: string): Record<string, unknown> | undefined {
   if (!fs.existsSync(file)) return undefined;
-  return readJsonFile(file) as Record<string, unknown>;
+  return readJson(file);
 }
 
 function hasWeights(dir: string): boolean {
@@ -116,9 +116,24 @@ function component(name: string, p: string, stem?: string): ComponentReport {
 /**
  * Describes a checkpoint file or folder from headers and configs only: the layout (Diffusers
  * model folder, original Wan folder, one component, one file), each component's config, tensors,
- * dtypes and parameter count.
+ * dtypes and parameter count. Every failure is a WanError; a file-system error (a folder that
+ * cannot be listed, a file that cannot be read) becomes a CheckpointError naming the path.
  */
 export function inspectCheckpoint(target: string): InspectReport {
+  try {
+    return inspectPath(target);
+  } catch (e) {
+    if (!isFileSystemError(e)) throw e;
+    throw new CheckpointError(`cannot read (${e.code})`, e.path ?? path.resolve(target));
+  }
+}
+
+/** A Node file-system error (EACCES, EISDIR, ENOTDIR, …). */
+function isFileSystemError(e: unknown): e is NodeJS.ErrnoException & { code: string } {
+  return e instanceof Error && 'code' in e && typeof e.code === 'string' && e.code.startsWith('E') && 'syscall' in e;
+}
+
+function inspectPath(target: string): InspectReport {
   const p = path.resolve(target);
   if (!fs.existsSync(p)) throw new CheckpointError('no such file or folder', p);
   const total = (cs: ComponentReport[]) => cs.reduce((n, c) => n + (c.checkpoint?.parameters ?? 0), 0);
@@ -165,9 +180,15 @@ function bytesText(n: number): string {
   return `${u === 0 ? n : n.toFixed(1)} ${units[u]}`;
 }
 
+/** Longest config value shown as JSON in the one-line config summary. */
+const SHOWN_JSON = 80;
+
+/** A config value for the summary: its JSON up to 80 characters, the first 4 entries of a longer array, else its type and size. */
 function valueText(v: unknown): string {
-  if (Array.isArray(v) && v.length > 8) return `[${v.slice(0, 4).map((x) => JSON.stringify(x)).join(', ')}, … ${v.length} values]`;
-  return JSON.stringify(v);
+  if (Array.isArray(v) && v.length > 8) return `[${v.slice(0, 4).map(valueText).join(', ')}, … ${v.length} values]`;
+  // readJsonFile refuses configs nested deeper than MAX_JSON_DEPTH, so JSON.stringify cannot overflow the stack
+  const json = JSON.stringify(v);
+  return json.length <= SHOWN_JSON ? safeText(json) : describeValue(v);
 }
 
 /** What a model folder does: from its per-token timesteps, or its transformer taking more channels than it returns. */
@@ -195,20 +216,23 @@ export function formatInspect(r: InspectReport, o: { tensors: boolean; maxTensor
   }
   out.push(`  parameters: ${r.parameters.toLocaleString('en-US')}`);
   for (const c of r.components) {
-    out.push('', `${c.name}${c.className ? `  ${c.className}` : ''}  (${c.path})`);
+    out.push('', `${c.name}${c.className ? `  ${safeText(c.className, 120)}` : ''}  (${c.path})`);
     if (c.config) {
-      const fields = Object.entries(c.config).filter(([k]) => !k.startsWith('_')).map(([k, v]) => `${k}=${valueText(v)}`);
+      const fields = Object.entries(c.config).filter(([k]) => !k.startsWith('_')).map(([k, v]) => `${safeText(k, 60)}=${valueText(v)}`);
       if (fields.length) out.push(`  config: ${fields.join(' ')}`);
     }
-    if (c.files) out.push(`  files: ${c.files.join(', ')}`);
+    if (c.files) out.push(`  files: ${c.files.map((f) => safeText(f)).join(', ')}`);
     const k = c.checkpoint;
     if (!k) continue;
     const dtypes = Object.entries(k.dtypes).map(([d, n]) => `${d} ×${n}`).join(', ');
     out.push(`  checkpoint: ${path.basename(k.source)}, ${k.tensorCount} tensors (${dtypes}), ${k.parameters.toLocaleString('en-US')} parameters, ${bytesText(k.bytes)}${k.keyLayout ? `, ${k.keyLayout}` : ''}`);
-    if (k.metadata) out.push(`  metadata: ${Object.entries(k.metadata).map(([a, b]) => `${a}=${b}`).join(' ')}`);
+    if (k.metadata) out.push(`  metadata: ${Object.entries(k.metadata).map(([a, b]) => `${safeText(a, 60)}=${safeText(b)}`).join(' ')}`);
     if (o.tensors) {
-      const width = Math.min(60, Math.max(...k.tensors.map((t) => t.name.length)));
-      for (const t of k.tensors.slice(0, o.maxTensors)) out.push(`    ${t.name.padEnd(width)}  ${t.dtype.padEnd(4)}  [${t.shape.join(', ')}]`);
+      const shown = k.tensors.slice(0, o.maxTensors).map((t) => ({ name: safeText(t.name), dtype: t.dtype, shape: t.shape }));
+      let width = 0;
+      for (const t of shown) width = Math.max(width, t.name.length);
+      width = Math.min(60, width);
+      for (const t of shown) out.push(`    ${t.name.padEnd(width)}  ${t.dtype.padEnd(4)}  ${shapeText(t.shape)}`);
       if (k.tensors.length > o.maxTensors) out.push(`    … ${k.tensors.length - o.maxTensors} more (--all lists every tensor)`);
     }
   }

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { describeValue, safeText } from '../describe.js';
 import { CheckpointError, ConfigError } from '../errors.js';
 import { readJsonFile } from '../../layers/config-json.js';
 
@@ -59,9 +60,10 @@ export const SAMPLING_DEFAULTS_FILE = 'wan_tfjs.json';
 
 type Json = Record<string, unknown>;
 
-function readJson(file: string): Json {
+/** Reads a JSON file that must hold an object (a config); a CheckpointError naming the file otherwise. */
+export function readJson(file: string): Json {
   const parsed = readJsonFile(file);
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CheckpointError('expected a JSON object', file);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CheckpointError(`is ${describeValue(parsed)}, not a JSON object`, file);
   return parsed as Json;
 }
 
@@ -72,7 +74,7 @@ function isDir(p: string): boolean {
 function optionalNumber(json: Json, key: string, file: string): number | undefined {
   const v = json[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${file}: "${key}" must be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${file}: "${key}" must be a number, got ${describeValue(v)}`);
   return v;
 }
 
@@ -104,16 +106,17 @@ function component(root: string, index: Json, name: string, required: boolean): 
     return undefined;
   }
   const dir = path.join(root, name);
-  if (!isDir(dir)) throw new CheckpointError(`model_index.json lists "${name}" (${String(entry[1])}) but the folder is missing`, dir);
+  if (!isDir(dir)) throw new CheckpointError(`model_index.json lists "${name}" (${describeValue(entry[1])}) but the folder is missing`, dir);
   return dir;
 }
 
 function readDiffusers(root: string): ModelIndex {
   const file = path.join(root, 'model_index.json');
   const index = readJson(file);
-  const className = String(index._class_name ?? 'WanPipeline');
+  const className = index._class_name ?? 'WanPipeline';
   if (className !== 'WanPipeline' && className !== 'WanImageToVideoPipeline') {
-    throw new ConfigError(`${file}: _class_name is "${className}"; supported are WanPipeline and WanImageToVideoPipeline models`);
+    const got = typeof className === 'string' ? `"${safeText(className, 120)}"` : `${describeValue(className)}, not a string`;
+    throw new ConfigError(`${file}: _class_name is ${got}; supported are WanPipeline and WanImageToVideoPipeline models`);
   }
   const imageEncoder = index.image_encoder;
   if (Array.isArray(imageEncoder) && imageEncoder.some((v) => v !== null)) {
@@ -181,12 +184,13 @@ function readWan(root: string): ModelIndex {
   // model_type, else the channels: a DiT taking more channels than it returns is image-conditioned
   const inDim = typeof cfg.in_dim === 'number' ? cfg.in_dim : undefined;
   const outDim = typeof cfg.out_dim === 'number' ? cfg.out_dim : undefined;
-  const modelType = String(cfg.model_type ?? (inDim !== undefined && outDim !== undefined && inDim > outDim ? 'i2v' : 't2v'));
+  const modelType = cfg.model_type ?? (inDim !== undefined && outDim !== undefined && inDim > outDim ? 'i2v' : 't2v');
+  if (typeof modelType !== 'string') throw new ConfigError(`${configFile}: model_type is ${describeValue(modelType)}, not a string`);
   if (!twoExperts && modelType === 'i2v') {
     throw new ConfigError(`${configFile}: a single i2v model (Wan2.1-I2V) conditions on a CLIP image encoder, which wan-tfjs does not implement; Wan2.2-I2V-A14B and TI2V-5B need none`);
   }
   const supported = twoExperts ? ['t2v', 'i2v'] : ['t2v', 'ti2v'];
-  if (!supported.includes(modelType)) throw new ConfigError(`${configFile}: model_type "${modelType}" is not supported here (${supported.join(', ')})`);
+  if (!supported.includes(modelType)) throw new ConfigError(`${configFile}: model_type "${safeText(modelType, 120)}" is not supported here (${supported.join(', ')})`);
   const ti2v = modelType === 'ti2v';
   const i2v = modelType === 'i2v';
   // wan/configs: t2v-A14B shift 12, boundary 0.875; i2v-A14B shift 5, boundary 0.900; single models shift 5
