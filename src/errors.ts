@@ -53,3 +53,29 @@ export class AbortError extends WanError {
     super(message);
   }
 }
+
+/**
+ * A call would need more memory than the backend has: `argument` is the option to reduce,
+ * `neededBytes` a lower bound of what the call would allocate, `availableBytes` what is free.
+ */
+export class OutOfMemoryError extends WanError {
+  constructor(
+    readonly argument: string,
+    readonly neededBytes: number,
+    readonly availableBytes: number,
+    message: string,
+  ) {
+    super(`${argument}: ${message}`);
+  }
+}
+
+/** A tensor holds NaN or ±Infinity: an input (`step` undefined) or the latents after denoising step `step`. */
+export class NonFiniteError extends WanError {
+  constructor(
+    readonly argument: string,
+    message: string,
+    readonly step?: number,
+  ) {
+    super(`${argument}: ${message}`);
+  }
+}
