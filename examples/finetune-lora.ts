@@ -17,7 +17,8 @@ import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { readModelIndex } from '../src/pipeline/model-index.js';
 import { WanTextEncoder } from '../src/text/text-encoder.js';
 import { enableGradientCheckpointing } from '../src/train/checkpointing.js';
-import { ShapesDataset, captionEn, mulberry32 } from '../src/train/dataset.js';
+import { uniform } from '../src/random.js';
+import { ShapesDataset, captionEn } from '../src/train/dataset.js';
 import { FlowMatchingSampler, flowMatchingLoss } from '../src/train/flow-matching.js';
 import { registerTrainingKernels } from '../src/train/kernels.js';
 import { saveLora } from '../src/train/lora-io.js';
@@ -53,7 +54,7 @@ const adapters = applyLora(dit, { rank: 4, alpha: 4 });
 enableGradientCheckpointing(dit.blocks);
 console.log(`LoRA on ${adapters.size} linears; ${trainableParams(dit).size} trainable tensors`);
 const sampler = new FlowMatchingSampler({ sampling: 'logit_normal', shift: TOY.flowShift }, 3);
-const pick = mulberry32(5);
+const pick = uniform(5);
 const trainer = new Trainer(
   trainableParams(dit),
   () => tf.tidy(() => {

@@ -8,7 +8,7 @@ import { selectBackend } from './backend/select.js';
 import { AbortError, ConfigError, ShapeError, WanError } from './errors.js';
 import { formatInspect, inspectCheckpoint } from './pipeline/inspect.js';
 import { readModelIndex } from './pipeline/model-index.js';
-import { randomSeed } from './pipeline/noise.js';
+import { randomSeed } from './random.js';
 import { WanPipeline, type StepInfo } from './pipeline/wan-pipeline.js';
 import { findFfmpeg } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';

@@ -15,7 +15,7 @@ export {
   type WanPipelineComponents,
   type WanPipelineLoadOptions,
 } from './pipeline/wan-pipeline.js';
-export { randn, randnHost } from './pipeline/noise.js';
+export { randn, randnHost } from './random.js';
 export { detectLayout, readModelIndex, type ModelIndex, type ModelLayout } from './pipeline/model-index.js';
 export { inspectCheckpoint, type InspectReport } from './pipeline/inspect.js';
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, isHeldOut, mulberry32,
+  BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, isHeldOut,
 } from '../src/train/dataset.js';
+import { uniform } from '../src/random.js';
 import { measureClip } from '../src/train/measure.js';
 
 describe('ShapesDataset', () => {
@@ -109,7 +110,7 @@ describe('ShapesDataset growth', () => {
 describe('measureClip', () => {
   it('recovers colour and direction of every combination rendered by the dataset', () => {
     const ds = new ShapesDataset({ frames: 5, height: 32, width: 32, excludeHeldOut: false });
-    const rand = mulberry32(11);
+    const rand = uniform(11);
     let n = 0;
     for (const colour of COLOURS) for (const shape of SHAPES) for (const direction of DIRECTIONS) {
       const background = BACKGROUNDS[n % BACKGROUNDS.length];
@@ -137,7 +138,7 @@ describe('measureClip', () => {
 
   it('is robust to mild noise, as in a generated clip', () => {
     const ds = new ShapesDataset({ seed: 12 });
-    const rand = mulberry32(5);
+    const rand = uniform(5);
     for (let i = 0; i < 20; i++) {
       const clip = ds.get(i);
       const noisy = clip.frames.map((v) => Math.max(-1, Math.min(1, v + (rand() - 0.5) * 0.3)));

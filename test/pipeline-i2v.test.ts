@@ -3,7 +3,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { ConfigError, ShapeError } from '../src/errors.js';
-import { randn } from '../src/pipeline/noise.js';
+import { randn } from '../src/random.js';
 import { WanPipeline, type GenerateOptions, type PipelineTransformer } from '../src/pipeline/wan-pipeline.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';

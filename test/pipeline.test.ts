@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
 import { readModelIndex } from '../src/pipeline/model-index.js';
-import { randn, randnHost } from '../src/pipeline/noise.js';
+import { randn, randnHost } from '../src/random.js';
 import { WanPipeline, type GenerateOptions, type StepInfo } from '../src/pipeline/wan-pipeline.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collapseSlice } from '../src/backend/wasm-kernels.js';
 import { registerTrainingKernels } from '../src/train/kernels.js';
-import { mulberry32 } from '../src/train/dataset.js';
+import { uniform } from '../src/random.js';
 import { maxAbsDiffArrays } from './helpers/compare.js';
 
 type Pad = 'valid' | 'same' | [[0, 0], [number, number], [number, number], [0, 0]];
@@ -56,7 +56,7 @@ function bruteConvGrads(x: Float32Array, xs: number[], w: Float32Array, ws: numb
 }
 
 const seeded = (n: number, seed: number) => {
-  const rand = mulberry32(seed);
+  const rand = uniform(seed);
   return Float32Array.from({ length: n }, () => rand() * 2 - 1);
 };
 
@@ -109,7 +109,7 @@ describe('training kernels (conv2d gradient, rank > 4 slices on wasm)', () => {
         fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 5, maxLength: 6 }),
         fc.integer({ min: 0, max: 1_000_000 }),
         async (shape, seed) => {
-          const rand = mulberry32(seed);
+          const rand = uniform(seed);
           const begin = shape.map((d) => Math.floor(rand() * d));
           const size = shape.map((d, i) => 1 + Math.floor(rand() * (d - begin[i])));
           const axis = Math.floor(rand() * shape.length);
@@ -147,7 +147,7 @@ describe('training kernels (conv2d gradient, rank > 4 slices on wasm)', () => {
         fc.boolean(),
         fc.boolean(),
         (shape, seed, keepDims, mean) => {
-          const rand = mulberry32(seed);
+          const rand = uniform(seed);
           const axes = shape.map((_, i) => i).filter(() => rand() < 0.5);
           const outShape = shape.flatMap((d, i) => (axes.includes(i) ? (keepDims ? [1] : []) : [d]));
           const r = seeded(outShape.reduce((a, b) => a * b, 1), seed + 1);

@@ -9,7 +9,7 @@ import { KERNELS, geluTanh } from '../src/backend/ops.js';
 import { AdamW } from '../src/train/adamw.js';
 import fc from 'fast-check';
 import { FlowMatchingSampler, flowMatchingBatch, flowMatchingFrameBatch, sampleSigmas, shiftSigma } from '../src/train/flow-matching.js';
-import { mulberry32 } from '../src/train/dataset.js';
+import { uniform } from '../src/random.js';
 import { Trainer, trainableParams } from '../src/train/trainer.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-trainer-'));
@@ -35,7 +35,7 @@ describe('flow matching', () => {
           const before = tf.memory().numTensors;
           const x0 = tf.randomNormal([B, C, F, H, W], 0, 1, 'float32', seed);
           const eps = tf.randomNormal([B, C, F, H, W], 0, 1, 'float32', seed + 1);
-          const rand = mulberry32(seed);
+          const rand = uniform(seed);
           const sig = Float32Array.from({ length: B * Fp }, () => rand());
           const b = flowMatchingFrameBatch(x0, eps, sig, [pt, ph, pw]);
           const [x, e, n, tgt] = [x0, eps, b.noisy, b.target].map((t) => t.arraySync() as number[][][][][]);
@@ -76,7 +76,7 @@ describe('flow matching', () => {
 
   it('shifts σ as s·σ/(1 + (s − 1)σ) and keeps it in (0, 1)', () => {
     expect(shiftSigma(0.5, 3)).toBeCloseTo(0.75, 12);
-    const s = sampleSigmas(2000, mulberry32(1), { sampling: 'logit_normal', shift: 3 });
+    const s = sampleSigmas(2000, uniform(1), { sampling: 'logit_normal', shift: 3 });
     expect(Math.min(...s)).toBeGreaterThan(0);
     expect(Math.max(...s)).toBeLessThan(1);
     const median = Float32Array.from(s).sort()[1000];

@@ -8,7 +8,7 @@ import type { FlowScheduler } from '../../schedulers/scheduler.js';
 import { openCheckpoint } from '../../weights/sharded.js';
 import { AbortError, CheckpointError, ConfigError, ShapeError } from '../errors.js';
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
-import { MAX_SEED, randn, randomSeed } from './noise.js';
+import { MAX_SEED, randn, randomSeed } from '../random.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
 import { readJsonFile } from '../../layers/config-json.js';
 

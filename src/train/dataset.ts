@@ -5,6 +5,7 @@
  * reproduced and a held-out split stays held out.
  */
 import { ConfigError } from '../errors.js';
+import { uniform } from '../random.js';
 
 export const SHAPES = ['circle', 'square', 'triangle'] as const;
 export const COLOURS = ['red', 'green', 'blue', 'yellow', 'cyan', 'magenta'] as const;
@@ -81,18 +82,6 @@ export interface Clip {
   /** [F, H, W, 3] row-major, values in [-1, 1]. */
   frames: Float32Array;
   shape: [number, number, number, 3];
-}
-
-/** mulberry32: a small, fast, well-mixed 32-bit PRNG. Returns values in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -198,7 +187,7 @@ export class ShapesDataset {
 
   /** A random spec for index i (resampled until it is not held out, when excluding). */
   specAt(index: number): ClipSpec {
-    const rand = mulberry32((this.seed * 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b));
+    const rand = uniform(((this.seed * 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
     let colour = pick(COLOURS);
     let shape = pick(SHAPES);

@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { patchGrid, type PatchSize } from '../../layers/wan-patch.js';
 import { ConfigError, ShapeError } from '../errors.js';
-import { mulberry32 } from './dataset.js';
+import { MAX_SEED, Xoshiro128, randn, uniform } from '../random.js';
 
 export type TimestepSampling = 'uniform' | 'logit_normal';
 
@@ -118,19 +118,22 @@ export function flowMatchingLoss(prediction: tf.Tensor, target: tf.Tensor): tf.S
   return tf.tidy(() => tf.mean(tf.squaredDifference(prediction, target)) as tf.Scalar);
 }
 
-/** A seeded source of σ draws and noise tensors for a training run. */
+/**
+ * A seeded source of σ draws and noise tensors for a training run: σ from the stream uniform(seed),
+ * each batch's ε from randn with a seed drawn from a second stream, Xoshiro128(MAX_SEED − seed).
+ */
 export class FlowMatchingSampler {
   private readonly rand: () => number;
-  private noiseSeed: number;
+  private readonly noiseSeeds: Xoshiro128;
 
   constructor(readonly config: FlowMatchingConfig = {}, seed = 0) {
-    this.rand = mulberry32(seed ^ 0x5bd1e995);
-    this.noiseSeed = seed * 7919 + 1;
+    this.rand = uniform(seed);
+    this.noiseSeeds = new Xoshiro128(MAX_SEED - seed);
   }
 
   /** ε ~ N(0, 1) shaped like x0 for one batch, disposed once `make` has used it. */
   private withNoise(x0: tf.Tensor, make: (noise: tf.Tensor) => FlowMatchingBatch): FlowMatchingBatch {
-    const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', this.noiseSeed++);
+    const noise = randn(x0.shape, this.noiseSeeds.nextUint32());
     try {
       return make(noise);
     } finally {

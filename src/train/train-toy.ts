@@ -44,7 +44,8 @@ import { WanTransformer3DModel, type WanTransformerConfig } from '../../layers/w
 import { WanTextEncoder } from '../text/text-encoder.js';
 import { WanTokenizer } from '../text/tokenizer.js';
 import { writeSafetensors, type TensorToWrite } from '../../weights/safetensors.js';
-import { BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, mulberry32, type CaptionParts } from './dataset.js';
+import { BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS, ShapesDataset, captionEn, captionZh, type CaptionParts } from './dataset.js';
+import { uniform } from '../random.js';
 import { FlowMatchingSampler, flowMatchingLoss } from './flow-matching.js';
 import { registerTrainingKernels } from './kernels.js';
 import { selectBackend } from '../backend/select.js';
@@ -190,7 +191,7 @@ export async function trainToy(): Promise<void> {
   } else {
     vae = new AutoencoderKLWan({ ...TOY.vae, latentsMean: new Array(TOY.vae.zDim).fill(0), latentsStd: new Array(TOY.vae.zDim).fill(1) }).initialize(11);
     zeroPastTaps(vae);
-    const frameRand = mulberry32(3);
+    const frameRand = uniform(3);
     const vaeTrainer = new Trainer(
       trainableParams(vae),
       (step) => tf.tidy(() => {
@@ -271,7 +272,7 @@ export async function trainToy(): Promise<void> {
   // Batches drawn at high noise (logit mean 2: σ ≈ 0.9–0.99), where the layout of the clip, and so the
   // direction of motion, is decided and only the caption can say it.
   const highSampler = new FlowMatchingSampler({ sampling: 'logit_normal', logitMean: 2, shift: TOY.flowShift }, 19);
-  const pick = mulberry32(21);
+  const pick = uniform(21);
   const ditTrainer = new Trainer(
     trainableParams(dit),
     () => tf.tidy(() => {

@@ -1,5 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from './errors.js';
+
+/**
+ * The library's one seeded random number generator: xoshiro128** (Blackman & Vigna 2018), seeded
+ * through splitmix32, with uniform and normal draws and noise tensors built on it. Pure integer
+ * arithmetic on the host, so a seed gives the same numbers on every platform and backend.
+ */
 
 /** Largest seed accepted (seeds are integers in [0, 2^53)). */
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
@@ -13,11 +19,15 @@ function splitmix32(state: number): [value: number, next: number] {
   return [(z ^ (z >>> 16)) >>> 0, next];
 }
 
-/**
- * xoshiro128** (Blackman & Vigna 2018): a small, fast generator with a 128-bit state, seeded
- * through splitmix32 from both 32-bit halves of the seed. Pure integer arithmetic, so every
- * platform produces the same stream.
- */
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+function checkSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`seed: got ${seed}, expected an integer in [0, ${MAX_SEED}]`);
+}
+
+/** xoshiro128** with a 128-bit state, seeded through splitmix32 from both 32-bit halves of the seed. */
 export class Xoshiro128 {
   private s0: number;
   private s1: number;
@@ -57,7 +67,7 @@ export class Xoshiro128 {
     return result;
   }
 
-  /** Uniform in [0, 1) with 53 random bits. */
+  /** Uniform in [0, 1) with 53 random bits (two 32-bit draws). */
   nextFloat(): number {
     const a = this.nextUint32() >>> 5;
     const b = this.nextUint32() >>> 6;
@@ -65,19 +75,17 @@ export class Xoshiro128 {
   }
 }
 
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
-
-function checkSeed(seed: number): void {
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`seed: got ${seed}, expected an integer in [0, ${MAX_SEED}]`);
+/** A stream of uniform draws in [0, 1) from `seed` (a non-negative safe integer). */
+export function uniform(seed: number): () => number {
+  const rng = new Xoshiro128(seed);
+  return () => rng.nextFloat();
 }
 
 /**
  * Standard normal samples from `seed`, generated on the host in float64 with the Box–Muller
- * transform (two uniforms → two normals) and rounded to float32: the same seed gives the same
- * numbers on every backend. A batch is drawn item after item, so item 0 of a batch equals the
- * single draw with the same seed.
+ * transform (u1 = 1 − U, u2 = U: r = √(−2 ln u1), out[i] = r·cos 2πu2, out[i+1] = r·sin 2πu2) and
+ * rounded to float32. A batch is drawn item after item, so item 0 of a batch equals the single
+ * draw with the same seed.
  */
 export function randnHost(shape: readonly number[], seed: number): Float32Array {
   if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new ConfigError(`noise shape: got [${shape.join(', ')}], expected non-negative integers`);
