@@ -12,7 +12,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { WanAttention } from '../layers/wan-attention.js';
 import { WanTransformer3DModel, WanTransformerConfig } from '../layers/wan-transformer-3d-model.js';
 import { loadWeights } from '../weights/load.js';
-import { openCheckpoint } from '../weights/sharded.js';
+import { openCheckpoint } from '../weights/component.js';
 
 const modelDir = process.argv[2];
 if (!modelDir) {

@@ -1,220 +1,14 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
-import { loadWeights } from '../weights/load.js';
-import { openCheckpoint } from '../weights/sharded.js';
-import type { TensorSource } from '../weights/safetensors.js';
-import { isOriginalWanVaeLayout, wanVaeOriginalToDiffusers } from '../weights/wan-vae-keys.js';
+import { ConfigError, ShapeError } from '../src/errors.js';
+import { WAN_VAE_FAMILY } from '../weights/families.js';
+import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
+import { AutoencoderKLWanConfig, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
 import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d } from './wan-causal-conv3d.js';
 import { WanDecoder3d } from './wan-decoder3d.js';
 import { WanEncoder3d } from './wan-encoder3d.js';
-import { configFieldReader, configObject, readJsonFile } from './config-json.js';
 
-/** The VAE hyper-parameters: Diffusers' AutoencoderKLWan config fields in camelCase. */
-export interface AutoencoderKLWanConfig {
-  baseDim: number;
-  /** Decoder base width; null = baseDim. */
-  decoderBaseDim: number | null;
-  zDim: number;
-  dimMult: number[];
-  numResBlocks: number;
-  attnScales: number[];
-  /** Per downsampling level, whether it halves time too (Diffusers' spelling). */
-  temperalDownsample: boolean[];
-  /** Inference ignores it (0 in every Wan VAE). */
-  dropout: number;
-  latentsMean: number[];
-  latentsStd: number[];
-  /** Wan2.2 layout: residual down/up blocks with AvgDown3D / DupUp3D shortcuts. */
-  isResidual: boolean;
-  /** Encoder input channels: video channels × patchSize² (3 for Wan2.1, 12 for Wan2.2). */
-  inChannels: number;
-  /** Decoder output channels, before unpatchify. */
-  outChannels: number;
-  /** Spatial patchify factor applied to the video before the encoder (2 for Wan2.2), or null. */
-  patchSize: number | null;
-  scaleFactorTemporal: number;
-  scaleFactorSpatial: number;
-}
-
-export type AutoencoderKLWanPreset = 'wan2.1' | 'wan2.2';
-
-const WAN21: AutoencoderKLWanConfig = {
-  baseDim: 96,
-  decoderBaseDim: null,
-  zDim: 16,
-  dimMult: [1, 2, 4, 4],
-  numResBlocks: 2,
-  attnScales: [],
-  temperalDownsample: [false, true, true],
-  dropout: 0,
-  latentsMean: [
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497,
-    0.2503, -0.2921,
-  ],
-  latentsStd: [
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251,
-    1.916,
-  ],
-  isResidual: false,
-  inChannels: 3,
-  outChannels: 3,
-  patchSize: null,
-  scaleFactorTemporal: 4,
-  scaleFactorSpatial: 8,
-};
-
-const WAN22: AutoencoderKLWanConfig = {
-  ...WAN21,
-  baseDim: 160,
-  decoderBaseDim: 256,
-  zDim: 48,
-  latentsMean: [
-    -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557, -0.1382, 0.0542, 0.2813, 0.0891, 0.157, -0.0098,
-    0.0375, -0.1825, -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502, -0.2055, -0.0322, 0.1109, 0.1567,
-    -0.0729, 0.0899, -0.2799, -0.123, -0.0313, -0.1649, 0.0117, 0.0723, -0.2839, -0.2083, -0.052, 0.3748, 0.0152, 0.1957,
-    0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667,
-  ],
-  latentsStd: [
-    0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.499, 0.4818, 0.5013, 0.8158, 1.0344, 0.5894, 1.0901, 0.6885, 0.6165, 0.8454,
-    0.4978, 0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659, 0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999,
-    0.6866, 0.4093, 0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887, 0.3971, 1.06, 0.3943, 0.5537, 0.5444,
-    0.4089, 0.7468, 0.7744,
-  ],
-  isResidual: true,
-  inChannels: 12,
-  outChannels: 12,
-  patchSize: 2,
-  scaleFactorSpatial: 16,
-};
-
-/**
- * The published VAEs: 'wan2.1' (Wan2.1_VAE, used by Wan2.1 and Wan2.2-A14B; Diffusers' defaults) and
- * 'wan2.2' (Wan2.2_VAE of TI2V-5B; `vae22_diffusers_config` of Diffusers' conversion script).
- */
-export const WAN_VAE_PRESETS: Readonly<Record<AutoencoderKLWanPreset, Readonly<AutoencoderKLWanConfig>>> = { 'wan2.1': WAN21, 'wan2.2': WAN22 };
-
-const SNAKE: Record<keyof AutoencoderKLWanConfig, string> = {
-  baseDim: 'base_dim',
-  decoderBaseDim: 'decoder_base_dim',
-  zDim: 'z_dim',
-  dimMult: 'dim_mult',
-  numResBlocks: 'num_res_blocks',
-  attnScales: 'attn_scales',
-  temperalDownsample: 'temperal_downsample',
-  dropout: 'dropout',
-  latentsMean: 'latents_mean',
-  latentsStd: 'latents_std',
-  isResidual: 'is_residual',
-  inChannels: 'in_channels',
-  outChannels: 'out_channels',
-  patchSize: 'patch_size',
-  scaleFactorTemporal: 'scale_factor_temporal',
-  scaleFactorSpatial: 'scale_factor_spatial',
-};
-
-const CONFIG_KEYS = Object.keys(SNAKE) as Array<keyof AutoencoderKLWanConfig>;
-
-const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
-const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isIntOrNull = (v: unknown): v is number | null => v === null || isInt(v);
-const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
-const isInts = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every(isInt);
-const isNums = (v: unknown): v is number[] => Array.isArray(v) && v.every(isNum);
-const isBools = (v: unknown): v is boolean[] => Array.isArray(v) && v.every(isBool);
-
-const field = configFieldReader('VAE config');
-
-/** Throws a ConfigError for a configuration this port cannot build. */
-function validateConfig(c: AutoencoderKLWanConfig): AutoencoderKLWanConfig {
-  for (const k of ['baseDim', 'zDim', 'numResBlocks', 'inChannels', 'outChannels'] as const) {
-    if (!isInt(c[k])) throw new ConfigError(`VAE ${k} must be a positive integer, got ${JSON.stringify(c[k])}`);
-  }
-  if (!isIntOrNull(c.decoderBaseDim)) throw new ConfigError(`VAE decoderBaseDim must be a positive integer or null, got ${JSON.stringify(c.decoderBaseDim)}`);
-  if (!isIntOrNull(c.patchSize)) throw new ConfigError(`VAE patchSize must be a positive integer or null, got ${JSON.stringify(c.patchSize)}`);
-  if (!isInts(c.dimMult)) throw new ConfigError(`VAE dimMult must be a non-empty list of positive integers, got ${JSON.stringify(c.dimMult)}`);
-  if (!isBools(c.temperalDownsample) || c.temperalDownsample.length !== c.dimMult.length - 1) {
-    throw new ConfigError(`VAE temperalDownsample must hold ${c.dimMult.length - 1} booleans (one per downsampling level), got ${JSON.stringify(c.temperalDownsample)}`);
-  }
-  if (!isNums(c.attnScales)) throw new ConfigError(`VAE attnScales must be a list of numbers, got ${JSON.stringify(c.attnScales)}`);
-  if (c.isResidual && c.attnScales.length > 0) throw new ConfigError('VAE attnScales must be empty when isResidual is true (the Wan2.2 layout has no level attention)');
-  if (!isNums(c.latentsMean) || c.latentsMean.length !== c.zDim) {
-    throw new ConfigError(`VAE latentsMean must hold zDim = ${c.zDim} numbers, got ${Array.isArray(c.latentsMean) ? c.latentsMean.length : JSON.stringify(c.latentsMean)}`);
-  }
-  if (!isNums(c.latentsStd) || c.latentsStd.length !== c.zDim || c.latentsStd.some((s) => s === 0)) {
-    throw new ConfigError(`VAE latentsStd must hold zDim = ${c.zDim} non-zero numbers`);
-  }
-  const p = c.patchSize ?? 1;
-  if (c.inChannels % (p * p) !== 0 || c.outChannels % (p * p) !== 0) {
-    throw new ConfigError(`VAE inChannels (${c.inChannels}) and outChannels (${c.outChannels}) must be multiples of patchSize² = ${p * p}`);
-  }
-  return c;
-}
-
-function copyConfig(c: AutoencoderKLWanConfig): AutoencoderKLWanConfig {
-  return {
-    ...c,
-    dimMult: [...c.dimMult],
-    attnScales: [...c.attnScales],
-    temperalDownsample: [...c.temperalDownsample],
-    latentsMean: [...c.latentsMean],
-    latentsStd: [...c.latentsStd],
-  };
-}
-
-/** Builds, reads and checks AutoencoderKLWanConfig objects. */
-export const AutoencoderKLWanConfig = {
-  /** Diffusers' defaults (= the 'wan2.1' preset). */
-  defaults: WAN21 as Readonly<AutoencoderKLWanConfig>,
-  presets: WAN_VAE_PRESETS,
-
-  /** Reads a Diffusers `vae/config.json` (snake_case fields; missing ones take Diffusers' defaults). */
-  fromJSON(json: unknown): AutoencoderKLWanConfig {
-    const j = configObject(json, 'a VAE config');
-    if (j._class_name !== undefined && j._class_name !== 'AutoencoderKLWan') {
-      throw new ConfigError(`config _class_name "${String(j._class_name)}" is not AutoencoderKLWan`);
-    }
-    const d = WAN21;
-    const intField = (k: 'baseDim' | 'zDim' | 'numResBlocks' | 'inChannels' | 'outChannels') => field(j, SNAKE[k], d[k], isInt, 'a positive integer');
-    const zDim = intField('zDim');
-    // Diffusers' own defaults for latents_mean/std are 16-vectors; a config for another z_dim carries its own.
-    return validateConfig({
-      baseDim: intField('baseDim'),
-      decoderBaseDim: field(j, SNAKE.decoderBaseDim, d.decoderBaseDim, isIntOrNull, 'a positive integer or null'),
-      zDim,
-      dimMult: [...field(j, SNAKE.dimMult, d.dimMult, isInts, 'a list of positive integers')],
-      numResBlocks: intField('numResBlocks'),
-      attnScales: [...field(j, SNAKE.attnScales, d.attnScales, isNums, 'a list of numbers')],
-      temperalDownsample: [...field(j, SNAKE.temperalDownsample, d.temperalDownsample, isBools, 'a list of booleans')],
-      dropout: field(j, SNAKE.dropout, d.dropout, isNum, 'a number'),
-      latentsMean: [...field(j, SNAKE.latentsMean, d.latentsMean, isNums, 'a list of numbers')],
-      latentsStd: [...field(j, SNAKE.latentsStd, d.latentsStd, isNums, 'a list of numbers')],
-      isResidual: field(j, SNAKE.isResidual, d.isResidual, isBool, 'true or false'),
-      inChannels: intField('inChannels'),
-      outChannels: intField('outChannels'),
-      patchSize: field(j, SNAKE.patchSize, d.patchSize, isIntOrNull, 'a positive integer or null'),
-      scaleFactorTemporal: field(j, SNAKE.scaleFactorTemporal, d.scaleFactorTemporal, isInt, 'a positive integer'),
-      scaleFactorSpatial: field(j, SNAKE.scaleFactorSpatial, d.scaleFactorSpatial, isInt, 'a positive integer'),
-    });
-  },
-
-  /** A preset by name, or Diffusers' defaults overlaid with `partial`; validated. */
-  resolve(config: AutoencoderKLWanPreset | Partial<AutoencoderKLWanConfig> = {}): AutoencoderKLWanConfig {
-    if (typeof config === 'string') {
-      const p = WAN_VAE_PRESETS[config];
-      if (!p) throw new ConfigError(`unknown VAE preset '${config}'; choose one of ${Object.keys(WAN_VAE_PRESETS).join(', ')}`);
-      return validateConfig(copyConfig(p));
-    }
-    const out = copyConfig(WAN21);
-    for (const k of CONFIG_KEYS) {
-      const v = config[k];
-      if (v !== undefined) Object.assign(out, { [k]: v });
-    }
-    return validateConfig(copyConfig(out));
-  },
-};
+export { AutoencoderKLWanConfig, WAN_VAE_PRESETS, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
 
 /** Channels-last space-to-depth: [B, T, H, W, C] → [B, T, H/p, W/p, C·p²], channel c·p² + (w offset)·p + (h offset). */
 export function vaePatchify(x: tf.Tensor, p: number): tf.Tensor {
@@ -275,14 +69,12 @@ export interface WanVaeDecodeOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface WanVaeLoadOptions {
-  /**
-   * A preset or a full config; overrides config.json. Required when the checkpoint has no
-   * config.json and its latent width is not one of the presets' (16: 'wan2.1', 48: 'wan2.2').
-   */
-  config?: AutoencoderKLWanPreset | Partial<AutoencoderKLWanConfig>;
-  onProgress?: (loaded: number, total: number, key: string) => void;
-}
+/**
+ * Options of AutoencoderKLWan.fromPretrained: `config`, a preset or fields overriding config.json,
+ * is required when the checkpoint has no config.json and its latent width is not one of the
+ * presets' (16: 'wan2.1', 48: 'wan2.2').
+ */
+export type WanVaeLoadOptions = PretrainedOptions<AutoencoderKLWanConfig, AutoencoderKLWanPreset>;
 
 function pair(v: number | [number, number]): [number, number] {
   return typeof v === 'number' ? [v, v] : v;
@@ -400,40 +192,13 @@ export class AutoencoderKLWan extends WanModule {
   }
 
   /**
-   * Loads a VAE from a Diffusers `vae/` folder (config.json + diffusion_pytorch_model.safetensors), or
-   * from a .safetensors file with the original Wan key names (Wan2.1_VAE / Wan2.2_VAE converted from
-   * .pth; a config.json beside it is not read, the config comes from options.config or the latent width).
+   * Loads a VAE from a Diffusers `vae/` folder (config.json + diffusion_pytorch_model.safetensors), a
+   * model root holding one, an original release root holding `Wan2.x_VAE.safetensors`, or a
+   * .safetensors file with either key names (Wan2.1_VAE / Wan2.2_VAE converted from .pth: no
+   * config.json is read for those; the config comes from options.config or the latent width).
    */
-  static async fromPretrained(dir: string, options: WanVaeLoadOptions = {}): Promise<AutoencoderKLWan> {
-    if (!fs.existsSync(dir)) throw new CheckpointError('no such file or folder', dir);
-    const isFile = fs.statSync(dir).isFile();
-    const configPath = path.join(isFile ? path.dirname(dir) : dir, 'config.json');
-    const source = openCheckpoint(dir, isFile ? undefined : 'diffusion_pytorch_model');
-    let model: AutoencoderKLWan | undefined;
-    try {
-      const original = isOriginalWanVaeLayout(source.keys());
-      let config: AutoencoderKLWanConfig;
-      if (typeof options.config === 'string') {
-        config = AutoencoderKLWanConfig.resolve(options.config);
-      } else if (fs.existsSync(configPath) && !original) {
-        config = AutoencoderKLWanConfig.resolve({ ...AutoencoderKLWanConfig.fromJSON(readJsonFile(configPath)), ...options.config });
-      } else if (options.config) {
-        config = AutoencoderKLWanConfig.resolve(options.config);
-      } else {
-        config = AutoencoderKLWanConfig.resolve(presetForLatentWidth(source, original, configPath));
-      }
-      model = new AutoencoderKLWan(config);
-      const rename = original
-        ? wanVaeOriginalToDiffusers({ numResBlocks: config.numResBlocks, numLevels: config.dimMult.length, isResidual: config.isResidual })
-        : undefined;
-      loadWeights(model, source, { rename, onProgress: options.onProgress });
-      return model;
-    } catch (e) {
-      model?.dispose();
-      throw e;
-    } finally {
-      source.close();
-    }
+  static async fromPretrained(dirOrFile: string, options: WanVaeLoadOptions = {}): Promise<AutoencoderKLWan> {
+    return loadPretrained(dirOrFile, WAN_VAE_FAMILY, AutoencoderKLWanConfig, (c) => new AutoencoderKLWan(c), options);
   }
 
   // video: [B, C, T, H, W] in [−1, 1], T = 1 + 4k, H and W multiples of spatialCompression
@@ -532,7 +297,7 @@ export class AutoencoderKLWan extends WanModule {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), ...copyConfig(this.config) };
+    return { ...super.getConfig(), ...AutoencoderKLWanConfig.getConfig(this.config) };
   }
 
   private channelVector(values: number[]): tf.Tensor {
@@ -695,17 +460,6 @@ export class AutoencoderKLWan extends WanModule {
     const { zDim } = this.config;
     if (z.rank !== 5 || z.shape[1] !== zDim || z.shape.some((d) => d === 0)) throw new ShapeError(argument, `[${z.shape}]`, `[B, ${zDim}, F, h, w] with F, h, w ≥ 1`);
   }
-}
-
-/** The preset whose latent width matches the checkpoint (post_quant_conv / conv2 weight [z, z, 1, 1, 1]). */
-function presetForLatentWidth(source: TensorSource, original: boolean, configPath: string): AutoencoderKLWanPreset {
-  const key = original ? 'conv2.weight' : 'post_quant_conv.weight';
-  const z = source.has(key) ? source.info(key).shape[0] : undefined;
-  if (z === 16) return 'wan2.1';
-  if (z === 48) return 'wan2.2';
-  throw new ConfigError(
-    `${configPath} not found and the checkpoint's latent width (${z ?? `no ${key}`}) matches no preset: pass options.config ('wan2.1', 'wan2.2' or a full config)`,
-  );
 }
 
 tf.serialization.registerClass(AutoencoderKLWan);

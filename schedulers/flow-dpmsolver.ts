@@ -1,30 +1,65 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../src/errors.js';
-import { ConfigReader, f32, FlowSchedulerBase, lambdaF32, linspace, type Schedule, type SchedulerJson, shiftSigma, type SigmaSchedule } from './scheduler.js';
+import { defineConfig, field, type ConfigJson, type ConfigOf } from '../src/config/config-schema.js';
+import { boolean, integer, oneOf, positiveNumber } from '../src/config/value-types.js';
+import { f32, FlowSchedulerBase, lambdaF32, linspace, type Schedule, shiftSigma } from './scheduler.js';
 
-/** DPM-Solver++ multistep for flow matching (`DPMSolverMultistepScheduler` with use_flow_sigmas). */
-export interface FlowDPMSolverConfig {
-  numTrainTimesteps: number;
-  /** 1, 2 or 3. */
-  solverOrder: number;
-  /** Only `flow_prediction` (v = ε − x₀) is supported. */
-  predictionType: 'flow_prediction';
+/** DPM-Solver++ settings, as Diffusers' DPMSolverMultistepScheduler names them; defaults are the reference class's. */
+const FIELDS = {
+  numTrainTimesteps: field('num_train_timesteps', integer(2), 1000),
+  solverOrder: field('solver_order', integer(1, 3), 2),
+  /** Only `flow_prediction` (v = ε − x₀) is supported; Diffusers assumes `epsilon` when the key is absent. */
+  predictionType: field('prediction_type', oneOf(['flow_prediction']), 'flow_prediction', { absent: 'epsilon' }),
   /** Only the deterministic data-prediction solver. */
-  algorithmType: 'dpmsolver++';
-  /** Second-order update: midpoint (−½·(α_t(e^{−h}−1))·D₁) or heun. */
-  solverType: 'midpoint' | 'heun';
+  algorithmType: field('algorithm_type', oneOf(['dpmsolver++']), 'dpmsolver++'),
+  /** Second-order update: midpoint (−½·(α_t(e^{−h}−1))·D₁) or heun; Diffusers maps the UniPC names onto midpoint. */
+  solverType: field('solver_type', oneOf(['midpoint', 'heun'], { logrho: 'midpoint', bh1: 'midpoint', bh2: 'midpoint' }), 'midpoint'),
   /** Lower orders on the last steps when there are fewer than 15. */
-  lowerOrderFinal: boolean;
+  lowerOrderFinal: field('lower_order_final', boolean, true),
   /** First order on the very last step. */
-  eulerAtFinal: boolean;
-  flowShift: number;
-  finalSigmasType: 'zero';
+  eulerAtFinal: field('euler_at_final', boolean, false),
+  flowShift: field('flow_shift', positiveNumber, 1.0),
+  finalSigmasType: field('final_sigmas_type', oneOf(['zero']), 'zero'),
   /**
    * 'diffusers': σ = flip(shift(1 − linspace(1, 1/T, n+1)))[:-1]; 'wan': the Wan repo's
-   * FlowDPMSolverMultistepScheduler list, linspace(float32(1 − 1/T), 0, n+1)[:-1] shifted.
+   * FlowDPMSolverMultistepScheduler list, linspace(float32(1 − 1/T), 0, n+1)[:-1] shifted. Set by the class the JSON names.
    */
-  sigmaSchedule: SigmaSchedule;
-}
+  sigmaSchedule: field(null, oneOf(['diffusers', 'wan']), 'diffusers'),
+};
+
+/** DPM-Solver++ multistep for flow matching (`DPMSolverMultistepScheduler` with use_flow_sigmas). */
+export type FlowDPMSolverConfig = ConfigOf<typeof FIELDS>;
+
+/** Reference options of which only one value is supported here. */
+const UNSUPPORTED = { thresholding: false, use_dynamic_shifting: false } as const;
+
+/**
+ * Reads, writes and checks FlowDPMSolverConfig: Diffusers' DPMSolverMultistepScheduler (with
+ * use_flow_sigmas), or the Wan repo's FlowDPMSolverMultistepScheduler (`shift`; the 'wan' sigma schedule).
+ */
+export const FlowDPMSolverConfig = defineConfig(FIELDS, {
+  what: 'a DPM-Solver++ scheduler',
+  dialects: [
+    {
+      name: 'DPMSolverMultistepScheduler',
+      fixed: {
+        ...UNSUPPORTED,
+        use_flow_sigmas: { only: true, absent: false, why: 'the flow-matching schedule; the VP-diffusion schedule is not supported' },
+        use_karras_sigmas: false,
+        use_exponential_sigmas: false,
+        use_beta_sigmas: false,
+        use_lu_lambdas: false,
+        rescale_betas_zero_snr: false,
+        variance_type: null,
+      },
+    },
+    {
+      name: 'FlowDPMSolverMultistepScheduler',
+      fields: { flowShift: { key: 'shift' }, predictionType: { absent: 'flow_prediction' }, sigmaSchedule: { default: 'wan' } },
+      fixed: UNSUPPORTED,
+    },
+  ],
+  dialectOf: (c) => (c.sigmaSchedule === 'wan' ? 'FlowDPMSolverMultistepScheduler' : 'DPMSolverMultistepScheduler'),
+});
 
 /** The Wan DPM++ settings (Wan repo `sample_solver='dpm++'`), at the Wan2.1 Diffusers shift. */
 export const defaultFlowDPMSolverConfig: FlowDPMSolverConfig = {
@@ -49,46 +84,19 @@ export class FlowDPMSolverMultistepScheduler extends FlowSchedulerBase {
   readonly className: string;
   readonly config: FlowDPMSolverConfig;
 
+  /** `config` over the Wan DPM++ settings (defaultFlowDPMSolverConfig). */
   constructor(config: Partial<FlowDPMSolverConfig> = {}) {
     super();
-    this.config = { ...defaultFlowDPMSolverConfig, ...config };
-    const c = this.config;
-    this.className = c.sigmaSchedule === 'wan' ? 'FlowDPMSolverMultistepScheduler' : 'DPMSolverMultistepScheduler';
-    if (![1, 2, 3].includes(c.solverOrder)) throw new ConfigError(`${this.className}: solverOrder must be 1, 2 or 3, got ${c.solverOrder}`);
-    if (!Number.isInteger(c.numTrainTimesteps) || c.numTrainTimesteps < 2) {
-      throw new ConfigError(`${this.className}: numTrainTimesteps must be an integer ≥ 2, got ${c.numTrainTimesteps}`);
-    }
+    this.config = FlowDPMSolverConfig.resolve(config, defaultFlowDPMSolverConfig);
+    this.className = this.config.sigmaSchedule === 'wan' ? 'FlowDPMSolverMultistepScheduler' : 'DPMSolverMultistepScheduler';
   }
 
   /**
    * From a scheduler_config.json; absent keys take the reference class's defaults. `_class_name`
    * FlowDPMSolverMultistepScheduler (the Wan repo's) selects the 'wan' schedule and reads `shift`.
    */
-  static fromJSON(json: SchedulerJson): FlowDPMSolverMultistepScheduler {
-    const wan = json._class_name === 'FlowDPMSolverMultistepScheduler';
-    const r = new ConfigReader(json, wan ? 'FlowDPMSolverMultistepScheduler' : 'DPMSolverMultistepScheduler');
-    if (!wan) {
-      if (json.use_flow_sigmas !== true) {
-        throw new ConfigError('DPMSolverMultistepScheduler config: use_flow_sigmas must be true (flow-matching schedule); the VP-diffusion schedule is not supported');
-      }
-      for (const k of ['use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas', 'use_lu_lambdas', 'rescale_betas_zero_snr']) r.requireDefault(k, false);
-      r.requireDefault('variance_type', null);
-    }
-    r.requireDefault('thresholding', false);
-    r.requireDefault('use_dynamic_shifting', false);
-    return new FlowDPMSolverMultistepScheduler({
-      numTrainTimesteps: r.number('num_train_timesteps', 1000),
-      solverOrder: r.number('solver_order', 2),
-      predictionType: r.choice('prediction_type', wan ? 'flow_prediction' : 'epsilon', ['flow_prediction'] as const),
-      algorithmType: r.choice('algorithm_type', 'dpmsolver++', ['dpmsolver++'] as const),
-      // Diffusers maps the UniPC names onto midpoint.
-      solverType: r.choice('solver_type', 'midpoint', ['midpoint', 'heun', 'logrho', 'bh1', 'bh2'] as const) === 'heun' ? 'heun' : 'midpoint',
-      lowerOrderFinal: r.boolean('lower_order_final', true),
-      eulerAtFinal: r.boolean('euler_at_final', false),
-      flowShift: wan ? r.number('shift', 1.0) : r.number('flow_shift', 1.0),
-      finalSigmasType: r.choice('final_sigmas_type', 'zero', ['zero'] as const),
-      sigmaSchedule: wan ? 'wan' : 'diffusers',
-    });
+  static fromJSON(json: ConfigJson): FlowDPMSolverMultistepScheduler {
+    return new FlowDPMSolverMultistepScheduler(FlowDPMSolverConfig.fromJSON(json));
   }
 
   protected get configShift(): number {

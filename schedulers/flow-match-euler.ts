@@ -1,13 +1,37 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, WanError } from '../src/errors.js';
-import { ConfigReader, f32, FlowSchedulerBase, linspace, type Schedule, type SchedulerJson, shiftSigma, shiftSigmaF32 } from './scheduler.js';
+import { defineConfig, field, type ConfigJson, type ConfigOf } from '../src/config/config-schema.js';
+import { positiveInt, positiveNumber } from '../src/config/value-types.js';
+import { WanError } from '../src/errors.js';
+import { f32, FlowSchedulerBase, linspace, type Schedule, shiftSigma, shiftSigmaF32 } from './scheduler.js';
+
+/** Flow-match Euler settings (`FlowMatchEulerDiscreteScheduler` configs); defaults are the reference class's. */
+const FIELDS = {
+  numTrainTimesteps: field('num_train_timesteps', positiveInt, 1000),
+  /** The shift s of the sigma schedule (applied to the training table and again to the inference sigmas, as the reference does). */
+  shift: field('shift', positiveNumber, 1.0),
+};
 
 /** Flow-match Euler (`FlowMatchEulerDiscreteScheduler` configs). */
-export interface FlowMatchEulerConfig {
-  numTrainTimesteps: number;
-  /** The shift s of the sigma schedule (applied to the training table and again to the inference sigmas, as the reference does). */
-  shift: number;
-}
+export type FlowMatchEulerConfig = ConfigOf<typeof FIELDS>;
+
+/** Reads, writes and checks FlowMatchEulerConfig; the reference's options this port lacks must keep their defaults. */
+export const FlowMatchEulerConfig = defineConfig(FIELDS, {
+  what: 'a flow-match Euler scheduler',
+  dialects: [
+    {
+      name: 'FlowMatchEulerDiscreteScheduler',
+      fixed: {
+        use_dynamic_shifting: false,
+        invert_sigmas: false,
+        use_karras_sigmas: false,
+        use_exponential_sigmas: false,
+        use_beta_sigmas: false,
+        stochastic_sampling: false,
+        shift_terminal: null,
+      },
+    },
+  ],
+});
 
 /** The config of the first Wan2.1-T2V Diffusers revisions that shipped this scheduler (shift 3). */
 export const defaultFlowMatchEulerConfig: FlowMatchEulerConfig = {
@@ -24,25 +48,15 @@ export class FlowMatchEulerDiscreteScheduler extends FlowSchedulerBase {
   readonly className = 'FlowMatchEulerDiscreteScheduler';
   readonly config: FlowMatchEulerConfig;
 
+  /** `config` over the published Wan2.1 settings (defaultFlowMatchEulerConfig). */
   constructor(config: Partial<FlowMatchEulerConfig> = {}) {
     super();
-    this.config = { ...defaultFlowMatchEulerConfig, ...config };
-    const { numTrainTimesteps: T, shift } = this.config;
-    if (!Number.isInteger(T) || T < 1) throw new ConfigError(`FlowMatchEulerDiscreteScheduler: numTrainTimesteps must be an integer ≥ 1, got ${T}`);
-    if (!Number.isFinite(shift) || shift <= 0) throw new ConfigError(`FlowMatchEulerDiscreteScheduler: shift must be a finite number > 0, got ${shift}`);
+    this.config = FlowMatchEulerConfig.resolve(config, defaultFlowMatchEulerConfig);
   }
 
   /** From a scheduler_config.json; absent keys take the reference class's defaults (shift 1). */
-  static fromJSON(json: SchedulerJson): FlowMatchEulerDiscreteScheduler {
-    const r = new ConfigReader(json, 'FlowMatchEulerDiscreteScheduler');
-    for (const k of ['use_dynamic_shifting', 'invert_sigmas', 'use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas', 'stochastic_sampling']) {
-      r.requireDefault(k, false);
-    }
-    r.requireDefault('shift_terminal', null);
-    return new FlowMatchEulerDiscreteScheduler({
-      numTrainTimesteps: r.number('num_train_timesteps', 1000),
-      shift: r.number('shift', 1.0),
-    });
+  static fromJSON(json: ConfigJson): FlowMatchEulerDiscreteScheduler {
+    return new FlowMatchEulerDiscreteScheduler(FlowMatchEulerConfig.fromJSON(json));
   }
 
   protected get configShift(): number {

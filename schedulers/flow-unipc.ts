@@ -1,35 +1,67 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '../src/errors.js';
-import {
-  ConfigReader,
-  f32,
-  FlowSchedulerBase,
-  lambdaF32,
-  linspace,
-  type Schedule,
-  type SchedulerJson,
-  type SigmaSchedule,
-  shiftSigma,
-  solveLinear,
-} from './scheduler.js';
+import { defineConfig, field, type ConfigJson, type ConfigOf } from '../src/config/config-schema.js';
+import { boolean, integer, listOf, oneOf, positiveInt, positiveNumber } from '../src/config/value-types.js';
+import { f32, FlowSchedulerBase, lambdaF32, linspace, type Schedule, shiftSigma, solveLinear } from './scheduler.js';
+
+/** UniPC settings, as Diffusers' UniPCMultistepScheduler names them; defaults are the reference class's. */
+const FIELDS = {
+  numTrainTimesteps: field('num_train_timesteps', integer(2), 1000),
+  /** Order p of the predictor (the corrector adds one). */
+  solverOrder: field('solver_order', positiveInt, 2),
+  /** Only `flow_prediction` (v = ε − x₀) is supported; Diffusers assumes `epsilon` when the key is absent. */
+  predictionType: field('prediction_type', oneOf(['flow_prediction']), 'flow_prediction', { absent: 'epsilon' }),
+  /** Diffusers maps the DPM-Solver names onto bh2. */
+  solverType: field('solver_type', oneOf(['bh1', 'bh2'], { midpoint: 'bh2', heun: 'bh2', logrho: 'bh2' }), 'bh2'),
+  /** Order 1 on the last steps (min(solverOrder, steps left)). */
+  lowerOrderFinal: field('lower_order_final', boolean, true),
+  /** Step indices after which the corrector is skipped. */
+  disableCorrector: field('disable_corrector', listOf(integer(0), 'integers ≥ 0'), []),
+  /** The shift s of the sigma schedule. */
+  flowShift: field('flow_shift', positiveNumber, 1.0),
+  finalSigmasType: field('final_sigmas_type', oneOf(['zero', 'sigma_min']), 'zero'),
+  /** Which sigma list setTimesteps builds (see SigmaSchedule): set by the class the JSON names. */
+  sigmaSchedule: field(null, oneOf(['diffusers', 'wan']), 'diffusers'),
+};
 
 /** UniPC multistep for flow matching (`scheduler/scheduler_config.json` of the Wan Diffusers checkpoints). */
-export interface FlowUniPCConfig {
-  numTrainTimesteps: number;
-  /** Order p of the predictor (the corrector adds one). */
-  solverOrder: number;
-  /** Only `flow_prediction` (v = ε − x₀) is supported. */
-  predictionType: 'flow_prediction';
-  solverType: 'bh1' | 'bh2';
-  /** Order 1 on the last steps (min(solverOrder, steps left)). */
-  lowerOrderFinal: boolean;
-  /** Step indices after which the corrector is skipped. */
-  disableCorrector: number[];
-  /** The shift s of the sigma schedule. */
-  flowShift: number;
-  finalSigmasType: 'zero' | 'sigma_min';
-  sigmaSchedule: SigmaSchedule;
-}
+export type FlowUniPCConfig = ConfigOf<typeof FIELDS>;
+
+/** Reference options of which only one value is supported here. */
+const UNSUPPORTED = { thresholding: false, use_dynamic_shifting: false, predict_x0: true, solver_p: null } as const;
+
+/**
+ * Reads, writes and checks FlowUniPCConfig: Diffusers' UniPCMultistepScheduler (with use_flow_sigmas),
+ * or the Wan repo's FlowUniPCMultistepScheduler (`shift`; the 'wan' sigma schedule; flow_prediction by default).
+ */
+export const FlowUniPCConfig = defineConfig(FIELDS, {
+  what: 'a UniPC scheduler',
+  dialects: [
+    {
+      name: 'UniPCMultistepScheduler',
+      fixed: {
+        ...UNSUPPORTED,
+        use_flow_sigmas: { only: true, absent: false, why: 'the flow-matching schedule; the VP-diffusion schedule is not supported' },
+        use_karras_sigmas: false,
+        use_exponential_sigmas: false,
+        use_beta_sigmas: false,
+        rescale_betas_zero_snr: false,
+        shift_terminal: null,
+        sigma_min: null,
+        sigma_max: null,
+      },
+    },
+    {
+      name: 'FlowUniPCMultistepScheduler',
+      fields: { flowShift: { key: 'shift' }, predictionType: { absent: 'flow_prediction' }, sigmaSchedule: { default: 'wan' } },
+      fixed: UNSUPPORTED,
+    },
+  ],
+  dialectOf: (c) => (c.sigmaSchedule === 'wan' ? 'FlowUniPCMultistepScheduler' : 'UniPCMultistepScheduler'),
+  check: (c, name) =>
+    c.sigmaSchedule === 'wan' && c.finalSigmasType !== 'zero'
+      ? `${name('finalSigmasType')} "${c.finalSigmasType}" is not available with the 'wan' sigma schedule (only "zero")`
+      : undefined,
+});
 
 /** The published Wan2.1 / Wan2.2-A14B Diffusers scheduler config (TI2V-5B uses flowShift 5). */
 export const defaultFlowUniPCConfig: FlowUniPCConfig = {
@@ -58,53 +90,19 @@ export class FlowUniPCMultistepScheduler extends FlowSchedulerBase {
   /** The predictor order of the last step; the next corrector uses it. */
   private thisOrder = 0;
 
+  /** `config` over the published Wan settings (defaultFlowUniPCConfig). */
   constructor(config: Partial<FlowUniPCConfig> = {}) {
     super();
-    this.config = { ...defaultFlowUniPCConfig, ...config };
-    const c = this.config;
-    this.className = c.sigmaSchedule === 'wan' ? 'FlowUniPCMultistepScheduler' : 'UniPCMultistepScheduler';
-    if (!Number.isInteger(c.solverOrder) || c.solverOrder < 1) {
-      throw new ConfigError(`UniPCMultistepScheduler: solverOrder must be an integer ≥ 1, got ${c.solverOrder}`);
-    }
-    if (!Number.isInteger(c.numTrainTimesteps) || c.numTrainTimesteps < 2) {
-      throw new ConfigError(`UniPCMultistepScheduler: numTrainTimesteps must be an integer ≥ 2, got ${c.numTrainTimesteps}`);
-    }
-    if (c.sigmaSchedule === 'wan' && c.finalSigmasType !== 'zero') {
-      throw new ConfigError(`UniPCMultistepScheduler: finalSigmasType '${c.finalSigmasType}' is not available with sigmaSchedule 'wan' (only 'zero')`);
-    }
+    this.config = FlowUniPCConfig.resolve(config, defaultFlowUniPCConfig);
+    this.className = this.config.sigmaSchedule === 'wan' ? 'FlowUniPCMultistepScheduler' : 'UniPCMultistepScheduler';
   }
 
   /**
    * From a scheduler_config.json; absent keys take the reference class's defaults. `_class_name`
    * FlowUniPCMultistepScheduler (the Wan repo's) selects the 'wan' schedule and reads `shift`.
    */
-  static fromJSON(json: SchedulerJson): FlowUniPCMultistepScheduler {
-    const wan = json._class_name === 'FlowUniPCMultistepScheduler';
-    const r = new ConfigReader(json, wan ? 'FlowUniPCMultistepScheduler' : 'UniPCMultistepScheduler');
-    if (!wan) {
-      r.requireDefault('use_flow_sigmas', true);
-      if (json.use_flow_sigmas !== true) {
-        throw new ConfigError('UniPCMultistepScheduler config: use_flow_sigmas must be true (flow-matching schedule); the VP-diffusion schedule is not supported');
-      }
-      for (const k of ['use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas', 'rescale_betas_zero_snr']) r.requireDefault(k, false);
-      for (const k of ['shift_terminal', 'sigma_min', 'sigma_max']) r.requireDefault(k, null);
-    }
-    r.requireDefault('thresholding', false);
-    r.requireDefault('use_dynamic_shifting', false);
-    r.requireDefault('predict_x0', true);
-    r.requireDefault('solver_p', null);
-    return new FlowUniPCMultistepScheduler({
-      numTrainTimesteps: r.number('num_train_timesteps', 1000),
-      solverOrder: r.number('solver_order', 2),
-      predictionType: r.choice('prediction_type', wan ? 'flow_prediction' : 'epsilon', ['flow_prediction'] as const),
-      // Diffusers maps the DPM-Solver names onto bh2.
-      solverType: r.choice('solver_type', 'bh2', ['bh1', 'bh2', 'midpoint', 'heun', 'logrho'] as const) === 'bh1' ? 'bh1' : 'bh2',
-      lowerOrderFinal: r.boolean('lower_order_final', true),
-      disableCorrector: r.numbers('disable_corrector', []),
-      flowShift: wan ? r.number('shift', 1.0) : r.number('flow_shift', 1.0),
-      finalSigmasType: r.choice('final_sigmas_type', 'zero', ['zero', 'sigma_min'] as const),
-      sigmaSchedule: wan ? 'wan' : 'diffusers',
-    });
+  static fromJSON(json: ConfigJson): FlowUniPCMultistepScheduler {
+    return new FlowUniPCMultistepScheduler(FlowUniPCConfig.fromJSON(json));
   }
 
   protected get configShift(): number {

@@ -1,13 +1,6 @@
-export {
-  type FlowScheduler,
-  FlowSchedulerBase,
-  loadScheduler,
-  type NoiseLevel,
-  parsePythonJson,
-  type SchedulerJson,
-  type SetTimestepsOptions,
-  type SigmaSchedule,
-} from './scheduler.js';
-export { defaultFlowMatchEulerConfig, type FlowMatchEulerConfig, FlowMatchEulerDiscreteScheduler } from './flow-match-euler.js';
-export { defaultFlowUniPCConfig, type FlowUniPCConfig, FlowUniPCMultistepScheduler } from './flow-unipc.js';
-export { defaultFlowDPMSolverConfig, type FlowDPMSolverConfig, FlowDPMSolverMultistepScheduler } from './flow-dpmsolver.js';
+export { type FlowScheduler, FlowSchedulerBase, type NoiseLevel, type SchedulerJson, type SetTimestepsOptions, type SigmaSchedule } from './scheduler.js';
+export { loadScheduler } from './load-scheduler.js';
+export { parsePythonJson } from '../src/config/python-json.js';
+export { defaultFlowMatchEulerConfig, FlowMatchEulerConfig, FlowMatchEulerDiscreteScheduler } from './flow-match-euler.js';
+export { defaultFlowUniPCConfig, FlowUniPCConfig, FlowUniPCMultistepScheduler } from './flow-unipc.js';
+export { defaultFlowDPMSolverConfig, FlowDPMSolverConfig, FlowDPMSolverMultistepScheduler } from './flow-dpmsolver.js';

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { ConfigJson } from '../src/config/config-schema.js';
 import { ConfigError, ShapeError, WanError } from '../src/errors.js';
 
 /**
@@ -268,114 +269,8 @@ export abstract class FlowSchedulerBase implements FlowScheduler {
   }
 }
 
-/** Python's json allows NaN, Infinity and -Infinity (Diffusers writes `lambda_min_clipped: -Infinity`). */
-export function parsePythonJson(text: string): unknown {
-  const tokens: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
-  const tag = '\\u0000py:';
-  const marked = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (m) => (m.startsWith('"') ? m : `"${tag}${m}"`));
-  return JSON.parse(marked, (_k, v: unknown) => (typeof v === 'string' && v.startsWith('\u0000py:') ? tokens[v.slice(4)] : v));
-}
-
 /** A scheduler_config.json as parsed. */
-export type SchedulerJson = Record<string, unknown>;
+export type SchedulerJson = ConfigJson;
 
-/** Reads a `scheduler_config.json`: a path to the file, to its folder, or to a model folder holding `scheduler/`. */
-async function readSchedulerJson(location: string): Promise<SchedulerJson> {
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
-  const candidates = location.endsWith('.json')
-    ? [location]
-    : [path.join(location, 'scheduler', 'scheduler_config.json'), path.join(location, 'scheduler_config.json')];
-  for (const file of candidates) {
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf-8');
-    } catch {
-      continue;
-    }
-    const json = parsePythonJson(text);
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-      throw new ConfigError(`${file}: expected a JSON object`);
-    }
-    return json as SchedulerJson;
-  }
-  throw new ConfigError(`no scheduler config found: looked for ${candidates.join(', ')}`);
-}
-
-/**
- * Builds the scheduler a checkpoint names in `_class_name`: UniPCMultistepScheduler / FlowUniPCMultistepScheduler,
- * FlowMatchEulerDiscreteScheduler, DPMSolverMultistepScheduler / FlowDPMSolverMultistepScheduler.
- * `dirOrJson`: a model folder (with `scheduler/`), the scheduler folder, the json file, or the parsed config.
- */
-export async function loadScheduler(dirOrJson: string | SchedulerJson): Promise<FlowScheduler> {
-  const json = typeof dirOrJson === 'string' ? await readSchedulerJson(dirOrJson) : dirOrJson;
-  const name = json._class_name;
-  switch (name) {
-    case 'UniPCMultistepScheduler':
-    case 'FlowUniPCMultistepScheduler': {
-      const { FlowUniPCMultistepScheduler } = await import('./flow-unipc.js');
-      return FlowUniPCMultistepScheduler.fromJSON(json);
-    }
-    case 'FlowMatchEulerDiscreteScheduler': {
-      const { FlowMatchEulerDiscreteScheduler } = await import('./flow-match-euler.js');
-      return FlowMatchEulerDiscreteScheduler.fromJSON(json);
-    }
-    case 'DPMSolverMultistepScheduler':
-    case 'FlowDPMSolverMultistepScheduler': {
-      const { FlowDPMSolverMultistepScheduler } = await import('./flow-dpmsolver.js');
-      return FlowDPMSolverMultistepScheduler.fromJSON(json);
-    }
-    default:
-      throw new ConfigError(
-        `scheduler config: _class_name ${JSON.stringify(name)} is not supported; valid: UniPCMultistepScheduler, FlowUniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler, DPMSolverMultistepScheduler, FlowDPMSolverMultistepScheduler`,
-      );
-  }
-}
-
-/** Reads typed fields of a scheduler_config.json, with the reference class's default where a key is absent. */
-export class ConfigReader {
-  constructor(
-    private readonly json: SchedulerJson,
-    private readonly className: string,
-  ) {}
-
-  private bad(key: string, expected: string): ConfigError {
-    return new ConfigError(`${this.className} config: ${key} must be ${expected}, got ${JSON.stringify(this.json[key])}`);
-  }
-
-  number(key: string, fallback: number): number {
-    const v = this.json[key];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'number' || Number.isNaN(v)) throw this.bad(key, 'a number');
-    return v;
-  }
-
-  boolean(key: string, fallback: boolean): boolean {
-    const v = this.json[key];
-    if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw this.bad(key, 'true or false');
-    return v;
-  }
-
-  choice<T extends string>(key: string, fallback: string, valid: readonly T[]): T {
-    const v = this.json[key] ?? fallback;
-    const found = valid.find((x) => x === v);
-    if (found === undefined) throw this.bad(key, `one of ${valid.join(', ')} (others are not supported)`);
-    return found;
-  }
-
-  numbers(key: string, fallback: number[]): number[] {
-    const v = this.json[key];
-    if (v === undefined || v === null) return fallback;
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number')) throw this.bad(key, 'a list of numbers');
-    return v.map(Number);
-  }
-
-  /** Keys whose only supported value is their default (an unsupported feature must not pass silently). */
-  requireDefault(key: string, value: unknown): void {
-    const v = this.json[key];
-    if (v !== undefined && v !== value && !(value === null && v === null)) {
-      throw new ConfigError(`${this.className} config: ${key} = ${JSON.stringify(v)} is not supported (only ${JSON.stringify(value)})`);
-    }
-  }
-}
+/** Kept here for importers of this module; the parser lives in src/config/python-json.ts. */
+export { parsePythonJson } from '../src/config/python-json.js';

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CheckpointError } from '../src/errors.js';
 import { decodeTensorBytes, float32ToBf16Bits, float32ToF16Bits } from '../weights/dtypes.js';
 import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
-import { ShardedCheckpoint, openCheckpoint } from '../weights/sharded.js';
+import { openCheckpoint } from '../weights/component.js';
+import { ShardedCheckpoint } from '../weights/sharded.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-st-'));
@@ -162,7 +163,7 @@ describe('safetensors reader', () => {
     const dir = path.join(tmp, 'pth');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'Wan2.1_VAE.pth'), 'x');
-    expect(() => openCheckpoint(dir)).toThrow(/convert them to safetensors first/);
+    expect(() => openCheckpoint(dir)).toThrow(/Wan2\.1_VAE\.pth is a PyTorch pickle; convert it to safetensors first/);
   });
 });
 

@@ -192,6 +192,6 @@ describe('errors', () => {
       loadScheduler({ _class_name: 'UniPCMultistepScheduler', use_flow_sigmas: true, prediction_type: 'flow_prediction', use_karras_sigmas: true }),
     ).rejects.toThrow(/use_karras_sigmas/);
     await expect(loadScheduler({ _class_name: 'FlowMatchEulerDiscreteScheduler', stochastic_sampling: true })).rejects.toThrow(ConfigError);
-    await expect(loadScheduler(path.join(fixtureDir('scheduler-euler'), 'nowhere'))).rejects.toThrow(/no scheduler config found/);
+    await expect(loadScheduler(path.join(fixtureDir('scheduler-euler'), 'nowhere'))).rejects.toThrow(/no scheduler_config\.json found/);
   });
 });

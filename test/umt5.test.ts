@@ -8,7 +8,7 @@ import { relativePositionBucket, relativePositionBuckets } from '../layers/umt5-
 import { UMT5Config, UMT5EncoderModel } from '../layers/umt5-encoder-model.js';
 import { CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
 import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
-import { detectUMT5Layout, umt5OriginalToTransformersKey, umt5TransformersToOriginalKey } from '../weights/umt5-keys.js';
+import { detectUMT5Layout, umt5OriginalToTransformersKey, umt5TransformersToOriginalKey } from '../weights/layouts/umt5-original.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
 
 const CASE = fixtureDir('umt5-encoder');

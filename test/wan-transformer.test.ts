@@ -12,8 +12,8 @@ import {
   detectTransformerLayout,
   diffusersToOriginalKey,
   originalToDiffusersKey,
-  stripCheckpointPrefix,
-} from '../weights/wan-transformer-keys.js';
+} from '../weights/layouts/wan-transformer-original.js';
+import { stripCheckpointPrefix } from '../weights/layouts/checkpoint-prefix.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
 
 const T2V = fixtureDir('wan-transformer-t2v');

@@ -8,7 +8,7 @@ import { AutoencoderKLWan, AutoencoderKLWanConfig, WAN_VAE_PRESETS } from '../la
 import { CheckpointError, ConfigError, ShapeError } from '../src/errors.js';
 import { compareArrays } from '../src/parity/runner.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
-import { isOriginalWanVaeLayout, wanVaeOriginalToDiffusers, type WanVaeKeyLayout } from '../weights/wan-vae-keys.js';
+import { isOriginalWanVaeLayout, wanVaeOriginalToDiffusers, type WanVaeKeyLayout } from '../weights/layouts/wan-vae-original.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
 
 const TOL = { atol: 2e-4, rtol: 1e-3 };
@@ -283,7 +283,7 @@ describe('latent normalisation and configs', () => {
   });
 
   it('rejects configs it cannot build', () => {
-    expect(() => AutoencoderKLWanConfig.fromJSON({ z_dim: 4 })).toThrow(/latentsMean must hold zDim = 4/);
+    expect(() => AutoencoderKLWanConfig.fromJSON({ z_dim: 4 })).toThrow(/"latents_mean" must hold "z_dim" = 4 numbers/);
     expect(() => AutoencoderKLWanConfig.fromJSON({ base_dim: -1 })).toThrow(/base_dim/);
     expect(() => AutoencoderKLWanConfig.fromJSON({ _class_name: 'AutoencoderKL' })).toThrow(ConfigError);
     expect(() => AutoencoderKLWanConfig.resolve({ temperalDownsample: [true] })).toThrow(/temperalDownsample/);

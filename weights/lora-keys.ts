@@ -10,9 +10,9 @@
  *   [out, r], optional `….alpha` (a scalar; scale = alpha / r, else 1). Some files use lora_A/lora_B
  *   with the original module names; both are accepted.
  *
- * Module names map with the same table as the base checkpoints (weights/wan-transformer-keys.ts).
+ * Module names map with the same table as the base checkpoints (weights/layouts/wan-transformer-original.ts).
  */
-import { diffusersToOriginalKey, originalToDiffusersKey } from './wan-transformer-keys.js';
+import { diffusersToOriginalKey, originalToDiffusersKey } from './layouts/wan-transformer-original.js';
 
 export type LoraKeyFormat = 'diffusers' | 'wan';
 

@@ -1,5 +1,3 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { describeValue, safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import {
@@ -11,6 +9,7 @@ import {
   isSafetensorsDtype,
   type SafetensorsDtype,
 } from './dtypes.js';
+import { filePaths, fileSystem } from './file-system.js';
 import { findJsonStructureProblem } from './json-structure.js';
 
 /** Largest header a reader accepts (the reference implementation's bound). */
@@ -190,6 +189,7 @@ export class SafetensorsFile implements TensorSource {
 
   /** Opens and validates a file; only the header is read. */
   static open(file: string): SafetensorsFile {
+    const fs = fileSystem();
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');
@@ -245,7 +245,7 @@ export class SafetensorsFile implements TensorSource {
 
   close(): void {
     if (this.fd !== undefined) {
-      fs.closeSync(this.fd);
+      fileSystem().closeSync(this.fd);
       this.fd = undefined;
     }
   }
@@ -257,7 +257,7 @@ function readFully(fd: number, buf: Uint8Array, position: number, file: string, 
   while (off < buf.byteLength) {
     let n: number;
     try {
-      n = fs.readSync(fd, buf, off, buf.byteLength - off, position + off);
+      n = fileSystem().readSync(fd, buf, off, buf.byteLength - off, position + off);
     } catch (e) {
       throw new CheckpointError(`cannot read at byte ${position + off} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file, tensor);
     }
@@ -319,13 +319,16 @@ export function writeSafetensors(
     offset += e.bytes.byteLength;
   }
   let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const headerBytes = Buffer.from(json, 'utf-8');
+  const utf8 = new TextEncoder();
+  json += ' '.repeat((8 - (utf8.encode(json).byteLength % 8)) % 8);
+  const headerBytes = utf8.encode(json);
   if (headerBytes.byteLength > MAX_HEADER_BYTES) {
     throw new CheckpointError(`the header would be ${headerBytes.byteLength} bytes, over the ${MAX_HEADER_BYTES}-byte limit of readers`, file);
   }
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(headerBytes.byteLength));
+  const len = new Uint8Array(8);
+  new DataView(len.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
+  const fs = fileSystem();
+  const path = filePaths();
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   const fd = fs.openSync(tmp, 'w');

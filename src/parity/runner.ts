@@ -4,7 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { SafetensorsFile } from '../../weights/safetensors.js';
 import { hostToTensor } from '../../weights/load.js';
-import { parsePythonJson } from '../../schedulers/scheduler.js';
+import { parsePythonJson } from '../config/python-json.js';
 import type { CaseSpec, ParityCase, ParityHandler } from './types.js';
 import { CheckpointError } from '../errors.js';
 

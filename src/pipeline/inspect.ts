@@ -1,14 +1,13 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeValue, safeText, shapeText } from '../describe.js';
 import { CheckpointError } from '../errors.js';
-import { openCheckpoint } from '../../weights/sharded.js';
-import type { TensorSource } from '../../weights/safetensors.js';
-import { SafetensorsFile } from '../../weights/safetensors.js';
+import type { ComponentFiles } from '../../weights/component-layout.js';
+import { detectComponentLayout, isPytorchPickle, locateComponent, openCheckpoint, readConfigObject } from '../../weights/component.js';
 import { dtypeSize } from '../../weights/dtypes.js';
-import { detectTransformerLayout } from '../../weights/wan-transformer-keys.js';
-import { isOriginalWanVaeLayout } from '../../weights/wan-vae-keys.js';
-import { detectLayout, readJson, readModelIndex, type ModelIndex } from './model-index.js';
+import { COMPONENT_FAMILIES, SCHEDULER_FILES, UMT5_FAMILY, WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
+import { listFolder, pathKind } from '../../weights/file-system.js';
+import { SafetensorsFile, type TensorSource } from '../../weights/safetensors.js';
+import { detectLayout, readModelIndex, type ModelIndex } from './model-index.js';
 
 /** One tensor of a checkpoint, as its header describes it. */
 export interface TensorEntry {
@@ -26,7 +25,7 @@ export interface CheckpointSummary {
   bytes: number;
   /** Tensors per dtype. */
   dtypes: Record<string, number>;
-  /** 'diffusers' / 'original' key names, for transformer and VAE checkpoints. */
+  /** The key names' layout ("Diffusers keys", "original Wan keys", …) for a checkpoint of a known family. */
   keyLayout?: string;
   metadata?: Record<string, string>;
   tensors: TensorEntry[];
@@ -65,34 +64,20 @@ function summarise(source: TensorSource): CheckpointSummary {
     parameters += n;
     bytes += n * dtypeSize(info.dtype);
   }
-  const keys = tensors.map((t) => t.name);
-  let keyLayout: string | undefined;
-  if (keys.some((k) => k.endsWith('patch_embedding.weight'))) keyLayout = detectTransformerLayout(keys) === 'original' ? 'original Wan keys' : 'Diffusers keys';
-  else if (keys.some((k) => k.startsWith('decoder.') || k.startsWith('encoder.conv'))) keyLayout = isOriginalWanVaeLayout(keys) ? 'original Wan keys' : 'Diffusers keys';
+  const family = COMPONENT_FAMILIES.find((f) => f.recognizes(source.keys()));
+  const keyLayout = family && detectComponentLayout(family, source).name;
   const metadata = source instanceof SafetensorsFile && Object.keys(source.metadata).length ? { ...source.metadata } : undefined;
   return { source: source.label, tensorCount: tensors.length, parameters, bytes, dtypes, keyLayout, metadata, tensors };
 }
 
-/** Summarises the checkpoint at a file or folder (header only). */
+/** Summarises the checkpoint at a file or folder (header only); a PyTorch pickle is refused with how to convert it. */
 export function summariseCheckpoint(target: string, stem?: string): CheckpointSummary {
-  if (/\.(pth|pt|bin|ckpt)$/.test(target)) {
-    throw new CheckpointError('a PyTorch pickle cannot be read here; convert it to safetensors first (python: safetensors.torch.save_file(torch.load(f, map_location="cpu"), "model.safetensors"))', target);
-  }
   const source = openCheckpoint(target, stem);
   try {
     return summarise(source);
   } finally {
     source.close();
   }
-}
-
-function readConfig(file: string): Record<string, unknown> | undefined {
-  if (!fs.existsSync(file)) return undefined;
-  return readJson(file);
-}
-
-function hasWeights(dir: string): boolean {
-  return fs.readdirSync(dir).some((f) => f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json'));
 }
 
 /** Diffusers' `_class_name`, or transformers' `architectures[0]`. */
@@ -102,14 +87,15 @@ function classNameOf(config: Record<string, unknown> | undefined): string | unde
   return Array.isArray(arch) && typeof arch[0] === 'string' ? arch[0] : undefined;
 }
 
-/** A component folder (config.json + safetensors) or file. */
-function component(name: string, p: string, stem?: string): ComponentReport {
-  const isFile = fs.statSync(p).isFile();
-  const dir = isFile ? path.dirname(p) : p;
-  const config = isFile ? undefined : (readConfig(path.join(dir, 'config.json')) ?? readConfig(path.join(dir, 'scheduler_config.json')));
+/** A component folder (its config and checkpoint, found as `files` says, or config.json / scheduler_config.json and its only checkpoint) or file. */
+function component(name: string, p: string, files?: ComponentFiles): ComponentReport {
+  const found = locateComponent(p, files);
+  const isFile = pathKind(p) === 'file';
+  const configFile = isFile ? undefined : (found.configFile ?? locateComponent(p, SCHEDULER_FILES).configFile);
+  const config = configFile === undefined ? undefined : readConfigObject(configFile);
   const report: ComponentReport = { name, path: p, config, className: classNameOf(config) };
-  if (isFile || hasWeights(dir)) report.checkpoint = summariseCheckpoint(p, isFile ? undefined : stem);
-  else if (!config) report.files = fs.readdirSync(dir).sort();
+  if (found.checkpoint) report.checkpoint = summariseCheckpoint(found.checkpoint);
+  else if (!config) report.files = listFolder(p).sort();
   return report;
 }
 
@@ -135,31 +121,31 @@ function isFileSystemError(e: unknown): e is NodeJS.ErrnoException & { code: str
 
 function inspectPath(target: string): InspectReport {
   const p = path.resolve(target);
-  if (!fs.existsSync(p)) throw new CheckpointError('no such file or folder', p);
+  const kind = pathKind(p);
+  if (kind === undefined) throw new CheckpointError('no such file or folder', p);
   const total = (cs: ComponentReport[]) => cs.reduce((n, c) => n + (c.checkpoint?.parameters ?? 0), 0);
-  if (fs.statSync(p).isFile()) {
+  if (kind === 'file') {
     const c = component(path.basename(p), p);
     return { path: p, kind: 'checkpoint', components: [c], parameters: total([c]) };
   }
   const layout = detectLayout(p);
   if (!layout) {
-    if (!hasWeights(p)) throw new CheckpointError('neither a Wan model folder (model_index.json, high_noise_model/) nor a folder with .safetensors files', p);
+    if (locateComponent(p).checkpoint === undefined) throw new CheckpointError('neither a Wan model folder (model_index.json, high_noise_model/) nor a folder with .safetensors files', p);
     const c = component(path.basename(p), p);
     return { path: p, kind: 'component', components: [c], parameters: total([c]) };
   }
   const m = readModelIndex(p);
   const components: ComponentReport[] = [];
-  const add = (name: string, where: string | undefined, stem?: string) => {
-    if (where) components.push(component(name, where, stem));
+  const add = (name: string, where: string | undefined, files?: ComponentFiles) => {
+    if (where && isPytorchPickle(where)) components.push({ name, path: where, files: [`${path.basename(where)} (PyTorch pickle: convert to safetensors to use it)`] });
+    else if (where) components.push(component(name, where, files));
   };
-  add(m.layout === 'wan' && m.transformer2 ? 'high_noise_model' : 'transformer', m.transformer, 'diffusion_pytorch_model');
-  add(m.layout === 'wan' ? 'low_noise_model' : 'transformer_2', m.transformer2, 'diffusion_pytorch_model');
-  if (m.vae && /\.(pth|pt|bin)$/.test(m.vae)) components.push({ name: 'vae', path: m.vae, files: [`${path.basename(m.vae)} (PyTorch pickle: convert to safetensors to use it)`] });
-  else add('vae', m.vae, 'diffusion_pytorch_model');
-  if (m.textEncoder && /\.(pth|pt|bin)$/.test(m.textEncoder)) components.push({ name: 'text_encoder', path: m.textEncoder, files: [`${path.basename(m.textEncoder)} (PyTorch pickle: convert to safetensors to use it)`] });
-  else add('text_encoder', m.textEncoder, 'model');
+  add(m.layout === 'wan' && m.transformer2 ? 'high_noise_model' : 'transformer', m.transformer, WAN_TRANSFORMER_FAMILY);
+  add(m.layout === 'wan' ? 'low_noise_model' : 'transformer_2', m.transformer2, WAN_TRANSFORMER_FAMILY);
+  add('vae', m.vae, WAN_VAE_FAMILY);
+  add('text_encoder', m.textEncoder, UMT5_FAMILY);
   add('tokenizer', m.tokenizer);
-  if (typeof m.scheduler === 'string') add('scheduler', m.scheduler);
+  if (typeof m.scheduler === 'string') add('scheduler', m.scheduler, SCHEDULER_FILES);
   else components.push({ name: 'scheduler', path: '(built in)', className: String(m.scheduler._class_name), config: m.scheduler });
   return {
     path: p,
@@ -186,7 +172,7 @@ const SHOWN_JSON = 80;
 /** A config value for the summary: its JSON up to 80 characters, the first 4 entries of a longer array, else its type and size. */
 function valueText(v: unknown): string {
   if (Array.isArray(v) && v.length > 8) return `[${v.slice(0, 4).map(valueText).join(', ')}, … ${v.length} values]`;
-  // readJsonFile refuses configs nested deeper than MAX_JSON_DEPTH, so JSON.stringify cannot overflow the stack
+  // readJsonFile (weights/read-json.ts) refuses configs nested past 128 levels, so JSON.stringify cannot overflow the stack
   const json = JSON.stringify(v);
   return json.length <= SHOWN_JSON ? safeText(json) : describeValue(v);
 }

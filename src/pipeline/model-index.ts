@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeValue, safeText } from '../describe.js';
 import { CheckpointError, ConfigError } from '../errors.js';
-import { readJsonFile } from '../../layers/config-json.js';
+import { readJsonFile } from '../../weights/read-json.js';
 
 /** How a model folder is laid out: Diffusers (`model_index.json` + one folder per component) or the original Wan release. */
 export type ModelLayout = 'diffusers' | 'wan';

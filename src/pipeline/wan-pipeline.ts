@@ -5,12 +5,12 @@ import { AutoencoderKLWan, type WanVaeDecodeOptions, type WanVaeEncodeOptions } 
 import { WanTransformer3DModel } from '../../layers/wan-transformer-3d-model.js';
 import { loadScheduler } from '../../schedulers/index.js';
 import type { FlowScheduler } from '../../schedulers/scheduler.js';
-import { openCheckpoint } from '../../weights/sharded.js';
+import { openCheckpoint } from '../../weights/component.js';
 import { AbortError, CheckpointError, ConfigError, ShapeError } from '../errors.js';
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
 import { MAX_SEED, randn, randomSeed } from '../random.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
-import { readJsonFile } from '../../layers/config-json.js';
+import { readJsonFile } from '../../weights/read-json.js';
 
 /** What the pipeline needs of a denoiser (WanTransformer3DModel). */
 export interface PipelineTransformer {

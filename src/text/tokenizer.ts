@@ -1,9 +1,7 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { CheckpointError, ConfigError, ShapeError } from '../errors.js';
-import { readJsonFile } from '../../layers/config-json.js';
+import { ConfigError, ShapeError } from '../errors.js';
+import { readTokenizerFiles } from '../../weights/tokenizer-files.js';
 
 /** How rows are padded: to maxLength, to the longest row of the batch, or not at all. */
 export type PaddingStrategy = 'max_length' | 'longest' | 'none';
@@ -131,17 +129,12 @@ export class WanTokenizer {
 
   /**
    * Reads `tokenizer.json` (and `tokenizer_config.json` beside it) from `dir`, `dir/tokenizer/`
-   * (Diffusers) or `dir/google/umt5-xxl/` (original Wan), or from a tokenizer.json path.
+   * (Diffusers) or `dir/google/umt5-xxl/` (original Wan), or from a tokenizer.json path
+   * (weights/families.ts: TOKENIZER_FILES).
    */
   static async fromPretrained(dir: string, options: WanTokenizerOptions = {}): Promise<WanTokenizer> {
-    const candidates = dir.endsWith('.json') ? [dir] : ['', 'tokenizer', path.join('google', 'umt5-xxl')].map((d) => path.join(dir, d, 'tokenizer.json'));
-    const file = candidates.find((f) => fs.existsSync(f));
-    if (!file) {
-      throw new CheckpointError(`no tokenizer.json found (looked for ${candidates.map((f) => path.relative(dir, f) || f).join(', ')}); a spiece.model alone is not supported`, dir);
-    }
-    const configFile = path.join(path.dirname(file), 'tokenizer_config.json');
-    const config = fs.existsSync(configFile) ? readJsonFile(configFile) : {};
-    return new WanTokenizer(readJsonFile(file), config, options);
+    const files = readTokenizerFiles(dir);
+    return new WanTokenizer(files.tokenizer, files.config, options);
   }
 
   /** The id of the token (vocabulary or added token), if any. */

@@ -1,9 +1,12 @@
 /**
- * Key names of the umT5 encoder in its two on-disk layouts: transformers' UMT5EncoderModel
- * (`text_encoder/` of a Diffusers repo: `encoder.block.0.layer.0.SelfAttention.q.weight`, …) and
- * the original Wan checkpoint `models_t5_umt5-xxl-enc-bf16.pth` (`wan/modules/t5.py` T5Encoder:
- * `blocks.0.attn.q.weight`, …; convert the .pth to safetensors first). A pure rename.
+ * The original Wan umT5 checkpoint `models_t5_umt5-xxl-enc-bf16.pth` (`wan/modules/t5.py`
+ * T5Encoder: `blocks.0.attn.q.weight`, …; convert the .pth to safetensors first; it has no config
+ * file) and its mapping onto transformers' UMT5EncoderModel (`encoder.block.0.layer.0.SelfAttention.q.weight`,
+ * …): a pure rename, and the config read from the tensor shapes.
  */
+import { CheckpointError } from '../../src/errors.js';
+import type { CheckpointConfig, ComponentLayout } from '../component-layout.js';
+import type { TensorSource } from '../safetensors.js';
 
 /** Which naming a umT5 checkpoint uses. */
 export type UMT5KeyLayout = 'transformers' | 'original';
@@ -64,18 +67,39 @@ export function detectUMT5Layout(keys: Iterable<string>): UMT5KeyLayout {
 }
 
 /**
- * The loader's rename for a umT5 encoder checkpoint with these keys: original names are mapped to
- * transformers', `encoder.embed_tokens.weight` stands in for `shared.weight` when that is absent
- * (and is skipped when both are stored), and a full encoder-decoder file's `decoder.*` and
- * `lm_head.*` are skipped. Unknown keys are passed through, so the loader reports them.
+ * The encoder's size from its tensor shapes (either naming): vocabulary and width from the token
+ * table, heads and buckets from the relative position bias, head width, FFN width, block count; the
+ * rest (max distance 128, eps 1e-6, gated GELU) are umT5's defaults.
  */
-export function umt5CheckpointRename(keys: readonly string[]): (key: string) => string | undefined {
-  const layout = detectUMT5Layout(keys);
-  const hasShared = keys.includes('shared.weight') || keys.includes('token_embedding.weight');
-  return (key) => {
-    if (layout === 'original') return umt5OriginalToTransformersKey(key) ?? key;
-    if (key === UMT5_EMBED_TOKENS_ALIAS) return hasShared ? undefined : 'shared.weight';
-    if (/^(decoder|lm_head)\./.test(key)) return undefined;
-    return key;
+export function umt5ConfigFromShapes(source: TensorSource): CheckpointConfig {
+  const shape = (...names: string[]): readonly number[] => {
+    for (const n of names) if (source.has(n)) return source.info(n).shape;
+    throw new CheckpointError(`no config.json beside it and no '${names.join("' or '")}' to read the model size from`, source.label);
+  };
+  const [vocab, dModel] = shape('token_embedding.weight', 'shared.weight', UMT5_EMBED_TOKENS_ALIAS);
+  const [buckets, heads] = shape('blocks.0.pos_embedding.embedding.weight', 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight');
+  const [inner] = shape('blocks.0.attn.q.weight', 'encoder.block.0.layer.0.SelfAttention.q.weight');
+  const [dFf] = shape('blocks.0.ffn.fc1.weight', 'encoder.block.0.layer.1.DenseReluDense.wi_1.weight');
+  const blocks = new Set(source.keys().map((k) => /^(?:blocks|encoder\.block)\.(\d+)\./.exec(k)?.[1]).filter((b) => b !== undefined));
+  return {
+    json: {
+      model_type: 'umt5',
+      vocab_size: vocab,
+      d_model: dModel,
+      num_heads: heads,
+      d_kv: inner / heads,
+      d_ff: dFf,
+      num_layers: blocks.size,
+      relative_attention_num_buckets: buckets,
+    },
   };
 }
+
+/** Original Wan T5 encoder keys (`blocks.*`, `token_embedding.*`); the config from the shapes. */
+export const UMT5_ORIGINAL: ComponentLayout = {
+  name: 'original Wan keys',
+  matches: (source) => detectUMT5Layout(source.keys()) === 'original',
+  readsConfigFile: false,
+  config: (_file, source) => umt5ConfigFromShapes(source),
+  rename: () => (key) => umt5OriginalToTransformersKey(key) ?? key,
+};

@@ -1,9 +1,15 @@
 /**
- * Key names of the Wan DiT in its two on-disk layouts: the original Wan repositories
- * (`wan/modules/model.py`: `blocks.0.self_attn.q.weight`, `head.head.weight`, …) and Diffusers
- * (`WanTransformer3DModel`: `blocks.0.attn1.to_q.weight`, `proj_out.weight`, …). The mapping is a
- * pure rename (no transposes); see Diffusers' `scripts/convert_wan_to_diffusers.py`.
+ * The original Wan DiT layout (`wan/modules/model.py` WanModel: `blocks.0.self_attn.q.weight`,
+ * `head.head.weight`, …, with a WanModel config.json: `dim`, `num_heads`, `in_dim`, …) and its
+ * mapping onto Diffusers' WanTransformer3DModel, following Diffusers'
+ * `scripts/convert_wan_to_diffusers.py`: a pure key rename (no transposes) and a config translation.
  */
+import type { ConfigJson } from '../../src/config/config-schema.js';
+import { positiveInt } from '../../src/config/value-types.js';
+import { describeValue } from '../../src/describe.js';
+import { ConfigError } from '../../src/errors.js';
+import type { ComponentLayout } from '../component-layout.js';
+import { stripCheckpointPrefix } from './checkpoint-prefix.js';
 
 /** Which naming a transformer checkpoint uses. */
 export type TransformerKeyLayout = 'diffusers' | 'original';
@@ -46,9 +52,6 @@ export const TRANSFORMER_BLOCK_RENAMES: ReadonlyArray<readonly [string, string]>
   ['modulation', 'scale_shift_table'],
 ];
 
-/** Prefixes some single-file repacks (ComfyUI) put before every key. */
-export const CHECKPOINT_KEY_PREFIXES: readonly string[] = ['model.diffusion_model.', 'diffusion_model.'];
-
 const LEAVES = new Set(['weight', 'bias']);
 
 function renameWith(path: string, table: ReadonlyArray<readonly [string, string]>, from: 0 | 1): string | undefined {
@@ -80,12 +83,6 @@ export function diffusersToOriginalKey(key: string): string | undefined {
   return renameKey(key, 1);
 }
 
-/** `key` without a leading repack prefix such as `model.diffusion_model.`. */
-export function stripCheckpointPrefix(key: string): string {
-  for (const p of CHECKPOINT_KEY_PREFIXES) if (key.startsWith(p)) return key.slice(p.length);
-  return key;
-}
-
 /**
  * Guesses the layout of a DiT checkpoint from its keys (prefixes allowed): counts keys that only
  * the original names (`head.*`, `time_embedding.*`, `*.self_attn.*`, `*.modulation`, …) against
@@ -101,3 +98,63 @@ export function detectTransformerLayout(keys: Iterable<string>): TransformerKeyL
   }
   return original > diffusers ? 'original' : 'diffusers';
 }
+
+/** The WanModel constructor's defaults, for keys a config.json leaves out. */
+const WAN_MODEL_DEFAULTS = { dim: 2048, num_heads: 16, in_dim: 16, out_dim: 16, ffn_dim: 8192, num_layers: 32 } as const;
+
+/** Whether a DiT config.json is the original WanModel's (`dim`, `num_heads`) rather than Diffusers'. */
+export function isWanModelConfig(json: ConfigJson): boolean {
+  return json._class_name === 'WanModel' || (json._class_name === undefined && 'dim' in json && 'num_heads' in json);
+}
+
+/**
+ * A DiT config.json as Diffusers' WanTransformer3DModel config: a WanModel config translated
+ * (num_attention_heads = num_heads, attention_head_dim = dim / num_heads, in/out_channels =
+ * in/out_dim, qk_norm true → "rms_norm_across_heads"), a Diffusers config unchanged.
+ */
+export function diffusersTransformerConfig(json: ConfigJson): ConfigJson {
+  if (!isWanModelConfig(json)) return json;
+  const int = (key: keyof typeof WAN_MODEL_DEFAULTS): number => {
+    const v = json[key] ?? WAN_MODEL_DEFAULTS[key];
+    const n = positiveInt.parse(v);
+    if (n === undefined) throw new ConfigError(`WanModel config: "${key}" must be ${positiveInt.expected}, got ${describeValue(v)}`);
+    return n;
+  };
+  const dim = int('dim');
+  const heads = int('num_heads');
+  if (dim % heads !== 0) throw new ConfigError(`WanModel config: "dim" ${dim} is not divisible by "num_heads" ${heads}`);
+  const window = json.window_size;
+  if (window !== undefined && !(Array.isArray(window) && window.every((w) => w === -1))) {
+    throw new ConfigError(`WanModel config: "window_size" ${describeValue(window)}: only global attention (-1, -1) is supported`);
+  }
+  const qk = json.qk_norm ?? true;
+  if (typeof qk !== 'boolean') throw new ConfigError(`WanModel config: "qk_norm" must be true or false, got ${describeValue(qk)}`);
+  const translated: ConfigJson = {
+    _class_name: 'WanTransformer3DModel',
+    patch_size: json.patch_size,
+    num_attention_heads: heads,
+    attention_head_dim: dim / heads,
+    in_channels: int('in_dim'),
+    out_channels: int('out_dim'),
+    text_dim: json.text_dim,
+    freq_dim: json.freq_dim,
+    ffn_dim: int('ffn_dim'),
+    num_layers: int('num_layers'),
+    cross_attn_norm: json.cross_attn_norm,
+    qk_norm: qk ? 'rms_norm_across_heads' : null,
+    eps: json.eps,
+  };
+  return Object.fromEntries(Object.entries(translated).filter(([, v]) => v !== undefined));
+}
+
+/** Original Wan key names (a `model.diffusion_model.` repack prefix allowed), config.json in either spelling. */
+export const WAN_TRANSFORMER_ORIGINAL: ComponentLayout = {
+  name: 'original Wan keys',
+  matches: (source) => detectTransformerLayout(source.keys()) === 'original',
+  readsConfigFile: true,
+  config: (file) => (file === undefined ? undefined : { json: diffusersTransformerConfig(file) }),
+  rename: () => (key) => {
+    const k = stripCheckpointPrefix(key);
+    return originalToDiffusersKey(k) ?? k;
+  },
+};

@@ -1,10 +1,13 @@
 /**
- * Key names of the Wan VAE: the original Wan layout (`Wan2.1_VAE.pth` / `Wan2.2_VAE.pth`, once
- * converted to safetensors) → the Diffusers `AutoencoderKLWan` layout, following Diffusers'
+ * The original Wan VAE layout (`Wan2.1_VAE.pth` / `Wan2.2_VAE.pth`, once converted to safetensors;
+ * no config file) → Diffusers' `AutoencoderKLWan`, following Diffusers'
  * `scripts/convert_wan_to_diffusers.py` (convert_vae, convert_vae_22). The Wan2.1 decoder regrouping
- * is computed from the layout instead of the script's hard-coded indices, so it also holds for
- * configs other than the published one.
+ * is computed from the config instead of the script's hard-coded indices, so it also holds for
+ * configs other than the published one. The config is the published one of the latent width.
  */
+import type { ConfigJson } from '../../src/config/config-schema.js';
+import type { CheckpointConfig, ComponentLayout } from '../component-layout.js';
+import type { TensorSource } from '../safetensors.js';
 
 /** What the renaming needs to know about the model. */
 export interface WanVaeKeyLayout {
@@ -77,3 +80,31 @@ export function wanVaeOriginalToDiffusers(layout: WanVaeKeyLayout): (key: string
     return k;
   };
 }
+
+/** The published VAE of a latent width: Wan2.1_VAE (z 16; also Wan2.2-A14B's) or Wan2.2_VAE (z 48, TI2V-5B). */
+const PRESET_BY_LATENT_WIDTH: Readonly<Record<number, string>> = { 16: 'wan2.1', 48: 'wan2.2' };
+
+/** The published config whose latent width is that of `key` ([z, z, 1, 1, 1]), if any. */
+export function presetForLatentWidth(source: TensorSource, key: string): CheckpointConfig | undefined {
+  const z = source.has(key) ? source.info(key).shape[0] : undefined;
+  const preset = z === undefined ? undefined : PRESET_BY_LATENT_WIDTH[z];
+  return preset === undefined ? undefined : { preset };
+}
+
+/** What the renaming needs, from the model's config JSON. */
+function keyLayoutOf(config: ConfigJson): WanVaeKeyLayout {
+  return {
+    numResBlocks: Number(config.num_res_blocks),
+    numLevels: Array.isArray(config.dim_mult) ? config.dim_mult.length : 0,
+    isResidual: config.is_residual === true,
+  };
+}
+
+/** Original Wan VAE keys (`encoder.conv1`, `decoder.middle`, `conv2`, …). */
+export const WAN_VAE_ORIGINAL: ComponentLayout = {
+  name: 'original Wan keys',
+  matches: (source) => isOriginalWanVaeLayout(source.keys()),
+  readsConfigFile: false,
+  config: (_file, source) => presetForLatentWidth(source, 'conv2.weight'),
+  rename: (_source, config) => wanVaeOriginalToDiffusers(keyLayoutOf(config)),
+};

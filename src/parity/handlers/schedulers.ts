@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { loadScheduler } from '../../../schedulers/scheduler.js';
+import { loadScheduler } from '../../../schedulers/load-scheduler.js';
 import type { ParityCase, ParityHandler, ParityVariant } from '../types.js';
 
 type Plain = { shape: number[]; data: Float32Array };
