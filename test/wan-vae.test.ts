@@ -16,7 +16,7 @@ const TOL = { atol: 2e-4, rtol: 1e-3 };
 /**
  * Diffusers key → original Wan key, written from the original module lists (Wan2.1: flat
  * `decoder.upsamples`, each level = numResBlocks + 1 residual blocks then a Resample; Wan2.2:
- * `downsamples.i.downsamples.j` / `upsamples.i.upsamples.j`), independently of weights/wan-vae-keys.ts.
+ * `downsamples.i.downsamples.j` / `upsamples.i.upsamples.j`), independently of weights/layouts/wan-vae-original.ts.
  */
 function diffusersToOriginal(key: string, { numResBlocks: n, isResidual }: WanVaeKeyLayout): string {
   let k = key
