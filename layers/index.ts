@@ -11,14 +11,8 @@ export { WanAttention, type WanAttentionConfig } from './wan-attention.js';
 export { WanTimeTextImageEmbedding, timestepSinusoid, type ConditionEmbeddings, type WanTimeTextImageEmbeddingConfig } from './wan-time-text-image-embedding.js';
 export { WanTransformerBlock, type WanTransformerBlockConfig } from './wan-transformer-block.js';
 export { WanPatchEmbedding, patchGrid, patchify, unpatchify, type PatchSize, type TokenGrid, type WanPatchEmbeddingConfig } from './wan-patch.js';
-export {
-  PRESETS as WAN_TRANSFORMER_PRESETS,
-  WanTransformer3DModel,
-  WanTransformerConfig,
-  type WanTransformerForwardOptions,
-  type WanTransformerLoadOptions,
-  type WanTransformerPreset,
-} from './wan-transformer-3d-model.js';
+export { PRESETS as WAN_TRANSFORMER_PRESETS, WanTransformerConfig, type WanTransformerPreset } from './wan-transformer-config.js';
+export { WanTransformer3DModel, type WanTransformerForwardOptions, type WanTransformerLoadOptions } from './wan-transformer-3d-model.js';
 
 // VAE
 export { WanCausalConv3d, CausalCache, type WanCausalConv3dConfig } from './wan-causal-conv3d.js';
@@ -34,13 +28,11 @@ export { WanResidualUpBlock, type WanResidualUpBlockConfig } from './wan-residua
 export { WanUpBlock, type WanUpBlockConfig } from './wan-up-block.js';
 export { WanEncoder3d, type WanEncoder3dConfig } from './wan-encoder3d.js';
 export { WanDecoder3d, type WanDecoder3dConfig } from './wan-decoder3d.js';
+export { AutoencoderKLWanConfig, WAN_VAE_PRESETS, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
 export {
   AutoencoderKLWan,
-  AutoencoderKLWanConfig,
-  WAN_VAE_PRESETS,
   vaePatchify,
   vaeUnpatchify,
-  type AutoencoderKLWanPreset,
   type WanVaeDecodeOptions,
   type WanVaeEncodeOptions,
   type WanVaeLoadOptions,
@@ -52,7 +44,8 @@ export { T5Embedding, type T5EmbeddingConfig } from './t5-embedding.js';
 export { UMT5Attention, relativePositionBucket, type UMT5AttentionConfig } from './umt5-attention.js';
 export { UMT5DenseGatedActDense, UMT5LayerFF, type UMT5LayerFFConfig } from './umt5-layer-ff.js';
 export { UMT5Block, UMT5LayerSelfAttention, type UMT5BlockConfig } from './umt5-block.js';
-export { UMT5Config, UMT5EncoderModel, UMT5_PRESETS, type UMT5EncoderOutput, type UMT5LoadOptions, type UMT5Preset } from './umt5-encoder-model.js';
+export { UMT5Config, UMT5_PRESETS, type UMT5Preset } from './umt5-config.js';
+export { UMT5EncoderModel, type UMT5EncoderOutput, type UMT5LoadOptions } from './umt5-encoder-model.js';
 
 // Fine-tuning
 export { LoraLinear, WAN_LORA_TARGETS, applyLora, loraModules, mergeLora, setBaseTrainable, unmergeLora, type ApplyLoraOptions, type LoraConfig } from './lora-linear.js';

@@ -74,12 +74,11 @@ export function locateComponent(dirOrFile: string, files?: ComponentFiles): Comp
     if (name === configName) return { folder, configFile: dirOrFile, checkpoint: undefined };
     throw new CheckpointError(`not a checkpoint (.safetensors or .safetensors.index.json)${files ? ` or ${configName}` : ''}`, dirOrFile);
   }
-  for (const sub of files?.subfolders ?? []) {
-    const folder = path.join(dirOrFile, sub);
-    if (pathKind(folder) === 'folder') return locateComponent(folder, { ...files!, subfolders: [], releaseFiles: undefined });
-  }
+  const sub = files?.subfolders.map((s) => path.join(dirOrFile, s)).find((folder) => pathKind(folder) === 'folder');
+  if (files && sub) return locateComponent(sub, { ...files, subfolders: [], releaseFiles: undefined });
   const names = listFolder(dirOrFile);
-  const release = files?.releaseFiles ? names.filter((f) => files.releaseFiles!.test(f)).sort() : [];
+  const releaseFiles = files?.releaseFiles;
+  const release = releaseFiles ? names.filter((f) => releaseFiles.test(f)).sort() : [];
   const releaseSafetensors = release.find((f) => f.endsWith('.safetensors'));
   if (releaseSafetensors) return { folder: dirOrFile, configFile: undefined, checkpoint: path.join(dirOrFile, releaseSafetensors) };
   if (release.some((f) => PICKLE.test(f))) throw pickleError(release.filter((f) => PICKLE.test(f)), dirOrFile);

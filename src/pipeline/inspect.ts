@@ -91,7 +91,8 @@ function classNameOf(config: Record<string, unknown> | undefined): string | unde
 function component(name: string, p: string, files?: ComponentFiles): ComponentReport {
   const found = locateComponent(p, files);
   const isFile = pathKind(p) === 'file';
-  const configFile = isFile ? undefined : (found.configFile ?? locateComponent(p, SCHEDULER_FILES).configFile);
+  const schedulerConfig = path.join(p, SCHEDULER_FILES.configFile);
+  const configFile = isFile ? undefined : (found.configFile ?? (pathKind(schedulerConfig) === 'file' ? schedulerConfig : undefined));
   const config = configFile === undefined ? undefined : readConfigObject(configFile);
   const report: ComponentReport = { name, path: p, config, className: classNameOf(config) };
   if (found.checkpoint) report.checkpoint = summariseCheckpoint(found.checkpoint);
