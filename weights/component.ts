@@ -96,8 +96,8 @@ function openCheckpointFile(file: string): TensorSource {
 
 /**
  * Opens the checkpoint of a file or folder: a path named `.safetensors.index.json` (sharded) or
- * `.safetensors` is opened as such; in a folder, `stem.safetensors[.index.json]` when `stem` is given, else its only index or
- * `.safetensors` file. PyTorch pickles are refused with how to convert them.
+ * `.safetensors` is opened as such; in a folder, `stem.safetensors[.index.json]` when `stem` is
+ * given, else its only index or `.safetensors` file. PyTorch pickles are refused with how to convert them.
  */
 export function openCheckpoint(dirOrFile: string, stem?: string): TensorSource {
   if (/\.safetensors(\.index\.json)?$/.test(dirOrFile)) return openCheckpointFile(dirOrFile);
