@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { HasNamedWeights } from '../weights/load.js';
-import { loadNative, registerCudaBackendWith } from '../src/cuda/index.js';
+import { loadNative, registerCudaBackendWith, type NativeCuda } from '../src/cuda/index.js';
 
 /**
  * Fills every weight of `model` with N(0, std) values taken from slices of one random pool on the
@@ -80,24 +80,26 @@ export interface HostTimes {
 export function registerHostTimedCuda(): HostTimes {
   const native = loadNative();
   const times = new Map<string, { ms: number; calls: number }>();
-  const timed = new Proxy(native, {
-    get(target, prop, receiver) {
-      const v: unknown = Reflect.get(target, prop, receiver);
-      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+  // A copy of the addon object with each function wrapped (the addon's own properties are read-only).
+  const timed = Object.fromEntries(
+    Object.getOwnPropertyNames(native).map((name) => {
+      const v: unknown = Reflect.get(native, name);
+      if (typeof v !== 'function') return [name, v];
       const f = v as (...args: unknown[]) => unknown;
-      return (...args: unknown[]) => {
+      const wrapped = (...args: unknown[]) => {
         const start = performance.now();
         try {
-          return f.apply(target, args);
+          return f.apply(native, args);
         } finally {
-          const e = times.get(prop) ?? { ms: 0, calls: 0 };
+          const e = times.get(name) ?? { ms: 0, calls: 0 };
           e.ms += performance.now() - start;
           e.calls++;
-          times.set(prop, e);
+          times.set(name, e);
         }
       };
-    },
-  });
+      return [name, wrapped];
+    }),
+  ) as unknown as NativeCuda;
   registerCudaBackendWith(timed, timed.init());
   return {
     byFunction: () => [...times].sort((a, b) => b[1].ms - a[1].ms).map(([n, e]): [string, number, number] => [n, Number(e.ms.toFixed(2)), e.calls]),
