@@ -7,9 +7,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from './backend/select.js';
 import { AbortError, ConfigError, ShapeError, WanError } from './errors.js';
 import { formatInspect, inspectCheckpoint } from './pipeline/inspect.js';
+import type { StepInfo } from './pipeline/generate-options.js';
 import { readModelIndex } from './pipeline/model-index.js';
+import { checkOutputTarget } from './pipeline/output-target.js';
+import { readPipelineSpec } from './pipeline/pipeline-spec.js';
+import { resolveSettings } from './pipeline/resolve-settings.js';
+import { WanPipeline } from './pipeline/wan-pipeline.js';
 import { randomSeed } from './random.js';
-import { WanPipeline, type StepInfo } from './pipeline/wan-pipeline.js';
 import { findFfmpeg } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
@@ -96,10 +100,11 @@ export function defaultModelDir(env: CliIO['env'], root = packageRoot()): string
   );
 }
 
-function intFlag(name: string, v: string | undefined, min: number): number | undefined {
+/** An integer flag's value (its range is the settings' to check). */
+function intFlag(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${name}: got "${v}", expected an integer ≥ ${min}`);
+  if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new ConfigError(`--${name}: got "${v}", expected an integer`);
   return n;
 }
 
@@ -158,6 +163,7 @@ function clock(ms: number): string {
 /** Step progress: a redrawn bar on a terminal, one plain line per step otherwise. */
 export class ProgressReporter {
   private drawn = false;
+  private readonly loadStart = new Map<string, number>();
 
   constructor(
     private readonly out: CliIO['stderr'],
@@ -186,6 +192,19 @@ export class ProgressReporter {
     }
   }
 
+  /** Loading progress of a component: a bar on a terminal; one line when it is loaded. */
+  load(e: { component: string; loaded: number; total: number }): void {
+    if (this.quiet) return;
+    if (e.loaded <= 1 || !this.loadStart.has(e.component)) this.loadStart.set(e.component, performance.now());
+    if (this.tty && e.loaded < e.total) {
+      const width = Math.max(10, Math.min(30, (this.out.columns ?? 80) - 60));
+      const filled = Math.round((e.loaded / e.total) * width);
+      this.out.write(`\r\x1b[2K[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] loading ${e.component} ${e.loaded}/${e.total} tensors`);
+      this.drawn = true;
+    }
+    if (e.loaded === e.total) this.note(`loaded ${e.component} (${e.total} tensors) in ${((performance.now() - (this.loadStart.get(e.component) ?? 0)) / 1000).toFixed(1)}s`);
+  }
+
   /** Ends a bar line. */
   finish(): void {
     if (this.drawn) this.out.write('\n');
@@ -193,6 +212,25 @@ export class ProgressReporter {
   }
 }
 
+/** The output's format: --format, else the extension of --out (an unknown one is refused), else mp4. */
+function outputFormat(out: string | undefined, format: string | undefined): { file: string; format: VideoFormat } {
+  if (format !== undefined && !(VIDEO_FORMATS as readonly string[]).includes(format)) throw new ConfigError(`--format: got "${format}", expected one of ${VIDEO_FORMATS.join(', ')}`);
+  const chosen = format as VideoFormat | undefined;
+  const file = out ?? (chosen === 'png' ? 'wan-output' : `wan-output.${chosen ?? 'mp4'}`);
+  const implied = formatFromPath(file);
+  if (chosen && implied && implied !== chosen) throw new ConfigError(`--format ${chosen} does not match --out ${file} (a .${implied} file); change one of them`);
+  const ext = path.extname(file);
+  if (!chosen && !implied && ext !== '') {
+    throw new ConfigError(`--out ${file}: the extension ${ext} is not a video format (${VIDEO_FORMATS.join(', ')}); use one of them, or give --format`);
+  }
+  return { file, format: chosen ?? implied ?? 'mp4' };
+}
+
+/**
+ * generate: every argument is checked before a byte of weights is read — the flags, the output
+ * (format, a writable path), the model's configs (model_index.json read once) and the settings
+ * (resolveSettings, once) — then the model loads with progress, the video is made and written.
+ */
 async function generate(args: readonly string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...args],
@@ -222,7 +260,6 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       quiet: { type: 'boolean', short: 'q' },
     },
   });
-  // Everything is checked before the model is loaded and before any file is written.
   // The prompt may also be given as the one positional argument: wan-tfjs generate "a red circle moving right".
   if (positionals.length > 1) throw new ConfigError(`generate takes one prompt argument, got ${positionals.length}: quote the prompt`);
   if (positionals.length === 1) {
@@ -232,26 +269,16 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (values.prompt === undefined && values['prompt-embeds'] === undefined) throw new ConfigError('--prompt is required (or --prompt-embeds for a model without a text encoder)');
   if (values.prompt !== undefined && values['prompt-embeds'] !== undefined) throw new ConfigError('give --prompt or --prompt-embeds, not both');
   if (values['negative-prompt'] !== undefined && values['negative-prompt-embeds'] !== undefined) throw new ConfigError('give --negative-prompt or --negative-prompt-embeds, not both');
-  const format = values.format as VideoFormat | undefined;
-  if (format !== undefined && !VIDEO_FORMATS.includes(format)) throw new ConfigError(`--format: got "${format}", expected one of ${VIDEO_FORMATS.join(', ')}`);
-  const out = values.out ?? (format === 'png' ? 'wan-output' : `wan-output.${format ?? 'mp4'}`);
-  const implied = formatFromPath(out);
-  if (format && implied && implied !== format) throw new ConfigError(`--format ${format} does not match --out ${out} (a .${implied} file); change one of them`);
-  const finalFormat = format ?? implied ?? 'mp4';
+  const output = outputFormat(values.out, values.format);
   if (values.experts !== undefined && values.experts !== 'both' && values.experts !== 'active') throw new ConfigError(`--experts: got "${values.experts}", expected both or active`);
   const precision = values.precision;
   if (precision !== undefined && precision !== 'bf16' && precision !== 'fp32') throw new ConfigError(`--precision: got "${precision}", expected bf16 or fp32`);
   const [width, height] = values.size !== undefined ? parseSize(values.size) : [undefined, undefined];
-  const numFrames = intFlag('frames', values.frames, 1);
-  const steps = intFlag('steps', values.steps, 1);
-  const seed = intFlag('seed', values.seed, 0) ?? randomSeed();
-  const guidanceScale = numFlag('guidance', values.guidance);
-  const guidanceScale2 = numFlag('guidance2', values.guidance2);
   const shift = numFlag('shift', values.shift);
-  const fps = numFlag('fps', values.fps);
-  if (fps !== undefined && !(fps > 0)) throw new ConfigError(`--fps: got ${fps}, expected a positive number`);
   const modelDir = values.model ?? defaultModelDir(io.env);
-  readModelIndex(modelDir);
+  const residency = values.experts === 'active' ? 'active' : 'both';
+  const index = readModelIndex(modelDir);
+  const spec = readPipelineSpec(index);
   const image = values.image !== undefined ? readImage(values.image, 'image') : undefined;
   const lastImage = values['last-image'] !== undefined ? readImage(values['last-image'], 'last-image') : undefined;
   if (lastImage && !image) throw new ConfigError('--last-image needs --image (the first frame) too');
@@ -260,56 +287,59 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   // Production mode: no debug checks, and no console banner from the backends.
   tf.enableProdMode();
   const backend = await selectBackend(values.backend, { precision });
-  const stored = (tf.backend() as tf.KernelBackend & { precision?: string }).precision ?? 'fp32';
-  progress.note(`backend ${backend} (${stored}); loading ${modelDir}`);
-  if (finalFormat === 'mp4' && !(await findFfmpeg())) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
-  const t0 = performance.now();
-  const pipe = await WanPipeline.fromPretrained(modelDir, { residency: values.experts === 'active' ? 'active' : 'both' });
   const owned: tf.Tensor[] = [];
+  const own = <T extends tf.Tensor | undefined>(t: T): T => {
+    if (t) owned.push(t);
+    return t;
+  };
+  let pipe: WanPipeline | undefined;
   try {
-    const promptEmbeds = values['prompt-embeds'] !== undefined ? readEmbeds(values['prompt-embeds'], 'prompt-embeds') : undefined;
-    if (promptEmbeds) owned.push(promptEmbeds);
-    const negativePromptEmbeds = values['negative-prompt-embeds'] !== undefined ? readEmbeds(values['negative-prompt-embeds'], 'negative-prompt-embeds') : undefined;
-    if (negativePromptEmbeds) owned.push(negativePromptEmbeds);
-    const [first, last] = [image, lastImage].map((png) => (png ? pngToImage(png) : undefined));
-    for (const t of [first, last]) if (t) owned.push(t);
     const encodeStart = performance.now();
-    const request = {
-      image: first,
-      lastImage: last,
+    const call = resolveSettings(spec, {
+      image: own(image ? pngToImage(image) : undefined),
+      lastImage: own(lastImage ? pngToImage(lastImage) : undefined),
       imageEncode: {
         onProgress: (done: number, total: number) => {
           if (done === total) progress.note(`encoded the image condition (${total} VAE chunk${total === 1 ? '' : 's'}) in ${((performance.now() - encodeStart) / 1000).toFixed(1)}s`);
         },
       },
       prompt: values.prompt,
-      promptEmbeds,
+      promptEmbeds: own(values['prompt-embeds'] !== undefined ? readEmbeds(values['prompt-embeds'], 'prompt-embeds') : undefined),
       negativePrompt: values['negative-prompt'],
-      negativePromptEmbeds,
-      numFrames,
+      negativePromptEmbeds: own(values['negative-prompt-embeds'] !== undefined ? readEmbeds(values['negative-prompt-embeds'], 'negative-prompt-embeds') : undefined),
+      numFrames: intFlag('frames', values.frames),
       height,
       width,
-      fps,
-      numInferenceSteps: steps,
-      guidanceScale,
-      guidanceScale2,
+      fps: numFlag('fps', values.fps),
+      numInferenceSteps: intFlag('steps', values.steps),
+      guidanceScale: numFlag('guidance', values.guidance),
+      guidanceScale2: numFlag('guidance2', values.guidance2),
       shift,
-      seed,
+      seed: intFlag('seed', values.seed) ?? randomSeed(),
       signal: io.signal,
       onStep: (s: StepInfo) => progress.step(s),
-    };
-    const settings = pipe.resolve(request);
+    });
+    const singlePng = output.format === 'png' && call.numFrames === 1 && formatFromPath(output.file) === 'png';
+    checkOutputTarget(output.file, output.format === 'png' && !singlePng ? 'folder' : 'file');
+
+    const stored = (tf.backend() as tf.KernelBackend & { precision?: string }).precision ?? 'fp32';
+    progress.note(`backend ${backend} (${stored}); loading ${modelDir}`);
     progress.note(
-      `${settings.numFrames} frames ${settings.width}×${settings.height}, ${settings.numInferenceSteps} steps, guidance ${settings.guidanceScale}` +
-        `${settings.guidanceScale2 !== undefined ? ` / ${settings.guidanceScale2}` : ''}, seed ${settings.seed}`,
+      `${call.numFrames} frames ${call.width}×${call.height}, ${call.numInferenceSteps} steps, guidance ${call.guidanceScale}` +
+        `${call.guidanceScale2 !== undefined ? ` / ${call.guidanceScale2}` : ''}, seed ${call.seed}`,
     );
-    const result = await pipe.textToVideo(request);
+    const ffmpeg = output.format === 'mp4' ? await findFfmpeg() : undefined;
+    if (output.format === 'mp4' && !ffmpeg) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
+    const t0 = performance.now();
+    pipe = await WanPipeline.fromPretrained(index, { residency, onProgress: (e) => progress.load(e) });
+    const result = await pipe.textToVideo(call);
     progress.finish();
     try {
-      const saved = await saveVideo(result.frames, out, {
+      const saved = await saveVideo(result.frames, output.file, {
         fps: result.fps,
-        format: finalFormat,
+        format: output.format,
         signal: io.signal,
+        ...(output.format === 'mp4' ? (ffmpeg ? { ffmpegPath: ffmpeg } : { encoder: 'builtin' as const }) : {}),
         metadata: {
           prompt: values.prompt ?? `(embeddings ${values['prompt-embeds']})`,
           negativePrompt: values['negative-prompt'],
@@ -333,7 +363,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   } finally {
     progress.finish();
     tf.dispose(owned);
-    pipe.dispose();
+    pipe?.dispose();
   }
   return 0;
 }

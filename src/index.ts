@@ -3,18 +3,16 @@ export * from '../layers/index.js';
 export * from '../schedulers/index.js';
 export * from '../weights/index.js';
 
-export { AbortError, BackendError, CheckpointError, ConfigError, ShapeError, WanError } from './errors.js';
+export { AbortError, BackendError, CheckpointError, ConfigError, NonFiniteError, OutOfMemoryError, ShapeError, WanError } from './errors.js';
 export { BACKENDS, selectBackend, type BackendName } from './backend/select.js';
 
-export {
-  WanPipeline,
-  type ExpertResidency,
-  type GenerateOptions,
-  type StepInfo,
-  type TextToVideoResult,
-  type WanPipelineComponents,
-  type WanPipelineLoadOptions,
-} from './pipeline/wan-pipeline.js';
+export { WanPipeline, type WanPipelineComponents, type WanPipelineLoadOptions } from './pipeline/wan-pipeline.js';
+export type { ExpertResidency } from './pipeline/expert-slot.js';
+export type { GenerateOptions, ResolvedSettings, StepInfo, TaskName, TextToVideoResult } from './pipeline/generate-options.js';
+export type { PipelineTextEncoder, PipelineTransformer, PipelineVae } from './pipeline/pipeline-components.js';
+export { readPipelineSpec, type PipelineSpec } from './pipeline/pipeline-spec.js';
+export { ResolvedCall, resolveSettings, type ResolveOptions } from './pipeline/resolve-settings.js';
+export { memoryBudget, type MemoryBudget } from './pipeline/memory-budget.js';
 export { randn, randnHost } from './random.js';
 export { detectLayout, readModelIndex, type ModelIndex, type ModelLayout } from './pipeline/model-index.js';
 export { inspectCheckpoint, type InspectReport } from './pipeline/inspect.js';

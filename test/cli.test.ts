@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import fsModule from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -78,6 +80,28 @@ function paramsUnder(dir: string): number {
     st.close();
   }
   return n;
+}
+
+/** The paths `f` opened or read through fs (openSync, readFileSync) and checked with accessSync, in order. */
+async function fileAccesses(f: () => Promise<unknown>): Promise<Array<[string, string]>> {
+  const seen: Array<[string, string]> = [];
+  const original = { openSync: fsModule.openSync, readFileSync: fsModule.readFileSync, accessSync: fsModule.accessSync };
+  const spy = <F extends (...args: never[]) => unknown>(name: string, fn: F): F =>
+    function (this: unknown, ...args: Parameters<F>) {
+      seen.push([name, String(args[0])]);
+      return Reflect.apply(fn, this, args);
+    } as F;
+  fsModule.openSync = spy('open', original.openSync);
+  fsModule.readFileSync = spy('read', original.readFileSync);
+  fsModule.accessSync = spy('access', original.accessSync);
+  syncBuiltinESMExports();
+  try {
+    await f();
+  } finally {
+    Object.assign(fsModule, original);
+    syncBuiltinESMExports();
+  }
+  return seen;
 }
 
 describe('wan-tfjs CLI', () => {
@@ -172,7 +196,8 @@ describe('wan-tfjs CLI', () => {
       [['--frames', '6'], /numFrames: got 6, expected 1 \+ 4k .*nearest valid: 5/],
       [['--size', '50x32'], /width: got 50, expected a positive multiple of 16.*nearest valid: 48/],
       [['--size', 'big'], /--size: got "big", expected WIDTHxHEIGHT/],
-      [['--steps', '0'], /--steps: got "0", expected an integer ≥ 1/],
+      [['--steps', '0'], /numInferenceSteps: got 0, expected an integer in \[1, 1000\]/],
+      [['--steps', 'many'], /--steps: got "many", expected an integer/],
       [['--guidance2', '3'], /guidanceScale2 .*one transformer/],
       [['--format', 'webm'], /--format: got "webm"/],
       [['--format', 'png'], /--format png does not match --out .*x\.gif/],
@@ -192,6 +217,53 @@ describe('wan-tfjs CLI', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/wan-tfjs: .*vae.*/);
     expect(fs.readdirSync(d)).toEqual([]);
+  });
+
+  it('settings and the output are checked before a byte of weights is read: one line, exit 1, under 1 s', async () => {
+    const model = assembleTinyModel(path.join(tmp, 'tiny'));
+    const d = emptyDir('early');
+    const folder = path.join(d, 'taken.gif');
+    fs.mkdirSync(folder);
+    const cases: Array<[string[], RegExp]> = [
+      [['--frames', '7'], /^wan-tfjs: numFrames: got 7, expected 1 \+ 4k frames .*nearest valid: 9/],
+      [['--out', '/proc/x.mp4'], /^wan-tfjs: cannot write \/proc\/x\.mp4: the folder \/proc does not take new files/],
+      [['--out', folder], /^wan-tfjs: cannot write .*taken\.gif: a folder has that name; choose another file name or remove the folder/],
+      [['--out', path.join(d, `${'n'.repeat(256)}.gif`)], /^wan-tfjs: cannot write .*: the name is too long/],
+      [['--out', path.join(d, 'x.webm')], /^wan-tfjs: --out .*x\.webm: the extension \.webm is not a video format \(mp4, gif, png\)/],
+      [['--guidance2', '3'], /^wan-tfjs: guidanceScale2 applies to the low-noise expert/],
+      [['--size', '50x32'], /^wan-tfjs: width: got 50, expected a positive multiple of 16/],
+      [['--steps', '99999999999'], /^wan-tfjs: numInferenceSteps: got 99999999999, expected an integer in \[1, 1000\]/],
+      [['--size', '100000x100000'], /^wan-tfjs: width×height: 100000×100000 need at least [\d.]+ \w+ \(.*\); the cpu backend has [\d.]+ GiB free; at most about \d+×\d+ could fit\n$/],
+      [['--image', path.join(tmp, 'small-first.png')], /^wan-tfjs: image: a first frame needs an image-to-video model/],
+    ];
+    fs.writeFileSync(path.join(tmp, 'small-first.png'), encodePng(new Uint8Array(16 * 16 * 3), 16, 16));
+    for (const [extra, message] of cases) {
+      let r: Run | undefined;
+      const start = performance.now();
+      const seen = await fileAccesses(async () => {
+        r = await run(['generate', 'a red fox', '--model', model, '--backend', 'cpu', '--quiet', '--out', path.join(d, 'clip.gif'), ...extra]);
+      });
+      const ms = performance.now() - start;
+      expect(r!.code, extra.join(' ')).toBe(1);
+      expect(r!.stderr.trim().split('\n'), extra.join(' ')).toHaveLength(1);
+      expect(r!.stderr, extra.join(' ')).toMatch(message);
+      expect(ms, extra.join(' ')).toBeLessThan(1000);
+      expect(seen.filter(([, p]) => p.endsWith('.safetensors')), extra.join(' ')).toEqual([]);
+    }
+    expect(fs.readdirSync(d)).toEqual(['taken.gif']);
+  });
+
+  it('reads model_index.json once and shows the loading', async () => {
+    const model = assembleTinyModel(path.join(tmp, 'tiny'));
+    const out = path.join(emptyDir('once'), 'clip.gif');
+    let r: Run | undefined;
+    const seen = await fileAccesses(async () => {
+      r = await run(['generate', 'a red fox', '--model', model, '--backend', 'cpu', '--seed', '3', '--out', out]);
+    });
+    expect(r!.code, r!.stderr).toBe(0);
+    expect(seen.filter(([, p]) => path.basename(p) === 'model_index.json')).toHaveLength(1);
+    for (const c of ['transformer', 'vae', 'text_encoder']) expect(r!.stderr).toMatch(new RegExp(`^loaded ${c} \\(\\d+ tensors\\) in [\\d.]+s$`, 'm'));
+    expect(r!.stderr).toMatch(/^5 frames 48×32, 2 steps, guidance 5, seed 3$/m);
   });
 
   it('--image: image-to-video on a per-token-timestep model; clear errors elsewhere', async () => {
@@ -264,12 +336,12 @@ describe('wan-tfjs CLI', () => {
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
-  it('the file system refusing --out is one line naming the path and what to do, exit code 1', async () => {
+  it('the file system refusing --out is one line naming the path and what to do, exit code 1, before the model loads', async () => {
     const d = emptyDir('out-refused');
     fs.mkdirSync(path.join(d, 'x.gif'));
     const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--quiet', '--out', path.join(d, 'x.gif')]);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n')).toEqual([`wan-tfjs: cannot write ${path.join(d, 'x.gif')}: a folder has that name; choose another file name or remove the folder (EISDIR in rename)`]);
+    expect(r.stderr.trim().split('\n')).toEqual([`wan-tfjs: cannot write ${path.join(d, 'x.gif')}: a folder has that name; choose another file name or remove the folder (EISDIR in open)`]);
     expect(fs.readdirSync(d)).toEqual(['x.gif']);
   });
 
@@ -296,8 +368,13 @@ describe('wan-tfjs CLI', () => {
 
   it.runIf(findOnPath('ffmpeg'))('generate an MP4 whose frames, size, fps and title read back', async () => {
     const out = path.join(emptyDir('mp4'), 'clip.mp4');
-    const r = await run(['generate', '--model', A14B, ...EMBEDS, ...SMALL, '--guidance', '4', '--guidance2', '3', '--fps', '16', '--out', out]);
-    expect(r.code).toBe(0);
+    let r: Run | undefined;
+    const seen = await fileAccesses(async () => {
+      r = await run(['generate', '--model', A14B, ...EMBEDS, ...SMALL, '--guidance', '4', '--guidance2', '3', '--fps', '16', '--out', out]);
+    });
+    expect(r!.code).toBe(0);
+    // ffmpeg is looked up once: one check of the binary it found on PATH
+    expect(seen.filter(([what, p]) => what === 'access' && p === findOnPath('ffmpeg'))).toHaveLength(1);
     const info = parseMp4File(out);
     expect(info).toMatchObject({ frameCount: 5, width: 48, height: 32 });
     expect(info.fps).toBeCloseTo(16, 3);

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { ConfigError, ShapeError } from '../src/errors.js';
 import { randn } from '../src/random.js';
-import { WanPipeline, type GenerateOptions, type PipelineTransformer } from '../src/pipeline/wan-pipeline.js';
+import type { GenerateOptions } from '../src/pipeline/generate-options.js';
+import type { PipelineTransformer } from '../src/pipeline/pipeline-components.js';
+import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
 import { fixtureDir } from './helpers/fixtures.js';
@@ -164,7 +166,7 @@ describe('image-to-video (expand_timesteps)', () => {
     const bytes = tf.tidy(() => tf.cast(tf.mul(image, 255), 'int32'));
     const unscaled = tf.tidy(() => tf.mul(image, 255));
     const odd = tf.zeros([40, 48, 3]);
-    expect(String(await err(i2v, { image: bytes }))).toMatch(/ConfigError: image: got a int32 tensor, expected float32 RGB in \[0, 1\]/);
+    expect(String(await err(i2v, { image: bytes }))).toMatch(/ConfigError: image: got an int32 tensor, expected float32 RGB in \[0, 1\]/);
     expect(String(await err(i2v, { image: unscaled }))).toMatch(/ConfigError: image: values span \[\d+(\.\d+)?, \d+(\.\d+)?\], expected RGB in \[0, 1\] \(divide 8-bit pixels by 255\)/);
     // the size comes from the image: one that is not a multiple of 16×16 (VAE 8 × patch 2) names the image
     expect(await err(i2v, { image: odd })).toMatchObject({ argument: 'image', nearest: '48×48' });
