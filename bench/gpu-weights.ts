@@ -77,8 +77,7 @@ export interface HostTimes {
  * can tell time spent queueing work (or blocked inside a call) from time the GPU computes.
  * Call before selectBackend('cuda').
  */
-export function registerHostTimedCuda(): HostTimes {
-  const native = loadNative();
+export function registerHostTimedCuda(native: NativeCuda = loadNative()): HostTimes {
   const times = new Map<string, { ms: number; calls: number }>();
   // A copy of the addon object with each function wrapped (the addon's own properties are read-only).
   const timed = Object.fromEntries(
