@@ -79,7 +79,7 @@ function fits(need: MemoryNeed, budget: MemoryBudget): boolean {
   return need.bytes <= budget.freeBytes && need.largestElements <= budget.maxTensorElements;
 }
 
-/** Bytes in binary units, one decimal: 3.9 GiB, 91.6 TiB. */
+/** Bytes in binary units, one decimal: 3.9 GiB, 91.6 TiB (beyond a float64: "an unbounded amount"). */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
   let i = 0;
@@ -88,7 +88,7 @@ export function formatBytes(n: number): string {
     v /= 1024;
     i++;
   }
-  return Number.isFinite(v) ? `${v.toFixed(1)} ${units[i]}` : 'more than any machine has';
+  return Number.isFinite(v) ? `${v.toFixed(1)} ${units[i]}` : 'an unbounded amount';
 }
 
 /** The largest k in [1, hi] with ok(k) (ok is monotone: true up to some k), or 0 when ok(1) is false. */
