@@ -19,7 +19,7 @@ export { inspectCheckpoint, type InspectReport } from './pipeline/inspect.js';
 
 export { WanTokenizer, type PaddingStrategy, type TokenizeOptions, type TokenizedBatch } from './text/tokenizer.js';
 export { WanTextEncoder, type WanTextEncoderLoadOptions, type WanTextEncoderOptions } from './text/text-encoder.js';
-export { PromptEmbeddingCache, defaultPromptEmbeddingCache } from './text/embedding-cache.js';
+export { PromptEmbeddingCache, type HostEmbedding, type PromptEmbeddingCacheOptions } from './text/embedding-cache.js';
 export { promptClean } from './text/prompt-clean.js';
 export { DEFAULT_NEGATIVE_PROMPT } from './text/default-negative-prompt.js';
 

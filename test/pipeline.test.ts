@@ -10,6 +10,7 @@ import { readModelIndex } from '../src/pipeline/model-index.js';
 import { randn, randnHost } from '../src/random.js';
 import type { GenerateOptions, StepInfo } from '../src/pipeline/generate-options.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
+import type { WanTextEncoder } from '../src/text/text-encoder.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
 import { fixtureDir, parityCase } from './helpers/fixtures.js';
@@ -238,8 +239,33 @@ describe('from text (a tiny umT5 text encoder and tokenizer)', () => {
     rows.forEach((r, i) => expect(r.slice(used[i]).every((v) => v === 0)).toBe(true));
   });
 
+  it('embeddings stay on the device: encoding a prompt, new or cached, reads no float tensor back', async () => {
+    const proto = tf.Tensor.prototype;
+    const original = { data: proto.data, dataSync: proto.dataSync };
+    const reads: string[] = [];
+    proto.data = function (this: tf.Tensor, ...args: []) {
+      if (this.dtype === 'float32') reads.push(`data [${this.shape}]`);
+      return original.data.apply(this, args);
+    } as typeof proto.data;
+    proto.dataSync = function (this: tf.Tensor, ...args: []) {
+      if (this.dtype === 'float32') reads.push(`dataSync [${this.shape}]`);
+      return original.dataSync.apply(this, args);
+    } as typeof proto.dataSync;
+    let made: tf.Tensor[] = [];
+    try {
+      made = [await p.encodeText('a small green frog on a leaf'), await p.encodeText(['a small green frog on a leaf', 'a heron'])];
+    } finally {
+      Object.assign(proto, original);
+    }
+    expect(reads).toEqual([]);
+    expect(tf.tidy(() => maxAbsDiff(made[0], tf.slice(made[1], [0, 0, 0], [1, -1, -1])))).toBe(0);
+    tf.dispose(made);
+  });
+
   it('a prompt gives the same video as its embeddings, the negative prompt defaulting to ""', async () => {
-    const before = tf.memory().numTensors;
+    // the text encoder's cache keeps one tensor per prompt it encodes
+    const cache = (p.textEncoder as WanTextEncoder).cache!;
+    const before = tf.memory().numTensors - cache.size;
     const fromText = await p.generate({ prompt: 'a red fox', seed: 9 });
     const cond = await p.encodeText('a red fox');
     const empty = await p.encodeText('');
@@ -251,7 +277,7 @@ describe('from text (a tiny umT5 text encoder and tokenizer)', () => {
     expect(video).toMatchObject({ numFrames: 5, height: 32, width: 48, fps: 8, numInferenceSteps: 2, seed: 9 });
     expect(video.frames.shape).toEqual([1, 5, 32, 48, 3]);
     tf.dispose([fromText, cond, empty, fromEmbeds, other, video.frames]);
-    expect(tf.memory().numTensors).toBe(before);
+    expect(tf.memory().numTensors - cache.size).toBe(before);
   });
 });
 

@@ -131,36 +131,60 @@ describe('WanTextEncoder properties', () => {
     expect(cache.size).toBe(1);
     enc.release();
     expect(enc.released).toBe(true);
-    expect(tf.memory().numTensors).toBe(before - weights.namedWeights().size + 1);
+    // the result, and the cached prompt's rows
+    expect(tf.memory().numTensors).toBe(before - weights.namedWeights().size + 2);
     const again = await enc.encode('a girl in a park', { maxLength: 12 });
     expect(Array.from(again.dataSync())).toEqual(Array.from(first.dataSync().subarray(0, 12 * 32)));
     await expect(enc.encode('a cat', { maxLength: 12 })).rejects.toThrow(ConfigError);
     await expect(enc.encode('a cat', { maxLength: 12 })).rejects.toThrow(/released.*"a cat"/);
     await expect(enc.encode('a girl in a park', { maxLength: 13 })).rejects.toThrow(/not in the embedding cache/);
     tf.dispose([first, again]);
+    cache.clear();
   });
 });
 
 describe('PromptEmbeddingCache properties', () => {
-  it('stays within its bounds and keeps the most recent entry that fits', () => {
+  it('stays within its bounds, keeps the most recent entry that fits, and holds one tensor per entry', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 5 }),
         fc.integer({ min: 16, max: 400 }),
         fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 30 })), { maxLength: 40 }),
         (maxEntries, maxBytes, ops) => {
+          const before = tf.memory().numTensors;
           const cache = new PromptEmbeddingCache({ maxEntries, maxBytes });
           for (const [k, floats] of ops) {
             const key = PromptEmbeddingCache.key('m', `p${k}`, 8);
-            cache.set(key, { length: 1, dim: floats, data: new Float32Array(floats) });
+            const rows = tf.fill([1, floats], k) as tf.Tensor2D;
+            cache.set(key, rows);
+            rows.dispose();
             expect(cache.size).toBeLessThanOrEqual(maxEntries);
             expect(cache.bytes).toBeLessThanOrEqual(maxBytes);
             expect(cache.has(key)).toBe(floats * 4 <= maxBytes);
+            expect(tf.memory().numTensors).toBe(before + cache.size);
           }
+          cache.clear();
+          expect(tf.memory().numTensors).toBe(before);
         },
       ),
       { numRuns: 200 },
     );
+  });
+
+  it('keeps tensors, and makes host copies only when asked (toHost), which setHost uploads back', async () => {
+    const cache = new PromptEmbeddingCache();
+    const rows = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    cache.set('a', rows);
+    rows.dispose();
+    const saved = await cache.toHost();
+    expect(saved).toEqual([['a', { length: 3, dim: 2, data: Float32Array.of(1, 2, 3, 4, 5, 6) }]]);
+    const other = new PromptEmbeddingCache();
+    other.setHost('a', saved[0][1]);
+    const back = other.get('a')!;
+    expect(back.arraySync()).toEqual([[1, 2], [3, 4], [5, 6]]);
+    back.dispose();
+    cache.clear();
+    other.clear();
   });
 });
 

@@ -46,4 +46,6 @@ export interface PipelineTextEncoder {
   encode(prompts: readonly string[]): Promise<tf.Tensor>;
   /** Frees the encoder's weights (embeddings already made, and cached ones, stay usable). */
   release(): void;
+  /** Frees the weights and the cached embeddings. */
+  dispose(): void;
 }

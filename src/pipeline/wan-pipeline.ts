@@ -173,7 +173,7 @@ export class WanPipeline {
     } catch (e) {
       for (const slot of slots) slot.dispose();
       vae?.dispose();
-      textEncoder?.release();
+      textEncoder?.dispose();
       throw e;
     }
   }
@@ -367,7 +367,7 @@ export class WanPipeline {
     };
     for (const e of this.experts) free(() => e.dispose());
     free(() => this.vae?.dispose());
-    free(() => this.textEncoder?.release());
+    free(() => this.textEncoder?.dispose());
     free(() => this.scheduler.dispose());
     if (failures.length > 0) throw failures[0];
   }

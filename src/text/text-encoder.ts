@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UMT5EncoderModel } from '../../layers/umt5-encoder-model.js';
 import { ConfigError } from '../errors.js';
-import { PromptEmbeddingCache, defaultPromptEmbeddingCache, type CachedEmbedding } from './embedding-cache.js';
+import { PromptEmbeddingCache } from './embedding-cache.js';
 import { promptClean } from './prompt-clean.js';
 import { WanTokenizer } from './tokenizer.js';
 
@@ -11,7 +11,7 @@ export interface WanTextEncoderOptions {
   modelId?: string;
   /** Text length L of the embeddings; Wan's text_len is 512. */
   maxLength?: number;
-  /** Where embeddings are cached; default the process-wide cache, null for none. */
+  /** Where embeddings are cached (on the device); default a cache of this encoder's own, freed by dispose(); null for none. */
   cache?: PromptEmbeddingCache | null;
   /** Clean prompts with promptClean first, as the reference does; default true. */
   clean?: boolean;
@@ -33,15 +33,17 @@ let instances = 0;
  * the mask, keep each prompt's own rows (its mask length) and zero the rest. The Wan repo's
  * T5EncoderModel gives the same (it trims, and the DiT pads with zeros).
  *
- * Embeddings are cached per (model id, cleaned prompt, length), so a negative prompt or a repeated
- * prompt is encoded once per process; release() frees the encoder's weights while cached prompts
- * stay available.
+ * Embeddings stay on the device: the encoder's output rows go into the result and into the cache
+ * (per model id, cleaned prompt and length) without a host copy, so a negative prompt or a repeated
+ * prompt is encoded once; release() frees the encoder's weights while cached prompts stay
+ * available, dispose() frees both.
  */
 export class WanTextEncoder {
   readonly modelId: string;
   readonly maxLength: number;
   readonly dim: number;
   readonly cache: PromptEmbeddingCache | null;
+  private readonly ownsCache: boolean;
   private encoder: UMT5EncoderModel | undefined;
   private readonly clean: boolean;
   private readonly batchSize: number;
@@ -51,7 +53,8 @@ export class WanTextEncoder {
     this.dim = encoder.config.dModel;
     this.modelId = options.modelId ?? `umt5-encoder-${++instances}`;
     this.maxLength = options.maxLength ?? 512;
-    this.cache = options.cache === undefined ? defaultPromptEmbeddingCache : options.cache;
+    this.ownsCache = options.cache === undefined;
+    this.cache = options.cache === undefined ? new PromptEmbeddingCache() : options.cache;
     this.clean = options.clean ?? true;
     this.batchSize = options.batchSize ?? 4;
     if (!Number.isInteger(this.maxLength) || this.maxLength < 1) throw new ConfigError(`maxLength must be a positive integer, got ${this.maxLength}`);
@@ -84,15 +87,16 @@ export class WanTextEncoder {
     if (!Number.isInteger(maxLength) || maxLength < 1) throw new ConfigError(`maxLength must be a positive integer, got ${maxLength}`);
     const texts = this.clean ? list.map(promptClean) : [...list];
     const keys = texts.map((t) => PromptEmbeddingCache.key(this.modelId, t, maxLength));
-    const found = new Map<string, CachedEmbedding>();
-    const missing: string[] = [];
-    texts.forEach((t, i) => {
-      if (found.has(keys[i]) || missing.includes(t)) return;
-      const hit = this.cache?.get(keys[i]);
-      if (hit) found.set(keys[i], hit);
-      else missing.push(t);
-    });
-    if (missing.length > 0) {
+    // each distinct prompt's rows [length, dim], from the cache or the encoder (disposed at the end)
+    const found = new Map<string, tf.Tensor2D>();
+    try {
+      const missing: string[] = [];
+      texts.forEach((t, i) => {
+        if (found.has(keys[i]) || missing.includes(t)) return;
+        const hit = this.cache?.get(keys[i]);
+        if (hit) found.set(keys[i], hit);
+        else missing.push(t);
+      });
       for (let s = 0; s < missing.length; s += this.batchSize) {
         const chunk = missing.slice(s, s + this.batchSize);
         const embeddings = await this.run(chunk, maxLength);
@@ -102,15 +106,23 @@ export class WanTextEncoder {
           this.cache?.set(key, embeddings[i]);
         });
       }
+      // [B, maxLength, dim]: each prompt's rows, then zeros
+      return tf.tidy(() =>
+        tf.stack(
+          keys.map((k) => {
+            const rows = found.get(k)!;
+            const pad = maxLength - rows.shape[0];
+            return pad > 0 ? tf.concat([rows, tf.zeros([pad, this.dim])], 0) : rows;
+          }),
+        ),
+      ) as tf.Tensor3D;
+    } finally {
+      for (const rows of found.values()) rows.dispose();
     }
-    const rowSize = maxLength * this.dim;
-    const out = new Float32Array(texts.length * rowSize);
-    keys.forEach((k, i) => out.set(found.get(k)!.data, i * rowSize));
-    return tf.tensor3d(out, [texts.length, maxLength, this.dim]);
   }
 
-  // texts: prompts not in the cache → each one's real rows [length, dim]
-  private async run(texts: string[], maxLength: number): Promise<CachedEmbedding[]> {
+  // texts: prompts not in the cache → each one's real rows [length, dim] on the device (the caller disposes)
+  private async run(texts: string[], maxLength: number): Promise<tf.Tensor2D[]> {
     const encoder = this.encoder;
     if (!encoder) {
       const shown = texts.slice(0, 3).map((t) => JSON.stringify(t.length > 60 ? `${t.slice(0, 60)}…` : t));
@@ -124,9 +136,8 @@ export class WanTextEncoder {
     let hidden: tf.Tensor | undefined;
     try {
       hidden = encoder.forward(inputIds, attentionMask);
-      const data = (await hidden.data()) as Float32Array;
-      const rowSize = maxLength * this.dim;
-      return batch.lengths.map((n, i) => ({ length: n, dim: this.dim, data: data.slice(i * rowSize, i * rowSize + n * this.dim) }));
+      const h = hidden;
+      return batch.lengths.map((n, i) => tf.tidy(() => tf.reshape(tf.slice(h, [i, 0, 0], [1, n, this.dim]), [n, this.dim]) as tf.Tensor2D));
     } finally {
       tf.dispose([inputIds, attentionMask]);
       hidden?.dispose();
@@ -137,5 +148,11 @@ export class WanTextEncoder {
   release(): void {
     this.encoder?.dispose();
     this.encoder = undefined;
+  }
+
+  /** Frees the weights and, when it is the encoder's own, the cache. */
+  dispose(): void {
+    this.release();
+    if (this.ownsCache) this.cache?.clear();
   }
 }
