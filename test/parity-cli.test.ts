@@ -11,12 +11,21 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 
-function parity(dir: string): { lines: string[]; status: number | null } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/parity/cli.ts'), dir], { cwd: root, encoding: 'utf-8' });
-  return { lines: r.stdout.trim().split('\n'), status: r.status };
+function parity(...args: string[]): { lines: string[]; errors: string[]; status: number | null } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/parity/cli.ts'), ...args], { cwd: root, encoding: 'utf-8' });
+  return { lines: r.stdout.trim().split('\n'), errors: r.stderr.trim().split('\n'), status: r.status };
 }
 
 describe('npm run parity -- <dir>', () => {
+  it('prints its usage for --help (exit 0), and one line for a folder it cannot read (exit 2)', () => {
+    const help = parity('--help');
+    expect(help.lines).toEqual(['usage: npm run parity -- <fixtures dir> [--backend cpu|wasm|tensorflow|cuda]']);
+    expect(help.status).toBe(0);
+    const missing = parity(path.join(tmp, 'no-such-folder'), '--backend', 'wasm');
+    expect(missing.errors.filter((l) => l !== '')).toEqual([expect.stringMatching(/^parity: .*no-such-folder/)]);
+    expect(missing.status).toBe(2);
+  });
+
   it('prints PASS/SKIP per case, then "N passed, N failed", and exits 0', () => {
     const dir = path.join(tmp, 'ok');
     fs.mkdirSync(dir);
