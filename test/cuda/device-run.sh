@@ -9,6 +9,7 @@
 # kernel against its float32 kernel); bf16fix: every fixture's component at precision bf16;
 # bench: the 1.3B transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS);
 # vae / torchvae: the Wan2.1 VAE decode ($VAE_ARGS) and its PyTorch yardstick ($TORCHVAE_ARGS);
+# torchumt5: the umT5 yardstick's bf16 error on the umt5-encoder fixture (beside bf16fix's);
 # headers: the cuDNN and cuBLAS headers as $OUT/headers.tgz (to compile here);
 # train: npm run train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints
 # its tail; later steps run even if one fails.
@@ -56,6 +57,7 @@ for s in "$@"; do
     bench) step bench "${BENCH_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/transformer-cuda.ts --json "$OUT/bench.json" ${BENCH_ARGS:-} ;;
     torch) step torch "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32 ${TORCH_ARGS:-} ;;
     vae) step vae "${VAE_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/vae-cuda.ts --json "$OUT/vae.json" ${VAE_ARGS:-} ;;
+    torchumt5) step torchumt5 60 python3 bench/torch/umt5_ref.py --check test/fixtures/umt5-encoder --dtype bf16 ;;
     torchvae) step torchvae "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 bench/torch/wan_vae_ref.py ${TORCHVAE_ARGS:---dtype bf16} ;;
     headers)
       CUDNN=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])')
