@@ -10,6 +10,7 @@ import { describeValue } from '../../src/describe.js';
 import { ConfigError } from '../../src/errors.js';
 import type { ComponentLayout } from '../component-layout.js';
 import { stripCheckpointPrefix } from './checkpoint-prefix.js';
+import { checkWanTransformerHeads, wanTransformerConfigFromShapes } from './wan-transformer-shapes.js';
 
 /** Which naming a transformer checkpoint uses. */
 export type TransformerKeyLayout = 'diffusers' | 'original';
@@ -147,14 +148,20 @@ export function diffusersTransformerConfig(json: ConfigJson): ConfigJson {
   return Object.fromEntries(Object.entries(translated).filter(([, v]) => v !== undefined));
 }
 
-/** Original Wan key names (a `model.diffusion_model.` repack prefix allowed), config.json in either spelling. */
+/**
+ * Original Wan key names (a `model.diffusion_model.` repack prefix allowed), config.json in either
+ * spelling; without one (ComfyUI single files), the config read from the tensor shapes.
+ */
 export const WAN_TRANSFORMER_ORIGINAL: ComponentLayout = {
   name: 'original Wan keys',
   matches: (source) => detectTransformerLayout(source.keys()) === 'original',
   readsConfigFile: true,
-  config: (file) => (file === undefined ? undefined : { json: diffusersTransformerConfig(file) }),
-  rename: () => (key) => {
-    const k = stripCheckpointPrefix(key);
-    return originalToDiffusersKey(k) ?? k;
+  config: (file, source) => (file === undefined ? wanTransformerConfigFromShapes(source) : { json: diffusersTransformerConfig(file) }),
+  rename: (source, config) => {
+    checkWanTransformerHeads(source, config);
+    return (key) => {
+      const k = stripCheckpointPrefix(key);
+      return originalToDiffusersKey(k) ?? k;
+    };
   },
 };
