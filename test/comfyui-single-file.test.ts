@@ -2,11 +2,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { UMT5_PRESETS, UMT5Config } from '../layers/umt5-config.js';
 import { PRESETS, WanTransformerConfig } from '../layers/wan-transformer-config.js';
 import { ConfigError } from '../src/errors.js';
 import type { ConfigJson } from '../src/config/config-schema.js';
 import { openComponent } from '../weights/component.js';
-import { WAN_TRANSFORMER_FAMILY } from '../weights/families.js';
+import { UMT5_FAMILY, WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from '../weights/families.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { writeHeaderOnlySafetensors, type HeaderEntry } from './helpers/header-only-safetensors.js';
 import { originalWanDitEntries, type WanDitShape } from './helpers/wan-dit-keys.js';
@@ -45,11 +46,11 @@ function inferredJson(file: string): ConfigJson {
 
 const T2V_14B: WanDitShape = { dim: 5120, ffnDim: 13824, numLayers: 40, inDim: 16, outDim: 16 };
 
-/** ComfyUI's fp8_scaled repack: F8_E4M3 matrices with a per-tensor F32 `scale_weight`, and the `scaled_fp8` marker. */
+/** ComfyUI's fp8_scaled repack: the blocks' matrices F8_E4M3 with a per-tensor F32 `scale_weight`, the rest F32, and the `scaled_fp8` marker. */
 function fp8Scaled(entries: readonly HeaderEntry[]): HeaderEntry[] {
   const out: HeaderEntry[] = [['scaled_fp8', [0], 'F8_E4M3']];
   for (const [name, shape] of entries) {
-    if (shape.length === 2 && name.endsWith('.weight') && name.includes('blocks.')) {
+    if (shape.length === 2 && /(^|\.)(blocks|block)\.\d+\..*\.weight$/.test(name)) {
       out.push([name, shape, 'F8_E4M3'], [name.replace(/weight$/, 'scale_weight'), [1], 'F32']);
     } else out.push([name, shape, 'F32']);
   }
@@ -108,5 +109,45 @@ describe('shape-inferred DiT configs from ComfyUI-style single files (header onl
     const { WanTransformer3DModel } = await import('../layers/wan-transformer-3d-model.js');
     await expect(WanTransformer3DModel.fromPretrained(file)).rejects.toThrow(ConfigError);
     await expect(WanTransformer3DModel.fromPretrained(file)).rejects.toThrow(/tiny\.safetensors.*32 wide.*numAttentionHeads, attentionHeadDim/);
+  });
+});
+
+describe('ComfyUI VAE and umT5 single files are recognised by openComponent (header only)', () => {
+  it('wan_2.1_vae.safetensors / wan2.2_vae.safetensors: original Wan VAE keys, the published config of the latent width', () => {
+    for (const [name, z, preset] of [['wan_2.1_vae.safetensors', 16, 'wan2.1'], ['wan2.2_vae.safetensors', 48, 'wan2.2']] as const) {
+      // the keys that name the layout and the size: conv1 [2z, 2z, 1, 1, 1] (posterior moments), conv2 [z, z, 1, 1, 1]
+      const file = singleFile(name, [
+        ['conv1.weight', [2 * z, 2 * z, 1, 1, 1]],
+        ['conv2.weight', [z, z, 1, 1, 1]],
+        ['decoder.conv1.weight', [384, z, 3, 3, 3]],
+        ['encoder.conv1.weight', [96, 3, 3, 3, 3]],
+      ]);
+      const c = openComponent(file, WAN_VAE_FAMILY);
+      try {
+        expect(c.layout.name).toBe('original Wan keys');
+        expect(c.config).toEqual({ preset });
+      } finally {
+        c.close();
+      }
+    }
+  });
+
+  it('umt5_xxl_fp8_e4m3fn_scaled.safetensors: transformers keys (encoder.block.*, shared.weight; as ComfyUI detects T5), umt5-xxl from the shapes', () => {
+    const [d, ff, heads] = [4096, 10240, 64];
+    const entries: HeaderEntry[] = [['shared.weight', [256384, d]], ['encoder.final_layer_norm.weight', [d]]];
+    for (let i = 0; i < 24; i++) {
+      const b = `encoder.block.${i}.layer`;
+      for (const p of ['q', 'k', 'v', 'o']) entries.push([`${b}.0.SelfAttention.${p}.weight`, [d, d]]);
+      entries.push([`${b}.0.SelfAttention.relative_attention_bias.weight`, [32, heads]], [`${b}.0.layer_norm.weight`, [d]]);
+      entries.push([`${b}.1.DenseReluDense.wi_0.weight`, [ff, d]], [`${b}.1.DenseReluDense.wi_1.weight`, [ff, d]], [`${b}.1.DenseReluDense.wo.weight`, [d, ff]], [`${b}.1.layer_norm.weight`, [d]]);
+    }
+    const c = openComponent(singleFile('umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(entries)), UMT5_FAMILY);
+    try {
+      expect(c.layout.name).toBe('transformers keys');
+      expect(c.config !== undefined && 'json' in c.config).toBe(true);
+      expect(UMT5Config.fromJSON((c.config as { json: ConfigJson }).json)).toEqual(UMT5_PRESETS['umt5-xxl']);
+    } finally {
+      c.close();
+    }
   });
 });
