@@ -8,8 +8,10 @@ export {
   type HostTensor,
   type TensorInfo,
   type TensorSource,
+  type RawTensorToWrite,
   type TensorToWrite,
 } from './safetensors.js';
+export { describeFp8, findFp8Scales, isFp8Dtype, type Fp8Description, type Fp8Scales } from './fp8.js';
 export { ShardedCheckpoint } from './sharded.js';
 export { readJsonFile } from './read-json.js';
 export {

@@ -3,6 +3,7 @@ import { tensorFromStored } from '../src/backend/precision.js';
 import { safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import { decodeTensorBytes } from './dtypes.js';
+import { dequantizeFp8, findFp8Scales } from './fp8.js';
 import type { HostTensor, TensorSource } from './safetensors.js';
 
 /**
@@ -38,15 +39,20 @@ function shapeEq(a: readonly number[], b: readonly number[]): boolean {
 /**
  * Fills every weight of `model` from `source`, one tensor at a time (peak extra memory ≈ one
  * tensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
- * CheckpointError before anything is read.
+ * CheckpointError before anything is read. ComfyUI's scaled fp8 weights load as
+ * w = decode(q) · s with their per-tensor scale s (see fp8.ts); the scales and quantization
+ * configs are not model tensors, so they are neither renamed nor unexpected, while a scale
+ * without its weight is unexpected and a scale of more than one element is mis-shaped.
  */
 export function loadWeights(model: HasNamedWeights, source: TensorSource, options: LoadOptions = {}): void {
   const slots = model.namedWeights();
+  const fp8 = findFp8Scales(source);
   const plan: Array<[string, string]> = [];
   const unexpected: string[] = [];
-  const misShaped: string[] = [];
+  const misShaped: string[] = [...fp8.misShaped];
   const seen = new Set<string>();
   for (const key of source.keys()) {
+    if (fp8.auxiliary.has(key)) continue;
     const target = options.rename ? options.rename(key) : key;
     if (target === undefined) continue;
     const slot = slots.get(target);
@@ -69,7 +75,7 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
     throw new CheckpointError(`checkpoint does not fit the model; ${parts.join('; ')}`, source.label);
   }
   plan.forEach(([key, target], i) => {
-    slots.get(target)!.assign(readTensor(source, key));
+    slots.get(target)!.assign(readTensor(source, key, fp8.scaleOf.get(key)));
     options.onProgress?.(i + 1, plan.length, key);
   });
 }
@@ -77,10 +83,12 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
 /**
  * One checkpoint tensor as a tfjs tensor. bfloat16 and float16 tensors go to the backend as
  * stored (tensorFromStored: no float32 copy on the host where the backend keeps 16-bit floats);
- * every other type is decoded to float32 or int32.
+ * a float8 weight with a scale (`scaleKey`) is dequantized on the host to float32,
+ * w = decode(q) · s, on every backend; every other type is decoded to float32 or int32.
  */
-export function readTensor(source: TensorSource, key: string): tf.Tensor {
+export function readTensor(source: TensorSource, key: string, scaleKey?: string): tf.Tensor {
   const info = source.info(key);
+  if (scaleKey !== undefined) return tf.tensor(dequantizeFp8(source, key, scaleKey), [...info.shape], 'float32');
   if (info.dtype === 'BF16' || info.dtype === 'F16') {
     const raw = source.readRaw(key);
     const bits = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);

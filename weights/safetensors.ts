@@ -41,6 +41,8 @@ export interface TensorSource {
   read(name: string): HostTensor;
   /** The tensor's raw little-endian bytes as stored. */
   readRaw(name: string): Uint8Array;
+  /** The header's `__metadata__` strings, where the source has one header (a single file). */
+  readonly metadata?: Readonly<Record<string, string>>;
   close(): void;
 }
 
@@ -273,8 +275,20 @@ export interface TensorToWrite {
   readonly dtype?: 'F32' | 'F16' | 'BF16' | 'I32' | 'I64';
 }
 
-function encode(t: TensorToWrite, name: string): { dtype: SafetensorsDtype; bytes: Uint8Array } {
+/** A tensor to write as given bytes (e.g. fp8 codes): `raw` holds ∏ shape · size of `dtype` little-endian bytes. */
+export interface RawTensorToWrite {
+  readonly shape: readonly number[];
+  readonly dtype: SafetensorsDtype;
+  readonly raw: Uint8Array;
+}
+
+function encode(t: TensorToWrite | RawTensorToWrite, name: string): { dtype: SafetensorsDtype; bytes: Uint8Array } {
   const numel = t.shape.reduce((a, d) => a * d, 1);
+  if ('raw' in t) {
+    const expected = numel * dtypeSize(t.dtype);
+    if (t.raw.byteLength !== expected) throw new CheckpointError(`shape [${t.shape}] of ${t.dtype} needs ${expected} bytes but raw has ${t.raw.byteLength}`, undefined, name);
+    return { dtype: t.dtype, bytes: t.raw };
+  }
   if (numel !== t.data.length) throw new CheckpointError(`shape [${t.shape}] holds ${numel} values but data has ${t.data.length}`, undefined, name);
   const dtype = t.dtype ?? (t.data instanceof Int32Array ? 'I32' : 'F32');
   const bytes = new Uint8Array(numel * dtypeSize(dtype));
@@ -301,7 +315,7 @@ const RESERVED_NAMES: ReadonlySet<string> = new Set(['__metadata__', '__proto__'
  */
 export function writeSafetensors(
   file: string,
-  tensors: Readonly<Record<string, TensorToWrite>>,
+  tensors: Readonly<Record<string, TensorToWrite | RawTensorToWrite>>,
   metadata: Readonly<Record<string, string>> = {},
 ): void {
   const names = Object.keys(tensors).sort();
