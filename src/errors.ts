@@ -57,15 +57,23 @@ export class AbortError extends WanError {
 /**
  * A call would need more memory than the backend has: `argument` is the option to reduce,
  * `neededBytes` a lower bound of what the call would allocate, `availableBytes` what is free.
+ * When an allocation itself failed on the device, `op` names the kernel (or upload) that did not
+ * fit, `neededBytes` is that allocation and `inUseBytes` what the backend held at the time.
  */
 export class OutOfMemoryError extends WanError {
+  readonly op?: string;
+  readonly inUseBytes?: number;
+
   constructor(
     readonly argument: string,
     readonly neededBytes: number,
     readonly availableBytes: number,
     message: string,
+    allocation?: { readonly op: string; readonly inUseBytes: number },
   ) {
     super(`${argument}: ${message}`);
+    this.op = allocation?.op;
+    this.inUseBytes = allocation?.inUseBytes;
   }
 }
 

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { tensorFromStored } from '../src/backend/precision.js';
 import { safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
-import { decodeTensorBytes } from './dtypes.js';
+import { decodeTensorBytes, dtypeSize, isFloatDtype, type SafetensorsDtype } from './dtypes.js';
 import { dequantizeFp8, findFp8Scales } from './fp8.js';
 import type { HostTensor, TensorSource } from './safetensors.js';
 
@@ -37,8 +37,9 @@ function shapeEq(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
- * Fills every weight of `model` from `source`, one tensor at a time (peak extra memory ≈ one
- * tensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
+ * Fills every weight of `model` from `source`, one tensor at a time: each is read from its byte
+ * range, handed to the backend and released before the next (host memory held by the loader: one
+ * tensor plus a READ_CHUNK_BYTES buffer where it is decoded; see readTensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
  * CheckpointError before anything is read. ComfyUI's scaled fp8 weights load as
  * w = decode(q) · s with their per-tensor scale s (see fp8.ts); the scales and quantization
  * configs are not model tensors, so they are neither renamed nor unexpected, while a scale
@@ -80,20 +81,60 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
   });
 }
 
+/** Bytes read from the file per piece when a tensor is decoded on the host (the loader's only buffer beside the tensor). */
+export const READ_CHUNK_BYTES = 1 << 20;
+
+/** Whether this machine stores numbers little-endian, as safetensors does (then F32 / I32 bytes are read straight into the tensor's array). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const bytesOf = (a: Float32Array | Int32Array | Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
 /**
- * One checkpoint tensor as a tfjs tensor. bfloat16 and float16 tensors go to the backend as
- * stored (tensorFromStored: no float32 copy on the host where the backend keeps 16-bit floats);
- * a float8 weight with a scale (`scaleKey`) is dequantized on the host to float32,
- * w = decode(q) · s, on every backend; every other type is decoded to float32 or int32.
+ * A float tensor decoded to float32 piece by piece: READ_CHUNK_BYTES of stored bytes at a time are
+ * read into one reused buffer and decoded into the result, so the host holds the float32 tensor
+ * and that buffer, never the whole stored copy beside it.
+ */
+function decodeStreamed(source: TensorSource, key: string, dtype: SafetensorsDtype, n: number): Float32Array {
+  const width = dtypeSize(dtype);
+  const per = Math.max(1, Math.floor(READ_CHUNK_BYTES / width));
+  const out = new Float32Array(n);
+  const chunk = new Uint8Array(Math.min(n, per) * width);
+  for (let i = 0; i < n; i += per) {
+    const piece = chunk.subarray(0, Math.min(per, n - i) * width);
+    source.readRawInto(key, piece, i * width);
+    out.set(decodeTensorBytes(dtype, piece, key), i);
+  }
+  return out;
+}
+
+/**
+ * One checkpoint tensor as a tfjs tensor, read from its byte range alone. bfloat16 and float16
+ * tensors go to the backend as stored where it keeps 16-bit floats (tensorFromStored: the 16-bit
+ * array is the only host copy), else are decoded piece by piece (decodeStreamed); float32 and
+ * int32 bytes are read straight into the tensor's array. A float8 weight with a scale
+ * (`scaleKey`) is dequantized on the host to float32, w = decode(q) · s, on every backend (its
+ * stored bytes, a quarter of the result, are held beside it); other integer types (small
+ * buffers such as ids) are decoded whole to int32.
  */
 export function readTensor(source: TensorSource, key: string, scaleKey?: string): tf.Tensor {
   const info = source.info(key);
-  if (scaleKey !== undefined) return tf.tensor(dequantizeFp8(source, key, scaleKey), [...info.shape], 'float32');
+  const shape = [...info.shape];
+  const n = tf.util.sizeFromShape(shape);
+  if (scaleKey !== undefined) return tf.tensor(dequantizeFp8(source, key, scaleKey), shape, 'float32');
   if (info.dtype === 'BF16' || info.dtype === 'F16') {
-    const raw = source.readRaw(key);
-    const bits = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
-    return tensorFromStored(bits, [...info.shape], info.dtype === 'BF16' ? 'bf16' : 'f16', () => decodeTensorBytes(info.dtype, raw, key) as Float32Array);
+    const readBits = () => {
+      const bits = new Uint16Array(n);
+      source.readRawInto(key, bytesOf(bits));
+      return bits;
+    };
+    return tensorFromStored(readBits, shape, info.dtype === 'BF16' ? 'bf16' : 'f16', () => decodeStreamed(source, key, info.dtype, n));
   }
+  if (LITTLE_ENDIAN && (info.dtype === 'F32' || info.dtype === 'I32')) {
+    const values = info.dtype === 'F32' ? new Float32Array(n) : new Int32Array(n);
+    source.readRawInto(key, bytesOf(values));
+    return tf.tensor(values, shape, info.dtype === 'F32' ? 'float32' : 'int32');
+  }
+  if (isFloatDtype(info.dtype)) return tf.tensor(decodeStreamed(source, key, info.dtype, n), shape, 'float32');
   return hostToTensor(source.read(key));
 }
 

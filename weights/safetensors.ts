@@ -41,6 +41,8 @@ export interface TensorSource {
   read(name: string): HostTensor;
   /** The tensor's raw little-endian bytes as stored. */
   readRaw(name: string): Uint8Array;
+  /** Fills `dest` with the tensor's stored bytes from byte `offset` of the tensor on (reading a tensor in pieces, into the caller's buffer). */
+  readRawInto(name: string, dest: Uint8Array, offset?: number): void;
   /** The header's `__metadata__` strings, where the source has one header (a single file). */
   readonly metadata?: Readonly<Record<string, string>>;
   close(): void;
@@ -232,10 +234,20 @@ export class SafetensorsFile implements TensorSource {
   /** The tensor's raw little-endian bytes. */
   readRaw(name: string): Uint8Array {
     const t = this.info(name);
-    if (this.fd === undefined) throw new CheckpointError('file is closed', this.path, name);
     const buf = new Uint8Array(t.end - t.begin);
-    readFully(this.fd, buf, t.begin, this.path, name);
+    this.readRawInto(name, buf);
     return buf;
+  }
+
+  /** Fills `dest` with the tensor's bytes [offset, offset + dest.byteLength) straight from the file. */
+  readRawInto(name: string, dest: Uint8Array, offset = 0): void {
+    const t = this.info(name);
+    if (this.fd === undefined) throw new CheckpointError('file is closed', this.path, name);
+    const bytes = t.end - t.begin;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + dest.byteLength > bytes) {
+      throw new CheckpointError(`byte range [${offset}, ${offset + dest.byteLength}) lies outside the tensor's ${bytes} bytes`, this.path, name);
+    }
+    readFully(this.fd, dest, t.begin + offset, this.path, name);
   }
 
   /** Reads and decodes one tensor (float types → float32, integer types → int32). */

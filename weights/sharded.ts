@@ -81,6 +81,10 @@ export class ShardedCheckpoint implements TensorSource {
     return this.shardOf(name).readRaw(name);
   }
 
+  readRawInto(name: string, dest: Uint8Array, offset?: number): void {
+    this.shardOf(name).readRawInto(name, dest, offset);
+  }
+
   close(): void {
     for (const f of this.shards.values()) f.close();
   }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendError } from '../errors.js';
+import { BackendError, OutOfMemoryError } from '../errors.js';
 import { inFp32Island, type AttentionKernel, type Precision, type StoredFormat } from '../kernels/registry.js';
 import { DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
 
@@ -31,6 +31,27 @@ export function widthOf(storage: DeviceType): 2 | 4 {
   return storage === DeviceType.BF16 || storage === DeviceType.F16 ? 2 : 4;
 }
 
+const UNITS: Readonly<Record<string, number>> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/**
+ * Bytes of a memory size as `WAN_CUDA_MEMORY_LIMIT` gives it: a whole number of bytes, or a number
+ * with a binary unit k, m, g or t (optionally followed by b or ib, any case): `24g` = 24 GiB,
+ * `512m`, `1.5g`. Anything else, or a size under one byte, is a BackendError naming `variable`.
+ */
+export function parseMemorySize(text: string, variable: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
+  const bytes = m ? Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) {
+    throw new BackendError(`${variable} must be a memory size such as 24g, 40g, 512m or a number of bytes, got '${text.slice(0, 40)}'`);
+  }
+  return bytes;
+}
+
+/** A byte count for messages, in MiB or GiB. */
+function bytesText(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
 /** bfloat16 bits → float32 values (exact). */
 export function bf16ToFloat32(bits: Uint16Array): Float32Array {
   const out = new Uint32Array(bits.length);
@@ -48,6 +69,11 @@ export function bf16ToFloat32(bits: Uint16Array): Float32Array {
  * kernels that the policy names store their float32 results as bfloat16 (`storageOf`), except
  * inside fp32 islands; reads upcast. Under 'fp32' nothing is stored in bfloat16 unless it was
  * uploaded so (`writeStored`).
+ *
+ * Memory: every device buffer goes through `deviceAlloc`, which counts the bytes this backend holds
+ * (`heldBytes`) against `memoryLimit` (WAN_CUDA_MEMORY_LIMIT, to simulate a smaller card). A failed
+ * allocation (over the limit, or the addon's "out of GPU memory") is an OutOfMemoryError naming
+ * the kernel; the buffers that kernel had made are freed, so nothing leaks.
  */
 export class CudaBackend extends tf.KernelBackend {
   readonly data: tf.DataStorage<DeviceData>;
@@ -61,6 +87,13 @@ export class CudaBackend extends tf.KernelBackend {
   /** Buffers derived from a tensor (a filter in cuDNN's layout), freed with it. */
   private readonly derived = new Map<tf.DataId, Map<string, tf.TensorInfo>>();
   private readonly warned = new Set<string>();
+  /** Most device bytes this backend may hold (undefined: what the device has). */
+  memoryLimit: number | undefined;
+  private held = 0;
+  /** The kernels running now (innermost last), for naming one in an OutOfMemoryError. */
+  private readonly ops: string[] = [];
+  /** The buffers each running kernel has made so far, freed if it throws. */
+  private readonly made: tf.DataId[][] = [];
 
   constructor(
     readonly native: NativeCuda,
@@ -74,9 +107,79 @@ export class CudaBackend extends tf.KernelBackend {
     this.reduceOps = index(native.reduceOps);
   }
 
+  /** Device bytes held by this backend's buffers (tensors, derived buffers and staging). */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /**
+   * Runs kernel `op`: an allocation failure inside it names `op`, and if it throws, the buffers it
+   * made (outputs and intermediates not yet freed) are freed before the error goes on.
+   */
+  runKernel<T>(op: string, f: () => T): T {
+    const made: tf.DataId[] = [];
+    this.ops.push(op);
+    this.made.push(made);
+    try {
+      return f();
+    } catch (e) {
+      for (const dataId of made) this.disposeData(dataId, true);
+      throw e;
+    } finally {
+      this.ops.pop();
+      this.made.pop();
+    }
+  }
+
+  /** Stores `d` under `dataId`, recorded as made by the running kernel. */
+  private keep(dataId: tf.DataId, d: DeviceData): void {
+    this.data.set(dataId, d);
+    this.made.at(-1)?.push(dataId);
+  }
+
+  /** `bytes` of device memory, counted against `memoryLimit`; failing is an OutOfMemoryError. */
+  private deviceAlloc(bytes: number): number {
+    const op = this.ops.at(-1) ?? 'a tensor upload';
+    if (this.memoryLimit !== undefined && this.held + bytes > this.memoryLimit) {
+      const free = this.memoryLimit - this.held;
+      throw this.outOfMemory(op, bytes, free, `WAN_CUDA_MEMORY_LIMIT is ${bytesText(this.memoryLimit)}: ${bytesText(this.held)} in use, ${bytesText(free)} free`);
+    }
+    let ptr: number;
+    try {
+      ptr = this.native.alloc(bytes);
+    } catch (e) {
+      const message = (e as Error).message;
+      if (!message.startsWith('out of GPU memory')) throw e;
+      const m = this.native.memory();
+      throw this.outOfMemory(op, bytes, m.deviceFree, `${bytesText(m.inUse)} in use, ${bytesText(m.deviceFree)} free of ${bytesText(m.deviceTotal)} (${message})`);
+    }
+    this.held += bytes;
+    return ptr;
+  }
+
+  private deviceFree(ptr: number, bytes: number): void {
+    this.native.free(ptr);
+    this.held -= bytes;
+  }
+
+  /** The error for `bytes` that did not fit in kernel `op`, with the options that make a call smaller. */
+  private outOfMemory(op: string, bytes: number, free: number, state: string): OutOfMemoryError {
+    const fixes = [
+      'a smaller width×height or fewer numFrames',
+      this.precision === 'fp32' ? "precision: 'bf16' (half the bytes of weights and activations)" : undefined,
+      "the VAE's tiled decoding (tileSize, tileOverlap)",
+    ].filter((s) => s !== undefined);
+    // under fp32 the cheapest fix is the precision; otherwise the size of the call
+    const argument = this.precision === 'fp32' ? 'precision' : 'width×height';
+    return new OutOfMemoryError(argument, bytes, free, `backend 'cuda': ${op} needs ${bytesText(bytes)} more, which does not fit (${state}); to fit, use ${fixes.join(', or ')}`, {
+      op,
+      inUseBytes: this.held,
+    });
+  }
+
   private allocate(size: number, dtype: tf.DataType, storage: DeviceType, refCount: number): DeviceData {
     if (dtype === 'string') return { ptr: 0, size, dtype, storage: DeviceType.I32, refCount, strings: [] };
-    return { ptr: size > 0 ? this.native.alloc(size * widthOf(storage)) : 0, size, dtype, storage, refCount };
+    return { ptr: size > 0 ? this.deviceAlloc(size * widthOf(storage)) : 0, size, dtype, storage, refCount };
   }
 
   private upload(values: tf.BackendValues | null, size: number, dtype: tf.DataType, refCount: number): DeviceData {
@@ -96,12 +199,12 @@ export class CudaBackend extends tf.KernelBackend {
 
   override write(values: tf.BackendValues | null, shape: number[], dtype: tf.DataType): tf.DataId {
     const dataId = {};
-    this.data.set(dataId, this.upload(values, tf.util.sizeFromShape(shape), dtype, 1));
+    this.keep(dataId, this.upload(values, tf.util.sizeFromShape(shape), dtype, 1));
     return dataId;
   }
 
   override move(dataId: tf.DataId, values: tf.BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
-    this.data.set(dataId, this.upload(values, tf.util.sizeFromShape(shape), dtype, refCount));
+    this.keep(dataId, this.upload(values, tf.util.sizeFromShape(shape), dtype, refCount));
   }
 
   /**
@@ -120,16 +223,22 @@ export class CudaBackend extends tf.KernelBackend {
       if (source === target) {
         this.native.upload(d.ptr, bits);
       } else {
-        const staging = this.native.alloc(size * 2);
+        let staging: number;
+        try {
+          staging = this.deviceAlloc(size * 2);
+        } catch (e) {
+          this.deviceFree(d.ptr, size * widthOf(target));
+          throw e;
+        }
         try {
           this.native.upload(staging, bits);
           this.native.cast(staging, d.ptr, size, source, target);
         } finally {
-          this.native.free(staging);
+          this.deviceFree(staging, size * 2);
         }
       }
     }
-    this.data.set(dataId, d);
+    this.keep(dataId, d);
     return dataId;
   }
 
@@ -137,7 +246,7 @@ export class CudaBackend extends tf.KernelBackend {
   makeOutput(shape: number[], dtype: tf.DataType, storage: DeviceType = deviceType(dtype)): tf.TensorInfo {
     const dataId = {};
     const type = dtype === 'float32' ? storage : deviceType(dtype);
-    this.data.set(dataId, this.allocate(tf.util.sizeFromShape(shape), dtype, type, 1));
+    this.keep(dataId, this.allocate(tf.util.sizeFromShape(shape), dtype, type, 1));
     return { dataId, shape, dtype };
   }
 
@@ -197,7 +306,14 @@ export class CudaBackend extends tf.KernelBackend {
     let byKey = this.derived.get(x.dataId);
     if (!byKey) this.derived.set(x.dataId, (byKey = new Map()));
     let t = byKey.get(key);
-    if (!t) byKey.set(key, (t = make()));
+    if (!t) {
+      t = make();
+      byKey.set(key, t);
+      // owned by x from now on: not freed with a kernel that fails later
+      const made = this.made.at(-1);
+      const i = made?.indexOf(t.dataId) ?? -1;
+      if (i >= 0) made?.splice(i, 1);
+    }
     return t;
   }
 
@@ -252,7 +368,7 @@ export class CudaBackend extends tf.KernelBackend {
     const d = this.data.get(dataId);
     d.refCount--;
     if (!force && d.refCount > 0) return false;
-    if (d.ptr !== 0) this.native.free(d.ptr);
+    if (d.ptr !== 0) this.deviceFree(d.ptr, d.size * widthOf(d.storage));
     this.data.delete(dataId);
     const derived = this.derived.get(dataId);
     if (derived) {

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../errors.js';
 import { checkPrecision, type Precision, type PrecisionOptions } from '../kernels/registry.js';
-import { ATTENTION_MODES, CudaBackend } from './backend.js';
+import { ATTENTION_MODES, CudaBackend, parseMemorySize } from './backend.js';
 import { convKernels } from './kernels/conv.js';
 import { elementwiseKernels } from './kernels/elementwise.js';
 import { fusedKernels } from './kernels/fused.js';
@@ -36,6 +36,12 @@ export function defaultPrecision(): Precision {
   return env === undefined || env === '' ? 'bf16' : checkPrecision(env, 'WAN_CUDA_PRECISION');
 }
 
+/** The device bytes named by $WAN_CUDA_MEMORY_LIMIT (e.g. 24g, 512m, bytes), else no limit. */
+export function memoryLimitFromEnv(): number | undefined {
+  const env = process.env.WAN_CUDA_MEMORY_LIMIT;
+  return env === undefined || env === '' ? undefined : parseMemorySize(env, 'WAN_CUDA_MEMORY_LIMIT');
+}
+
 /**
  * Where cuDNN may be: $WAN_CUDNN_LIB, the loader's search path (libcudnn.so.9), then the
  * nvidia/cudnn/lib folder of the Python environment on PATH (pip install nvidia-cudnn-cu13).
@@ -64,18 +70,23 @@ export function cudnnCandidates(): string[] {
 export function registerCudaBackendWith(native: NativeCuda, device: DeviceInfo, cudnnPaths: string[] = cudnnCandidates()): void {
   if (tf.findBackendFactory('cuda')) return;
   const precision = defaultPrecision();
+  const memoryLimit = memoryLimitFromEnv();
   cudnn = native.cudnnLoad(cudnnPaths);
   tf.registerBackend(
     'cuda',
     () => {
       const b = new CudaBackend(native, device);
       b.precision = precision;
+      b.memoryLimit = memoryLimit;
       return b;
     },
     3,
   );
   if (!kernelsRegistered) {
-    for (const k of KERNELS) tf.registerKernel(k);
+    // each kernel runs inside runKernel: an allocation failure names it and frees what it made
+    for (const k of KERNELS) {
+      tf.registerKernel({ ...k, kernelFunc: (args) => (args.backend as CudaBackend).runKernel(k.kernelName, () => k.kernelFunc(args)) });
+    }
     kernelsRegistered = true;
   }
 }

@@ -165,6 +165,8 @@ export interface MockNative extends NativeCuda {
   cudnn: CudnnInfo;
   /** How the last bf16 attention ran (1 "cuDNN", 2 flash) and each call's count. */
   readonly attentionPaths: number[];
+  /** Device bytes the stand-in has (undefined: unlimited): alloc beyond it throws the addon's "out of GPU memory" error. */
+  capacity: number | undefined;
 }
 
 export function createMockNative(): MockNative {
@@ -293,12 +295,17 @@ export function createMockNative(): MockNative {
     reduceOps,
     cudnn: { available: false, version: 0, library: '', error: 'mock: no cuDNN' },
     attentionPaths,
+    capacity: undefined,
     get liveBuffers() {
       return buffers.size;
     },
     init: () => info,
     alloc(bytes) {
       if (bytes === 0) return 0;
+      if (mock.capacity !== undefined && inUse + bytes > mock.capacity) {
+        // the addon's message (src/cuda/native/addon.cpp)
+        throw new Error(`out of GPU memory: could not allocate ${bytes >> 20} MiB (${inUse >> 20} MiB held by tensors, ${(mock.capacity - inUse) >> 20} MiB free of ${mock.capacity >> 20} MiB): out of memory`);
+      }
       const id = nextId++;
       buffers.set(id, new ArrayBuffer(bytes));
       sizes.set(id, bytes);
@@ -319,7 +326,13 @@ export function createMockNative(): MockNative {
       new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(new Uint8Array(buf(ptr).buffer, buf(ptr).byteOffset, out.byteLength));
     },
     synchronize() {},
-    memory: (): DeviceMemory => ({ inUse, peak, reserved: inUse, deviceFree: 0, deviceTotal: info.totalMemory }),
+    memory: (): DeviceMemory => ({
+      inUse,
+      peak,
+      reserved: inUse,
+      deviceFree: mock.capacity === undefined ? 0 : mock.capacity - inUse,
+      deviceTotal: mock.capacity ?? info.totalMemory,
+    }),
     resetPeak() {
       peak = inUse;
     },
