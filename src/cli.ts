@@ -8,6 +8,7 @@ import { selectBackend } from './backend/select.js';
 import { AbortError, ConfigError, ShapeError, WanError } from './errors.js';
 import { formatInspect, inspectCheckpoint } from './pipeline/inspect.js';
 import type { StepInfo } from './pipeline/generate-options.js';
+import { hasModelFiles, withModelFiles, type ModelFiles } from './pipeline/model-files.js';
 import { readModelIndex } from './pipeline/model-index.js';
 import { checkOutputTarget } from './pipeline/output-target.js';
 import { readPipelineSpec } from './pipeline/pipeline-spec.js';
@@ -38,7 +39,15 @@ Usage:
 
 generate options:
   --model DIR              model folder: Diffusers (model_index.json) or original Wan layout
-                           (default: $WAN_MODEL, else the bundled models/toy)
+                           (default: $WAN_MODEL, else the bundled models/toy; none with --transformer)
+  --transformer FILE       the DiT as one file (ComfyUI's, config read from its header) or folder;
+                           without --model the whole model is these files, the scheduler Wan's UniPC
+  --transformer-2 FILE     the low-noise expert (two-expert models, e.g. Wan2.2-A14B)
+  --boundary-ratio R       where the experts split (default 0.875 T2V, 0.9 I2V: Wan2.2-A14B's)
+  --vae FILE               the VAE as one file (wan_2.1_vae.safetensors, wan2.2_vae.safetensors)
+  --text-encoder FILE      the umT5 encoder as one file (umt5_xxl_fp8_e4m3fn_scaled.safetensors)
+  --tokenizer DIR          tokenizer.json, its folder, or a Diffusers folder (default: the model's, else
+                           google/umt5-xxl or Wan-AI/Wan2.1-T2V-1.3B-Diffusers in the HF cache)
   --prompt TEXT            what to generate
   --negative-prompt TEXT   what to avoid (default "")
   --out FILE               output file or folder (default wan-output.<format>)
@@ -238,6 +247,12 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     allowPositionals: true,
     options: {
       model: { type: 'string' },
+      transformer: { type: 'string' },
+      'transformer-2': { type: 'string' },
+      'boundary-ratio': { type: 'string' },
+      vae: { type: 'string' },
+      'text-encoder': { type: 'string' },
+      tokenizer: { type: 'string' },
       prompt: { type: 'string' },
       'negative-prompt': { type: 'string' },
       'prompt-embeds': { type: 'string' },
@@ -275,9 +290,20 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (precision !== undefined && precision !== 'bf16' && precision !== 'fp32') throw new ConfigError(`--precision: got "${precision}", expected bf16 or fp32`);
   const [width, height] = values.size !== undefined ? parseSize(values.size) : [undefined, undefined];
   const shift = numFlag('shift', values.shift);
-  const modelDir = values.model ?? defaultModelDir(io.env);
+  const files: ModelFiles = {
+    transformer: values.transformer,
+    transformer2: values['transformer-2'],
+    vae: values.vae,
+    textEncoder: values['text-encoder'],
+    tokenizer: values.tokenizer,
+    boundaryRatio: numFlag('boundary-ratio', values['boundary-ratio']),
+  };
+  const givenFiles = hasModelFiles(files);
+  const modelDir = values.model ?? (givenFiles ? undefined : defaultModelDir(io.env));
   const residency = values.experts === 'active' ? 'active' : 'both';
-  const index = readModelIndex(modelDir);
+  const folder = modelDir === undefined ? undefined : readModelIndex(modelDir);
+  const index = folder === undefined || givenFiles ? withModelFiles(folder, files, io.env) : folder;
+  const modelName = path.basename(path.resolve(modelDir ?? index.transformer));
   const spec = readPipelineSpec(index);
   const image = values.image !== undefined ? readImage(values.image, 'image') : undefined;
   const lastImage = values['last-image'] !== undefined ? readImage(values['last-image'], 'last-image') : undefined;
@@ -323,7 +349,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     checkOutputTarget(output.file, output.format === 'png' && !singlePng ? 'folder' : 'file');
 
     const stored = (tf.backend() as tf.KernelBackend & { precision?: string }).precision ?? 'fp32';
-    progress.note(`backend ${backend} (${stored}); loading ${modelDir}`);
+    progress.note(`backend ${backend} (${stored}); loading ${modelDir ?? [index.transformer, index.transformer2, index.vae, index.textEncoder].filter((p) => p !== undefined).join(', ')}`);
     progress.note(
       `${call.numFrames} frames ${call.width}×${call.height}, ${call.numInferenceSteps} steps, guidance ${call.guidanceScale}` +
         `${call.guidanceScale2 !== undefined ? ` / ${call.guidanceScale2}` : ''}, seed ${call.seed}`,
@@ -350,7 +376,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
           shift,
           image: values.image !== undefined ? path.basename(values.image) : undefined,
           lastImage: values['last-image'] !== undefined ? path.basename(values['last-image']) : undefined,
-          model: path.basename(path.resolve(modelDir)),
+          model: modelName,
           software: `wan-tfjs ${libraryVersion()}`,
         },
       });

@@ -14,7 +14,8 @@ export { readPipelineSpec, type PipelineSpec } from './pipeline/pipeline-spec.js
 export { ResolvedCall, resolveSettings, type ResolveOptions } from './pipeline/resolve-settings.js';
 export { memoryBudget, type MemoryBudget } from './pipeline/memory-budget.js';
 export { randn, randnHost } from './random.js';
-export { detectLayout, readModelIndex, type ModelIndex, type ModelLayout } from './pipeline/model-index.js';
+export { detectLayout, readModelIndex, type ModelIndex, type ModelLayout, type ModelSource } from './pipeline/model-index.js';
+export { withModelFiles, type ModelFiles } from './pipeline/model-files.js';
 export { inspectCheckpoint, type InspectReport } from './pipeline/inspect.js';
 
 export { WanTokenizer, type PaddingStrategy, type TokenizeOptions, type TokenizedBatch } from './text/tokenizer.js';

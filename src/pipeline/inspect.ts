@@ -1,11 +1,12 @@
 import * as path from 'node:path';
 import { describeValue, safeText, shapeText } from '../describe.js';
-import { CheckpointError } from '../errors.js';
-import type { ComponentFiles } from '../../weights/component-layout.js';
+import { CheckpointError, WanError } from '../errors.js';
+import type { CheckpointConfig, ComponentFamily, ComponentFiles, ComponentLayout } from '../../weights/component-layout.js';
 import { detectComponentLayout, isPytorchPickle, locateComponent, openCheckpoint, readConfigObject } from '../../weights/component.js';
 import { dtypeSize } from '../../weights/dtypes.js';
 import { COMPONENT_FAMILIES, SCHEDULER_FILES, UMT5_FAMILY, WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
 import { listFolder, pathKind } from '../../weights/file-system.js';
+import { describeFp8 } from '../../weights/fp8.js';
 import { SafetensorsFile, type TensorSource } from '../../weights/safetensors.js';
 import { detectLayout, readModelIndex, type ModelIndex } from './model-index.js';
 
@@ -27,6 +28,10 @@ export interface CheckpointSummary {
   dtypes: Record<string, number>;
   /** The key names' layout ("Diffusers keys", "original Wan keys", …) for a checkpoint of a known family. */
   keyLayout?: string;
+  /** What model the header is, for a known family: "Wan DiT, config inferred: Wan2.2-TI2V-5B-like, 30 layers, dim 3072, in 48". */
+  model?: string;
+  /** Stored precision: tensors per dtype and the fp8 scales (describeFp8), e.g. "F8_E4M3 400, F32 420; 400 fp8 weights scaled (scale_weight)". */
+  precision?: string;
   metadata?: Record<string, string>;
   tensors: TensorEntry[];
 }
@@ -65,9 +70,45 @@ function summarise(source: TensorSource): CheckpointSummary {
     bytes += n * dtypeSize(info.dtype);
   }
   const family = COMPONENT_FAMILIES.find((f) => f.recognizes(source.keys()));
-  const keyLayout = family && detectComponentLayout(family, source).name;
+  const layout = family && detectComponentLayout(family, source);
   const metadata = source instanceof SafetensorsFile && Object.keys(source.metadata).length ? { ...source.metadata } : undefined;
-  return { source: source.label, tensorCount: tensors.length, parameters, bytes, dtypes, keyLayout, metadata, tensors };
+  const model = family && layout ? modelOf(family, layout, source) : undefined;
+  return { source: source.label, tensorCount: tensors.length, parameters, bytes, dtypes, keyLayout: layout?.name, model, precision: describeFp8(source).text, metadata, tensors };
+}
+
+/** The published DiTs by [width, layers, in_channels]: one file cannot tell an A14B expert from the Wan2.1 14B of the same shapes. */
+const PUBLISHED_DITS: ReadonlyArray<readonly [number, number, number, string]> = [
+  [1536, 30, 16, 'Wan2.1-T2V-1.3B'],
+  [3072, 30, 48, 'Wan2.2-TI2V-5B'],
+  [5120, 40, 16, 'Wan2.2-T2V-A14B'],
+  [5120, 40, 36, 'Wan2.2-I2V-A14B'],
+];
+
+/**
+ * The model a header holds, from the config its shapes give (layout.config without a config file):
+ * the DiT's width, layers and input channels and the published model of that size; the VAE's
+ * published config; the umT5's size. A header whose shapes give no config says so.
+ */
+function modelOf(family: ComponentFamily, layout: ComponentLayout, source: TensorSource): string {
+  let c: CheckpointConfig | undefined;
+  try {
+    c = layout.config(undefined, source);
+  } catch (e) {
+    if (!(e instanceof WanError)) throw e;
+    return `${family.name}, config not readable from the shapes (${e.message})`;
+  }
+  if (c === undefined) return `${family.name}, config not readable from the header (a config.json gives it)`;
+  if ('preset' in c) return `${family.name}, published config ${c.preset}`;
+  const j = c.json;
+  if (family === WAN_TRANSFORMER_FAMILY) {
+    // width D = heads · head dim; in_channels 16 T2V, 36 I2V (16 noise + 4 mask + 16 image latent), 48 TI2V-5B
+    const dim = Number(j.num_attention_heads) * Number(j.attention_head_dim);
+    const width = Number.isFinite(dim) ? dim : undefined;
+    const known = PUBLISHED_DITS.find(([d, l, i]) => d === width && l === j.num_layers && i === j.in_channels && j.image_dim === null);
+    const like = known ? `${known[3]}-like` : 'no published size';
+    return `Wan DiT, config inferred: ${like}, ${String(j.num_layers)} layers, dim ${width ?? '? (no multiple of 128)'}, in ${String(j.in_channels)}`;
+  }
+  return `${family.name}, config inferred: ${String(j.num_layers)} layers, d_model ${String(j.d_model)}, vocabulary ${String(j.vocab_size)}`;
 }
 
 /** Summarises the checkpoint at a file or folder (header only); a PyTorch pickle is refused with how to convert it. */
@@ -213,6 +254,8 @@ export function formatInspect(r: InspectReport, o: { tensors: boolean; maxTensor
     if (!k) continue;
     const dtypes = Object.entries(k.dtypes).map(([d, n]) => `${d} ×${n}`).join(', ');
     out.push(`  checkpoint: ${path.basename(k.source)}, ${k.tensorCount} tensors (${dtypes}), ${k.parameters.toLocaleString('en-US')} parameters, ${bytesText(k.bytes)}${k.keyLayout ? `, ${k.keyLayout}` : ''}`);
+    if (k.model) out.push(`  model: ${k.model}`);
+    if (k.precision) out.push(`  precision: ${k.precision}`);
     if (k.metadata) out.push(`  metadata: ${Object.entries(k.metadata).map(([a, b]) => `${safeText(a, 60)}=${safeText(b)}`).join(' ')}`);
     if (o.tensors) {
       const shown = k.tensors.slice(0, o.maxTensors).map((t) => ({ name: safeText(t.name), dtype: t.dtype, shape: t.shape }));

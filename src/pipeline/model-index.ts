@@ -7,6 +7,9 @@ import { readJsonFile } from '../../weights/read-json.js';
 /** How a model folder is laid out: Diffusers (`model_index.json` + one folder per component) or the original Wan release. */
 export type ModelLayout = 'diffusers' | 'wan';
 
+/** Where a ModelIndex comes from: a model folder in one of the layouts, or components given one by one (`files`: ComfyUI single files). */
+export type ModelSource = ModelLayout | 'files';
+
 /** Generation settings a model is meant to be run with (overridable per call). */
 export interface SamplingDefaults {
   numInferenceSteps: number;
@@ -25,7 +28,7 @@ export interface SamplingDefaults {
 
 /** A model folder, resolved: where each component lives and how the pipeline is configured. */
 export interface ModelIndex {
-  layout: ModelLayout;
+  layout: ModelSource;
   root: string;
   /** `_class_name` of model_index.json ('WanPipeline', 'WanImageToVideoPipeline'), or 'WanModel' for the original layout. */
   className: string;
@@ -45,6 +48,9 @@ export interface ModelIndex {
   numTrainTimesteps: number;
   defaults: SamplingDefaults;
 }
+
+/** The index of a model folder. */
+export type FolderIndex = ModelIndex & { layout: ModelLayout };
 
 /** Diffusers' WanPipeline.__call__ defaults (Wan2.1 T2V). */
 const WAN21_DEFAULTS: SamplingDefaults = { numInferenceSteps: 50, guidanceScale: 5.0, guidanceScale2: undefined, numFrames: 81, fps: 16, height: 480, width: 832, shift: undefined, maxSequenceLength: 512 };
@@ -110,7 +116,7 @@ function component(root: string, index: Json, name: string, required: boolean): 
   return dir;
 }
 
-function readDiffusers(root: string): ModelIndex {
+function readDiffusers(root: string): FolderIndex {
   const file = path.join(root, 'model_index.json');
   const index = readJson(file);
   const className = index._class_name ?? 'WanPipeline';
@@ -172,7 +178,7 @@ function wanScheduler(shift: number): Record<string, unknown> {
   return { _class_name: 'FlowUniPCMultistepScheduler', num_train_timesteps: 1000, shift, solver_order: 2, prediction_type: 'flow_prediction', predict_x0: true, solver_type: 'bh2', lower_order_final: true, disable_corrector: [], final_sigmas_type: 'zero' };
 }
 
-function readWan(root: string): ModelIndex {
+function readWan(root: string): FolderIndex {
   const high = path.join(root, 'high_noise_model');
   const low = path.join(root, 'low_noise_model');
   const twoExperts = isDir(high) || isDir(low);
@@ -191,26 +197,33 @@ function readWan(root: string): ModelIndex {
   }
   const supported = twoExperts ? ['t2v', 'i2v'] : ['t2v', 'ti2v'];
   if (!supported.includes(modelType)) throw new ConfigError(`${configFile}: model_type "${safeText(modelType, 120)}" is not supported here (${supported.join(', ')})`);
-  const ti2v = modelType === 'ti2v';
-  const i2v = modelType === 'i2v';
-  // wan/configs: t2v-A14B shift 12, boundary 0.875; i2v-A14B shift 5, boundary 0.900; single models shift 5
-  const defaults = twoExperts ? (i2v ? { ...I2V_A14B_DEFAULTS, shift: 5.0 } : { ...A14B_DEFAULTS, shift: 12.0 }) : { ...(ti2v ? TI2V_DEFAULTS : WAN21_DEFAULTS), shift: 5.0 };
+  const release = wanReleaseSettings(twoExperts, modelType === 'i2v', modelType === 'ti2v');
   const tokenizer = path.join(root, 'google', 'umt5-xxl');
   return {
     layout: 'wan',
     root,
     className: 'WanModel',
-    boundaryRatio: twoExperts ? (i2v ? 0.9 : 0.875) : null,
-    expandTimesteps: ti2v,
+    ...release,
     transformer: twoExperts ? high : transformerFile(root),
     transformer2: twoExperts ? low : undefined,
     vae: findFile(root, /^Wan2\.[12]_VAE\.(safetensors|pth)$/i) ?? findFile(root, /vae.*\.(safetensors|pth)$/i),
     textEncoder: findFile(root, /^models_t5_.*\.(safetensors|pth)$/i) ?? findFile(root, /t5.*\.(safetensors|pth)$/i),
     tokenizer: isDir(tokenizer) ? tokenizer : undefined,
-    scheduler: wanScheduler(defaults.shift),
-    numTrainTimesteps: 1000,
-    defaults: withOverrides(root, defaults),
+    defaults: withOverrides(root, release.defaults),
   };
+}
+
+/** What the original Wan release sets for a model kind: the experts' boundary, the scheduler and the sampling defaults. */
+export type WanReleaseSettings = Pick<ModelIndex, 'boundaryRatio' | 'expandTimesteps' | 'scheduler' | 'numTrainTimesteps' | 'defaults'>;
+
+/**
+ * The original Wan repo's settings (wan/configs) for two experts (A14B) or one model, image-to-video
+ * (in_dim > out_dim) or TI2V-5B: t2v-A14B shift 12, boundary 0.875; i2v-A14B shift 5, boundary 0.900;
+ * single models shift 5; the scheduler its FlowUniPCMultistepScheduler with that shift.
+ */
+export function wanReleaseSettings(twoExperts: boolean, i2v: boolean, ti2v: boolean): WanReleaseSettings {
+  const defaults = twoExperts ? (i2v ? { ...I2V_A14B_DEFAULTS, shift: 5.0 } : { ...A14B_DEFAULTS, shift: 12.0 }) : { ...(ti2v ? TI2V_DEFAULTS : WAN21_DEFAULTS), shift: 5.0 };
+  return { boundaryRatio: twoExperts ? (i2v ? 0.9 : 0.875) : null, expandTimesteps: ti2v, scheduler: wanScheduler(defaults.shift), numTrainTimesteps: 1000, defaults };
 }
 
 /** Which layout a folder has, or undefined when it is not a Wan model folder. */
@@ -236,7 +249,7 @@ export function detectLayout(dir: string): ModelLayout | undefined {
  * `scheduler/`) or original Wan (`high_noise_model/` + `low_noise_model/`, or one `config.json`
  * of a WanModel; `Wan2.x_VAE.safetensors`, `models_t5_*.safetensors`, `google/umt5-xxl/`).
  */
-export function readModelIndex(dir: string): ModelIndex {
+export function readModelIndex(dir: string): FolderIndex {
   const root = path.resolve(dir);
   if (!fs.existsSync(root)) throw new CheckpointError('model folder does not exist', root);
   if (!isDir(root)) throw new CheckpointError('expected a model folder (with model_index.json, or an original Wan release)', root);

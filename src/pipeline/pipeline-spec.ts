@@ -1,7 +1,8 @@
 import * as path from 'node:path';
-import { AutoencoderKLWanConfig } from '../../layers/autoencoder-kl-wan-config.js';
+import { AutoencoderKLWanConfig, type AutoencoderKLWanPreset } from '../../layers/autoencoder-kl-wan-config.js';
 import { WanTransformerConfig } from '../../layers/wan-transformer-config.js';
-import { locateComponent, readConfigObject } from '../../weights/component.js';
+import { locateComponent, openComponent, readConfigObject } from '../../weights/component.js';
+import { pathKind } from '../../weights/file-system.js';
 import { WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
 import { CheckpointError, ConfigError } from '../errors.js';
 import type { ModelIndex, SamplingDefaults } from './model-index.js';
@@ -102,11 +103,45 @@ export function specOf(p: SpecParts): PipelineSpec {
   };
 }
 
-/** The VAE config of a Diffusers vae/ folder, or of an original Wan2.x_VAE file (no config) by its name: Wan2.2 is z48, 16×. */
+/**
+ * The DiT config of a folder or file: its config.json, else (a single file without one, ComfyUI's)
+ * the config read from the header's tensor shapes (openComponent; no tensor data is read).
+ */
+export function transformerConfig(location: string): WanTransformerConfig {
+  const found = locateComponent(location, WAN_TRANSFORMER_FAMILY);
+  if (found.configFile) return WanTransformerConfig.fromJSON(readConfigObject(found.configFile));
+  const opened = openComponent(location, WAN_TRANSFORMER_FAMILY);
+  try {
+    const c = opened.config;
+    if (c === undefined || !('json' in c)) throw new CheckpointError('the transformer has no config.json, and its tensor shapes give none (no patch_embedding.weight)', opened.checkpoint);
+    return WanTransformerConfig.fromJSON(c.json);
+  } finally {
+    opened.close();
+  }
+}
+
+/**
+ * The VAE config of a Diffusers vae/ folder; of a single file without config (ComfyUI's
+ * wan_2.1_vae / wan2.2_vae, an original Wan2.x_VAE) the published one its header's latent width
+ * names, else (a header without that tensor) the one its file name names: Wan2.2 is z48, 16×.
+ */
 function vaeConfig(location: string): AutoencoderKLWanConfig {
   const found = locateComponent(location, WAN_VAE_FAMILY);
   if (found.configFile) return AutoencoderKLWanConfig.fromJSON(readConfigObject(found.configFile));
+  const fromHeader = found.checkpoint && pathKind(found.checkpoint) === 'file' ? headerConfig(location) : undefined;
+  if (fromHeader) return fromHeader;
   return AutoencoderKLWanConfig.resolve(/2\.2/.test(path.basename(found.checkpoint ?? location)) ? 'wan2.2' : 'wan2.1');
+}
+
+/** The VAE config a checkpoint's header gives (a published one by latent width), if any. */
+function headerConfig(location: string): AutoencoderKLWanConfig | undefined {
+  const opened = openComponent(location, WAN_VAE_FAMILY);
+  try {
+    const c = opened.config;
+    return c === undefined ? undefined : 'json' in c ? AutoencoderKLWanConfig.fromJSON(c.json) : AutoencoderKLWanConfig.resolve(c.preset as AutoencoderKLWanPreset);
+  } finally {
+    opened.close();
+  }
 }
 
 /** Options of readPipelineSpec: which components will be loaded (as WanPipelineLoadOptions). */
@@ -117,14 +152,13 @@ export interface ReadSpecOptions {
 
 /**
  * The spec of a model folder from its small JSON files only (model_index.json through `index`, the
- * transformer's and the VAE's config.json, found by locateComponent); no checkpoint is opened.
+ * transformer's and the VAE's config.json, found by locateComponent) or, for single files without
+ * one, their safetensors headers; no tensor data is read.
  */
 export function readPipelineSpec(index: ModelIndex, options: ReadSpecOptions = {}): PipelineSpec {
-  const transformer = locateComponent(index.transformer, WAN_TRANSFORMER_FAMILY);
-  if (!transformer.configFile) throw new CheckpointError('the transformer has no config.json', transformer.folder);
   const vae = index.vae ? vaeConfig(index.vae) : undefined;
   return specOf({
-    transformer: WanTransformerConfig.fromJSON(readConfigObject(transformer.configFile)),
+    transformer: transformerConfig(index.transformer),
     vae: vae && (options.loadVae ?? true) ? { config: vae, encodes: true } : undefined,
     vaeScaleFactors: vae ? { spatial: vae.scaleFactorSpatial, temporal: vae.scaleFactorTemporal } : undefined,
     boundaryRatio: index.boundaryRatio,

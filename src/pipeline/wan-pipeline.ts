@@ -15,6 +15,7 @@ import { ExpertSlot, type ExpertResidency } from './expert-slot.js';
 import type { GenerateOptions, TextToVideoResult } from './generate-options.js';
 import { checkInputValues } from './input-values.js';
 import { latentStats } from './latent-normalization.js';
+import { hasModelFiles, withModelFiles, type ModelFiles } from './model-files.js';
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
 import type { PipelineTextEncoder, PipelineTransformer, PipelineVae } from './pipeline-components.js';
 import { FALLBACK_DEFAULTS, readPipelineSpec, sameSpec, specOf, type PipelineSpec } from './pipeline-spec.js';
@@ -41,8 +42,12 @@ export interface WanPipelineComponents {
   residency?: ExpertResidency;
 }
 
-/** Options of WanPipeline.fromPretrained. */
-export interface WanPipelineLoadOptions {
+/**
+ * Options of WanPipeline.fromPretrained. The ModelFiles fields (transformer, transformer2, vae,
+ * textEncoder, tokenizer, boundaryRatio) give components one by one, e.g. ComfyUI single files,
+ * replacing the model folder's or, with no folder, making the model (see withModelFiles).
+ */
+export interface WanPipelineLoadOptions extends ModelFiles {
   /** Two-expert models: keep both experts loaded ('both', default) or only the one in use ('active'). */
   residency?: ExpertResidency;
   /** Load the text encoder when the folder has one (default true); without it, pass embeddings. */
@@ -129,11 +134,14 @@ export class WanPipeline {
    * Loads a model folder in the Diffusers layout (model_index.json; transformer/, transformer_2/
    * with boundary_ratio, vae/, text_encoder/, tokenizer/, scheduler/) or the original Wan layout
    * (high_noise_model/ + low_noise_model/, or one WanModel; Wan2.x_VAE.safetensors), or the
-   * ModelIndex read from one. Every checkpoint is checked before anything is loaded; a missing or
-   * truncated file raises a CheckpointError naming it.
+   * ModelIndex read from one; or (model undefined, options.transformer given) single files such as
+   * ComfyUI's, the scheduler then the Wan release's UniPC flow config. Every checkpoint is checked
+   * before anything is loaded; a missing or truncated file raises a CheckpointError naming it.
    */
-  static async fromPretrained(model: string | ModelIndex, options: WanPipelineLoadOptions = {}): Promise<WanPipeline> {
-    const index = typeof model === 'string' ? readModelIndex(model) : model;
+  static async fromPretrained(model: string | ModelIndex | undefined, options: WanPipelineLoadOptions = {}): Promise<WanPipeline> {
+    const base = typeof model === 'string' ? readModelIndex(model) : model;
+    const files: ModelFiles = { transformer: options.transformer, transformer2: options.transformer2, vae: options.vae, textEncoder: options.textEncoder, tokenizer: options.tokenizer, boundaryRatio: options.boundaryRatio };
+    const index = base === undefined || hasModelFiles(files) ? withModelFiles(base, files, process.env) : base;
     const wantVae = options.loadVae ?? true;
     const wantText = (options.loadTextEncoder ?? true) && index.textEncoder !== undefined;
     // PyTorch pickles of an original release are refused first, by name
@@ -156,7 +164,7 @@ export class WanPipeline {
         slots.push(new ExpertSlot('transformer_2', residency === 'both' ? await load2() : undefined, load2));
       }
       if (wantVae && index.vae) vae = await AutoencoderKLWan.fromPretrained(index.vae, { onProgress: progress('vae') });
-      if (wantText) textEncoder = await WanTextEncoder.fromPretrained(index.root, { tokenizerDir: index.tokenizer, maxLength: index.defaults.maxSequenceLength, onProgress: progress('text_encoder') });
+      if (wantText && index.textEncoder) textEncoder = await WanTextEncoder.fromPretrained(index.textEncoder, { tokenizerDir: index.tokenizer, maxLength: index.defaults.maxSequenceLength, onProgress: progress('text_encoder') });
       return new WanPipeline({
         transformer: slots[0],
         transformer2: slots[1],
