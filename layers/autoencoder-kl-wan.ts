@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, ShapeError } from '../src/errors.js';
+import { AbortError, ConfigError, ShapeError } from '../src/errors.js';
 import { WAN_VAE_FAMILY } from '../weights/families.js';
 import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
 import { AutoencoderKLWanConfig, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
@@ -67,6 +67,8 @@ export interface WanVaeDecodeOptions {
   chunkSize?: number;
   /** Called after each decoded latent frame (counted over all tiles). */
   onProgress?: (done: number, total: number) => void;
+  /** Checked before each decoder chunk: once aborted, the decode frees what it made and throws AbortError. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -261,7 +263,7 @@ export class AutoencoderKLWan extends WanModule {
     const zcl = tf.transpose(z, [0, 2, 3, 4, 1]);
     try {
       let done = 0;
-      for (const chunk of this.run(zcl, options.chunkSize ?? 1)) {
+      for (const chunk of this.run(zcl, options.chunkSize ?? 1, options.signal)) {
         const out = tf.tidy(() => tf.transpose(tf.clipByValue(chunk.video, -1, 1), [0, 4, 1, 2, 3]));
         chunk.video.dispose();
         done += chunk.latentFrames;
@@ -307,13 +309,15 @@ export class AutoencoderKLWan extends WanModule {
   /**
    * The causal decode of a latent region: one chunk per yield, unclamped and unpatchified,
    * channels-last [B, t, H, W, C]. zcl: [B, F, h, w, zDim]. The cache lives as long as the generator.
+   * Throws AbortError before a chunk once `signal` is aborted.
    */
-  private *run(zcl: tf.Tensor, chunkSize: number): Generator<{ video: tf.Tensor; latentFrames: number }, void, undefined> {
+  private *run(zcl: tf.Tensor, chunkSize: number, signal: AbortSignal | undefined): Generator<{ video: tf.Tensor; latentFrames: number }, void, undefined> {
     if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new ConfigError(`decode option chunkSize must be a positive integer, got ${chunkSize}`);
     const F = zcl.shape[1] as number;
     const cache = new CausalCache();
     try {
       for (let f = 0; f < F; ) {
+        if (signal?.aborted) throw new AbortError('decoding was aborted');
         const n = f === 0 ? 1 : Math.min(chunkSize, F - f);
         const video = tf.tidy(() => {
           const chunk = tf.slice(zcl, [0, f, 0, 0, 0], [-1, n, -1, -1, -1]);
@@ -407,7 +411,7 @@ export class AutoencoderKLWan extends WanModule {
           const region = tf.slice(zcl, [0, 0, r, c, 0], [-1, -1, grid.th, grid.tw, -1]);
           try {
             let t0 = 0;
-            for (const chunk of this.run(region, options.chunkSize ?? 1)) {
+            for (const chunk of this.run(region, options.chunkSize ?? 1, options.signal)) {
               const [, t, ph, pw] = chunk.video.shape as [number, number, number, number, number];
               const data = chunk.video.dataSync();
               chunk.video.dispose();

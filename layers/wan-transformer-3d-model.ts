@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { fp32 } from '../src/backend/ops.js';
-import { ShapeError } from '../src/errors.js';
+import { AbortError, ShapeError } from '../src/errors.js';
 import { WAN_TRANSFORMER_FAMILY } from '../weights/families.js';
 import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
 import { FP32LayerNorm } from './fp32-layer-norm.js';
@@ -24,6 +24,17 @@ export interface WanTransformerForwardOptions {
    * (dataSync) or keep a copy with tf.keep(t.clone()).
    */
   debug?: (name: string, value: tf.Tensor) => void;
+  /**
+   * Checked before each transformer block: once aborted, the forward frees what it made and throws
+   * AbortError. forwardAsync also yields to the event loop there, so an abort from a timer or a
+   * signal handler lands within one block.
+   */
+  signal?: AbortSignal;
+}
+
+/** Resolves after pending timers and I/O callbacks (a signal handler's abort among them) have run. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /**
@@ -95,6 +106,29 @@ export class WanTransformer3DModel extends WanModule {
   // hiddenStates: [B, C_in, F, H, W], timestep: [B] or per token [B, L] (B may be 1 to share it),
   // encoderHiddenStates: [B, Ltxt, textDim] → [B, C_out, F, H, W]
   forward(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options: WanTransformerForwardOptions = {}): tf.Tensor {
+    const run = this.stages(hiddenStates, timestep, encoderHiddenStates, options);
+    let r = run.next();
+    while (!r.done) r = run.next();
+    return r.value;
+  }
+
+  /** forward, yielding to the event loop before each block (so `signal` can abort mid-step). */
+  async forwardAsync(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options: WanTransformerForwardOptions = {}): Promise<tf.Tensor> {
+    const run = this.stages(hiddenStates, timestep, encoderHiddenStates, options);
+    let r = run.next();
+    while (!r.done) {
+      await yieldToEventLoop();
+      r = run.next();
+    }
+    return r.value;
+  }
+
+  /**
+   * The forward as stages: yields before each block, then checks `signal` (AbortError once
+   * aborted). Tensors made between yields live in their own tidy scope, so a caller may run other
+   * tf code while it is suspended; every intermediate is freed on return or throw.
+   */
+  private *stages(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options: WanTransformerForwardOptions): Generator<void, tf.Tensor, void> {
     const c = this.config;
     const D = this.innerDim;
     if (hiddenStates.rank !== 5 || hiddenStates.shape[1] !== c.inChannels) {
@@ -112,13 +146,14 @@ export class WanTransformer3DModel extends WanModule {
     if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== B || (encoderHiddenStates.shape[1] ?? 0) < 1 || encoderHiddenStates.shape[2] !== c.textDim) {
       throw new ShapeError('encoderHiddenStates', `[${encoderHiddenStates.shape}]`, `[${B}, Ltxt ≥ 1, ${c.textDim}]`);
     }
-    const debug = options.debug;
-    return tf.tidy(() => {
+    const { debug, signal } = options;
+    // rotary cos/sin [1, L, 1, d]; x [B, L, D]; temb [Bt, D] | [Bt, L, D]; temb6 [Bt, 6, D] | [Bt, L, 6, D]; text [B, Ltxt, D]
+    const s = tf.tidy(() => {
       const rotary = this.rope.forward(hiddenStates.shape);
       debug?.('rope_cos', rotary.cos);
       debug?.('rope_sin', rotary.sin);
 
-      let x = this.patchEmbedding.forward(hiddenStates);
+      const x = this.patchEmbedding.forward(hiddenStates);
       if (debug) debug('patch_embedding', tf.transpose(tf.reshape(x, [B, F, H, W, D]), [0, 4, 1, 2, 3]));
 
       const cond = this.conditionEmbedder.forward(timestep, encoderHiddenStates);
@@ -126,26 +161,39 @@ export class WanTransformer3DModel extends WanModule {
       debug?.('timestep_proj', cond.timestepProj);
       debug?.('text_embedding', cond.encoderHiddenStates);
       const temb6 = tf.reshape(cond.timestepProj, perToken ? [Bt, L, 6, D] : [Bt, 6, D]);
-
-      this.blocks.forEach((block, i) => {
-        const next = block.forward(x, cond.encoderHiddenStates, temb6, rotary);
-        debug?.(`block.${i}`, next);
+      return { cos: rotary.cos, sin: rotary.sin, x, temb: cond.temb, temb6, text: cond.encoderHiddenStates };
+    });
+    let x = s.x;
+    try {
+      for (let i = 0; i < this.blocks.length; i++) {
+        yield;
+        if (signal?.aborted) throw new AbortError('generation was aborted');
+        const h = x;
+        const next = tf.tidy(() => {
+          const y = this.blocks[i].forward(h, s.text, s.temb6, { cos: s.cos, sin: s.sin });
+          debug?.(`block.${i}`, y);
+          return y;
+        });
         x.dispose();
         x = next;
+      }
+      const h = x;
+      return tf.tidy(() => {
+        // shift, scale = scale_shift_table + temb (fp32): [Bt, 1, D] or per token [Bt, L, D]
+        const [shift, scale] = fp32(() => {
+          const mod = perToken
+            ? tf.add(tf.reshape(this.scaleShiftTable.value, [1, 1, 2, D]), tf.expandDims(s.temb, 2))
+            : tf.add(this.scaleShiftTable.value, tf.expandDims(s.temb, 1));
+          return tf.split(mod, 2, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [Bt, L, D]) : m));
+        });
+        const normed = this.normOut.forwardModulated(h, scale, shift);
+        const y = this.projOut.forward(normed);
+        debug?.('proj_out', y);
+        return unpatchify(y, grid, c.patchSize);
       });
-
-      // shift, scale = scale_shift_table + temb (fp32): [Bt, 1, D] or per token [Bt, L, D]
-      const [shift, scale] = fp32(() => {
-        const mod = perToken
-          ? tf.add(tf.reshape(this.scaleShiftTable.value, [1, 1, 2, D]), tf.expandDims(cond.temb, 2))
-          : tf.add(this.scaleShiftTable.value, tf.expandDims(cond.temb, 1));
-        return tf.split(mod, 2, perToken ? 2 : 1).map((m) => (perToken ? tf.reshape(m, [Bt, L, D]) : m));
-      });
-      const normed = this.normOut.forwardModulated(x, scale, shift);
-      const y = this.projOut.forward(normed);
-      debug?.('proj_out', y);
-      return unpatchify(y, grid, c.patchSize);
-    });
+    } finally {
+      tf.dispose([x, s.cos, s.sin, s.temb, s.temb6, s.text]);
+    }
   }
 
   /** inputs: [hiddenStates, timestep, encoderHiddenStates]. */

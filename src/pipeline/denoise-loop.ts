@@ -45,10 +45,38 @@ export function checkAbort(signal: AbortSignal | undefined): void {
 }
 
 /**
+ * v [B, C, F', H', W'] for latents x [B, C, F', H', W'] at timestep t: the expert's prediction from
+ * the task's model input, guided v_neg + g·(v − v_neg) when there is an uncond. The forwards check
+ * `signal` between blocks (yielding to the event loop there with forwardAsync); every tensor made
+ * here but v is freed, on abort too.
+ */
+async function predict(d: DenoiseInput, model: PipelineTransformer, x: tf.Tensor, t: number, g: number): Promise<tf.Tensor> {
+  const { conditioning, signal } = d;
+  const made: tf.Tensor[] = [];
+  try {
+    const input = tf.tidy(() => conditioning.modelInput(x));
+    if (input !== x) made.push(input);
+    const timestep = tf.tidy(() => conditioning.timestep(t));
+    made.push(timestep);
+    const forward = (text: tf.Tensor): Promise<tf.Tensor> =>
+      model.forwardAsync ? model.forwardAsync(input, timestep, text, { signal }) : Promise.resolve(tf.tidy(() => model.forward(input, timestep, text, { signal })));
+    const vCond = await forward(d.cond);
+    if (!d.uncond) return vCond;
+    made.push(vCond);
+    const vUncond = await forward(d.uncond);
+    made.push(vUncond);
+    return tf.tidy(() => tf.add(vUncond, tf.mul(g, tf.sub(vCond, vUncond))));
+  } finally {
+    tf.dispose(made);
+  }
+}
+
+/**
  * The denoising loop of Diffusers' WanPipeline.__call__: for each timestep t of the scheduler
  * (σ·1000, truncated to an integer by UniPC) the expert for t predicts v from the task's model
  * input, with classifier-free guidance v = v_neg + g·(v − v_neg) at that expert's scale, and the
- * scheduler steps the latents. Yields to the event loop before each step (so an abort lands),
+ * scheduler steps the latents. Yields to the event loop before each step and, with models that have
+ * forwardAsync, before each transformer block (so an abort lands within one block),
  * reports progress, and returns the task's finish of the last latents (the caller disposes).
  */
 export async function denoise(d: DenoiseInput): Promise<tf.Tensor> {
@@ -67,14 +95,7 @@ export async function denoise(d: DenoiseInput): Promise<tf.Tensor> {
       const model = await d.experts.get(e);
       const g = d.guidance[e];
       const x: tf.Tensor = latents;
-      const v = tf.tidy(() => {
-        const timestep = conditioning.timestep(t);
-        const input = conditioning.modelInput(x);
-        const vCond = model.forward(input, timestep, d.cond);
-        if (!d.uncond) return vCond;
-        const vUncond = model.forward(input, timestep, d.uncond);
-        return tf.add(vUncond, tf.mul(g, tf.sub(vCond, vUncond)));
-      });
+      const v = await predict(d, model, x, t, g);
       const next = scheduler.step(v, t, x);
       v.dispose();
       x.dispose();

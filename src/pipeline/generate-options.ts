@@ -74,7 +74,7 @@ export interface GenerateOptions {
    */
   imageEncode?: WanVaeEncodeOptions;
   onStep?: (info: StepInfo) => void;
-  /** Stops the loop before the next step; the promise rejects with AbortError and nothing leaks. */
+  /** Stops the call before the next transformer block (and, in textToVideo, the next VAE decode chunk); the promise rejects with AbortError and nothing leaks. */
   signal?: AbortSignal;
   /** Debugging: after every step, check that the latents are finite (one reduction and a read per step); NonFiniteError names the step. */
   checkFinite?: boolean;

@@ -14,8 +14,11 @@ export interface PipelineTransformer {
     readonly attentionHeadDim?: number;
     readonly ffnDim?: number;
   };
-  // hiddenStates: [B, C, F, H, W], timestep: [B] or [B, L], encoderHiddenStates: [B, Ltxt, textDim] → [B, C, F, H, W]
-  forward(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor): tf.Tensor;
+  // hiddenStates: [B, C, F, H, W], timestep: [B] or [B, L], encoderHiddenStates: [B, Ltxt, textDim] → [B, C, F, H, W];
+  // `signal`, when the model checks it, stops the forward between blocks with AbortError
+  forward(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options?: { signal?: AbortSignal }): tf.Tensor;
+  /** forward, yielding to the event loop between blocks so an abort lands mid-step; the loop prefers it when present. */
+  forwardAsync?(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options?: { signal?: AbortSignal }): Promise<tf.Tensor>;
   dispose(): unknown;
 }
 

@@ -350,7 +350,7 @@ export class WanPipeline {
     const latents = await this.run(call);
     try {
       checkAbort(call.options.signal);
-      return { ...call.settings, frames: this.decodeLatents(latents) };
+      return { ...call.settings, frames: this.decodeLatents(latents, { signal: call.options.signal }) };
     } finally {
       latents.dispose();
     }
