@@ -14,8 +14,9 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
-    // ffmpeg from the devDependency @ffmpeg-installer/linux-x64 on PATH, so the ffmpeg tests run in CI.
-    setupFiles: ['test/helpers/ffmpeg-on-path.ts'],
+    // ffmpeg from the devDependency @ffmpeg-installer/linux-x64 on PATH, so the ffmpeg tests run in CI;
+    // tfjs's Node.js banner and other console notices silenced.
+    setupFiles: ['test/helpers/ffmpeg-on-path.ts', 'test/helpers/tfjs-quiet-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',

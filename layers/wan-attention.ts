@@ -50,7 +50,10 @@ export class WanAttention extends WanModule {
     const [B, L] = hiddenStates.shape as [number, number, number];
     const ctx = encoderHiddenStates ?? hiddenStates;
     if (ctx.rank !== 3 || ctx.shape[0] !== B || ctx.shape[2] !== dim) {
-      throw new ShapeError('encoderHiddenStates', `[${ctx.shape}]`, `[${B}, Lk, ${dim}]`);
+      // Name the argument the caller passed: self-attention has no encoderHiddenStates.
+      throw encoderHiddenStates
+        ? new ShapeError('encoderHiddenStates', `[${ctx.shape}]`, `[${B}, Lk, ${dim}]`)
+        : new ShapeError('hiddenStates', `[${ctx.shape}]`, `[B, L, ${dim}]`);
     }
     const Lk = ctx.shape[1] as number;
     // Each intermediate is freed as soon as the next one exists: at 75,600 tokens × 5120 one of
