@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from './backend/select.js';
 import { AbortError, ConfigError, ShapeError, WanError } from './errors.js';
@@ -14,7 +15,7 @@ import { checkOutputTarget } from './pipeline/output-target.js';
 import { readPipelineSpec } from './pipeline/pipeline-spec.js';
 import { resolveSettings } from './pipeline/resolve-settings.js';
 import { WanPipeline } from './pipeline/wan-pipeline.js';
-import { randomSeed } from './random.js';
+import { MAX_SEED, randomSeed } from './random.js';
 import { findFfmpeg } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
@@ -23,11 +24,16 @@ import { hostToTensor } from '../weights/load.js';
 
 /** Where the CLI writes, and what it reads from its environment (a test passes its own). */
 export interface CliIO {
-  stdout: { write(text: string): unknown };
+  stdout: { write(data: string | Uint8Array): unknown };
   stderr: { write(text: string): unknown; isTTY?: boolean; columns?: number };
   env: Readonly<Record<string, string | undefined>>;
-  /** Aborts a running generation (the CLI wires Ctrl-C to it). */
+  /** Aborts a running generation (the CLI wires Ctrl-C, SIGTERM and SIGHUP to it). */
   signal?: AbortSignal;
+  /**
+   * While generate writes its output, a function here removes, synchronously, the temporary files
+   * of that write (the forced exit of a second signal calls them, as it cannot wait for saveVideo).
+   */
+  cleanups?: Set<() => void>;
 }
 
 const USAGE = `wan-tfjs — Wan2.x text-to-video in TypeScript (tfjs)
@@ -50,7 +56,8 @@ generate options:
                            google/umt5-xxl or Wan-AI/Wan2.1-T2V-1.3B-Diffusers in the HF cache)
   --prompt TEXT            what to generate
   --negative-prompt TEXT   what to avoid (default "")
-  --out FILE               output file or folder (default wan-output.<format>)
+  --out FILE               output file or folder (default wan-output.<format>); its folder must
+                           exist; - writes the video (mp4 or gif) to stdout
   --format mp4|gif|png     default from --out's extension, else mp4 (mp4 through ffmpeg when
                            found, else uncompressed by a built-in writer; png writes one
                            image per frame into the folder --out)
@@ -60,7 +67,7 @@ generate options:
   --guidance G             classifier-free guidance scale (≤ 1 turns it off)
   --guidance2 G            guidance of the low-noise expert (two-expert models only)
   --shift S                flow shift of the scheduler (default: the model's)
-  --seed N                 seed of the initial noise (default: random, printed)
+  --seed N                 seed of the initial noise (default or -1: random, printed)
   --fps N                  frames per second of the video (default: the model's)
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
   --precision bf16|fp32    backend cuda: store tensors in bf16 (default, or $WAN_CUDA_PRECISION)
@@ -71,6 +78,10 @@ generate options:
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
   --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
   --quiet                  no progress output
+
+Exit codes: 0 done, 1 a reported error, 2 an internal error; interrupted (nothing written):
+  130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP. The first signal stops the generation or the
+  writing at the next check; a second one exits at once, removing the file being written.
 `;
 
 /** The package root (the folder of package.json named wan-tfjs) above this file, if any. */
@@ -122,6 +133,39 @@ function numFlag(name: string, v: string | undefined): number | undefined {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`--${name}: got "${v}", expected a number`);
   return n;
+}
+
+/** --seed: -1 (or absent) a random seed, as the reference's --base_seed -1; else a seed in [0, MAX_SEED]. */
+function seedFlag(v: string | undefined): number {
+  const n = intFlag('seed', v);
+  if (n === undefined || n === -1) return randomSeed();
+  if (n < 0) throw new ConfigError(`--seed: got ${n}, expected an integer in [0, ${MAX_SEED}] or -1 (random)`);
+  return n;
+}
+
+/**
+ * The arguments with `--name -3` joined into `--name=-3` for the flags taking a value, so that
+ * negative numbers reach the flag's own check instead of parseArgs' "argument is ambiguous".
+ */
+function joinNegativeValues(args: readonly string[], takesValue: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const next = args[i + 1];
+    if (a.startsWith('--') && takesValue.has(a.slice(2)) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/** True when the arguments ask for help (before the first bare `--`). */
+function wantsHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
 }
 
 /** "832x480" → [832, 480] (width, height). */
@@ -221,18 +265,90 @@ export class ProgressReporter {
   }
 }
 
-/** The output's format: --format, else the extension of --out (an unknown one is refused), else mp4. */
+/** --out's value that writes the video to stdout. */
+const STDOUT = '-';
+
+/** The extensions --out takes, for messages: ".mp4, .gif or .png". */
+const EXTENSIONS = `${VIDEO_FORMATS.slice(0, -1).map((f) => `.${f}`).join(', ')} or .${VIDEO_FORMATS[VIDEO_FORMATS.length - 1]}`;
+
+/**
+ * The output's format: --format, else the extension of --out (case-insensitive; an unknown one or
+ * none is refused), else mp4. --out - (stdout) takes mp4 (the default) or gif.
+ */
 function outputFormat(out: string | undefined, format: string | undefined): { file: string; format: VideoFormat } {
   if (format !== undefined && !(VIDEO_FORMATS as readonly string[]).includes(format)) throw new ConfigError(`--format: got "${format}", expected one of ${VIDEO_FORMATS.join(', ')}`);
   const chosen = format as VideoFormat | undefined;
+  if (out === STDOUT) {
+    if (chosen === 'png') throw new ConfigError('--out - (stdout) takes mp4 or gif, not a folder of PNG frames');
+    return { file: out, format: chosen ?? 'mp4' };
+  }
   const file = out ?? (chosen === 'png' ? 'wan-output' : `wan-output.${chosen ?? 'mp4'}`);
   const implied = formatFromPath(file);
   if (chosen && implied && implied !== chosen) throw new ConfigError(`--format ${chosen} does not match --out ${file} (a .${implied} file); change one of them`);
   const ext = path.extname(file);
-  if (!chosen && !implied && ext !== '') {
-    throw new ConfigError(`--out ${file}: the extension ${ext} is not a video format (${VIDEO_FORMATS.join(', ')}); use one of them, or give --format`);
+  if (!chosen && !implied) {
+    if (ext === '') throw new ConfigError(`--out ${file}: no extension; use ${EXTENSIONS}, or give --format (png for a folder of frames)`);
+    throw new ConfigError(`--out ${file}: ${ext} files are not written; use ${EXTENSIONS} (convert with ffmpeg for other formats), or give --format`);
   }
   return { file, format: chosen ?? implied ?? 'mp4' };
+}
+
+/** Refuses an output whose folder does not exist (it is not created: a typo would hide the video). */
+function checkOutputFolder(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir)) throw new ConfigError(`--out ${file}: the folder ${dir} does not exist; create it first`);
+}
+
+/** Temporary entries saveVideo creates in `dir` (`.wan-tfjs-<hex>.tmp`). */
+function tempEntries(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).filter((n) => /^\.wan-tfjs-[0-9a-f]+\.tmp$/.test(n));
+  } catch {
+    return [];
+  }
+}
+
+/** A function removing the temporary entries that appear in `dir` after now (those of the write about to start). */
+function newTempRemover(dir: string): () => void {
+  const before = new Set(tempEntries(dir));
+  return () => {
+    for (const n of tempEntries(dir)) if (!before.has(n)) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+  };
+}
+
+const GENERATE_OPTIONS = {
+  model: { type: 'string' },
+  transformer: { type: 'string' },
+  'transformer-2': { type: 'string' },
+  'boundary-ratio': { type: 'string' },
+  vae: { type: 'string' },
+  'text-encoder': { type: 'string' },
+  tokenizer: { type: 'string' },
+  prompt: { type: 'string' },
+  'negative-prompt': { type: 'string' },
+  'prompt-embeds': { type: 'string' },
+  'negative-prompt-embeds': { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  format: { type: 'string' },
+  frames: { type: 'string' },
+  size: { type: 'string' },
+  steps: { type: 'string' },
+  guidance: { type: 'string' },
+  guidance2: { type: 'string' },
+  shift: { type: 'string' },
+  seed: { type: 'string' },
+  fps: { type: 'string' },
+  backend: { type: 'string' },
+  precision: { type: 'string' },
+  experts: { type: 'string' },
+  image: { type: 'string' },
+  'last-image': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** The flags of `options` that take a value. */
+function valueFlags(options: NonNullable<ParseArgsConfig['options']>): Set<string> {
+  return new Set(Object.entries(options).filter(([, o]) => o.type === 'string').map(([name]) => name));
 }
 
 /**
@@ -241,39 +357,15 @@ function outputFormat(out: string | undefined, format: string | undefined): { fi
  * (resolveSettings, once) — then the model loads with progress, the video is made and written.
  */
 async function generate(args: readonly string[], io: CliIO): Promise<number> {
+  if (wantsHelp(args)) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
   const { values, positionals } = parseArgs({
-    args: [...args],
+    args: joinNegativeValues(args, valueFlags(GENERATE_OPTIONS)),
     strict: true,
     allowPositionals: true,
-    options: {
-      model: { type: 'string' },
-      transformer: { type: 'string' },
-      'transformer-2': { type: 'string' },
-      'boundary-ratio': { type: 'string' },
-      vae: { type: 'string' },
-      'text-encoder': { type: 'string' },
-      tokenizer: { type: 'string' },
-      prompt: { type: 'string' },
-      'negative-prompt': { type: 'string' },
-      'prompt-embeds': { type: 'string' },
-      'negative-prompt-embeds': { type: 'string' },
-      out: { type: 'string', short: 'o' },
-      format: { type: 'string' },
-      frames: { type: 'string' },
-      size: { type: 'string' },
-      steps: { type: 'string' },
-      guidance: { type: 'string' },
-      guidance2: { type: 'string' },
-      shift: { type: 'string' },
-      seed: { type: 'string' },
-      fps: { type: 'string' },
-      backend: { type: 'string' },
-      precision: { type: 'string' },
-      experts: { type: 'string' },
-      image: { type: 'string' },
-      'last-image': { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-    },
+    options: GENERATE_OPTIONS,
   });
   // The prompt may also be given as the one positional argument: wan-tfjs generate "a red circle moving right".
   if (positionals.length > 1) throw new ConfigError(`generate takes one prompt argument, got ${positionals.length}: quote the prompt`);
@@ -283,6 +375,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   }
   if (values.prompt === undefined && values['prompt-embeds'] === undefined) throw new ConfigError('--prompt is required (or --prompt-embeds for a model without a text encoder)');
   if (values.prompt !== undefined && values['prompt-embeds'] !== undefined) throw new ConfigError('give --prompt or --prompt-embeds, not both');
+  if (values.prompt !== undefined && values.prompt.trim() === '') throw new ConfigError('the prompt is empty: give the words of the video as the prompt argument or --prompt');
   if (values['negative-prompt'] !== undefined && values['negative-prompt-embeds'] !== undefined) throw new ConfigError('give --negative-prompt or --negative-prompt-embeds, not both');
   const output = outputFormat(values.out, values.format);
   if (values.experts !== undefined && values.experts !== 'both' && values.experts !== 'active') throw new ConfigError(`--experts: got "${values.experts}", expected both or active`);
@@ -341,12 +434,16 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       guidanceScale: numFlag('guidance', values.guidance),
       guidanceScale2: numFlag('guidance2', values.guidance2),
       shift,
-      seed: intFlag('seed', values.seed) ?? randomSeed(),
+      seed: seedFlag(values.seed),
       signal: io.signal,
       onStep: (s: StepInfo) => progress.step(s),
     });
+    const toStdout = output.file === STDOUT;
     const singlePng = output.format === 'png' && call.numFrames === 1 && formatFromPath(output.file) === 'png';
-    checkOutputTarget(output.file, output.format === 'png' && !singlePng ? 'folder' : 'file');
+    if (!toStdout) {
+      checkOutputFolder(output.file);
+      checkOutputTarget(output.file, output.format === 'png' && !singlePng ? 'folder' : 'file');
+    }
 
     const stored = (tf.backend() as tf.KernelBackend & { precision?: string }).precision ?? 'fp32';
     progress.note(`backend ${backend} (${stored}); loading ${modelDir ?? [index.transformer, index.transformer2, index.vae, index.textEncoder].filter((p) => p !== undefined).join(', ')}`);
@@ -360,8 +457,14 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     pipe = await WanPipeline.fromPretrained(index, { residency, onProgress: (e) => progress.load(e) });
     const result = await pipe.textToVideo(call);
     progress.finish();
+    // --out -: written in a private folder, then copied to stdout
+    const privateDir = toStdout ? fs.mkdtempSync(path.join(os.tmpdir(), 'wan-tfjs-stdout-')) : undefined;
+    const file = privateDir ? path.join(privateDir, `video.${output.format}`) : output.file;
+    const cleanup = privateDir ? () => fs.rmSync(privateDir, { recursive: true, force: true }) : newTempRemover(path.dirname(path.resolve(file)));
+    io.cleanups?.add(cleanup);
+    progress.note(`writing ${toStdout ? `${output.format.toUpperCase()} to stdout` : path.resolve(file)}`);
     try {
-      const saved = await saveVideo(result.frames, output.file, {
+      const saved = await saveVideo(result.frames, file, {
         fps: result.fps,
         format: output.format,
         signal: io.signal,
@@ -380,10 +483,13 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
           software: `wan-tfjs ${libraryVersion()}`,
         },
       });
-      io.stdout.write(
-        `wrote ${saved.path} (${saved.frameCount} frames, ${saved.width}×${saved.height}, ${saved.fps} fps, seed ${result.seed}${saved.encoder === 'builtin' && saved.format === 'mp4' ? ', uncompressed H.264' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`,
+      if (privateDir) io.stdout.write(fs.readFileSync(saved.path));
+      (toStdout ? io.stderr : io.stdout).write(
+        `wrote ${toStdout ? `${saved.format.toUpperCase()} to stdout` : saved.path} (${saved.frameCount} frames, ${saved.width}×${saved.height}, ${saved.fps} fps, seed ${result.seed}${saved.encoder === 'builtin' && saved.format === 'mp4' ? ', uncompressed H.264' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`,
       );
     } finally {
+      io.cleanups?.delete(cleanup);
+      if (privateDir) cleanup();
       result.frames.dispose();
     }
   } finally {
@@ -395,6 +501,10 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
 }
 
 function inspect(args: readonly string[], io: CliIO): number {
+  if (wantsHelp(args)) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
   const { values, positionals } = parseArgs({
     args: [...args],
     strict: true,
@@ -465,10 +575,45 @@ function invokedDirectly(): boolean {
   }
 }
 
+/** The exit code of a process ended by `signal`: 128 + its number (130 SIGINT, 143 SIGTERM, 129 SIGHUP). */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + os.constants.signals[signal];
+}
+
+/** The CLI's response to SIGINT, SIGTERM and SIGHUP, and the first one received. */
+export interface SignalHandler {
+  readonly handle: (signal: NodeJS.Signals) => void;
+  readonly received: () => NodeJS.Signals | undefined;
+}
+
+/**
+ * The first signal aborts `ctrl` (the generation, or the writing, stops at its next check); a second
+ * one runs the `cleanups` (removing the file being written) and exits at once through `exit`.
+ */
+export function signalHandler(ctrl: AbortController, cleanups: ReadonlySet<() => void>, stderr: CliIO['stderr'], exit: (code: number) => void): SignalHandler {
+  let first: NodeJS.Signals | undefined;
+  return {
+    handle: (signal) => {
+      if (first === undefined) {
+        first = signal;
+        ctrl.abort();
+        return;
+      }
+      for (const cleanup of cleanups) cleanup();
+      stderr.write(`\nwan-tfjs: interrupted again; exiting now\n`);
+      exit(signalExitCode(signal));
+    },
+    received: () => first,
+  };
+}
+
 if (invokedDirectly()) {
   const ctrl = new AbortController();
-  process.once('SIGINT', () => ctrl.abort());
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: ctrl.signal }).then((code) => {
-    process.exitCode = code;
+  const cleanups = new Set<() => void>();
+  const signals = signalHandler(ctrl, cleanups, process.stderr, (code) => process.exit(code));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, signals.handle);
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: ctrl.signal, cleanups }).then((code) => {
+    const received = signals.received();
+    process.exitCode = code === 130 && received !== undefined ? signalExitCode(received) : code;
   });
 }

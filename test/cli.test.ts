@@ -229,7 +229,7 @@ describe('wan-tfjs CLI', () => {
       [['--out', '/proc/x.mp4'], /^wan-tfjs: cannot write \/proc\/x\.mp4: the folder \/proc does not take new files/],
       [['--out', folder], /^wan-tfjs: cannot write .*taken\.gif: a folder has that name; choose another file name or remove the folder/],
       [['--out', path.join(d, `${'n'.repeat(256)}.gif`)], /^wan-tfjs: cannot write .*: the name is too long/],
-      [['--out', path.join(d, 'x.webm')], /^wan-tfjs: --out .*x\.webm: the extension \.webm is not a video format \(mp4, gif, png\)/],
+      [['--out', path.join(d, 'x.webm')], /^wan-tfjs: --out .*x\.webm: \.webm files are not written; use \.mp4, \.gif or \.png/],
       [['--guidance2', '3'], /^wan-tfjs: guidanceScale2 applies to the low-noise expert/],
       [['--size', '50x32'], /^wan-tfjs: width: got 50, expected a positive multiple of 16/],
       [['--steps', '99999999999'], /^wan-tfjs: numInferenceSteps: got 99999999999, expected an integer in \[1, 1000\]/],

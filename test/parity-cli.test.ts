@@ -26,6 +26,22 @@ describe('npm run parity -- <dir>', () => {
     expect(missing.status).toBe(2);
   });
 
+  it('unknown flags or a missing value print the usage, exit 2', () => {
+    for (const args of [['--bogus', tmp], [tmp, '--backend'], [tmp, 'extra'], []]) {
+      const r = parity(...args);
+      expect(r.errors.filter((l) => l !== ''), args.join(' ')).toEqual([expect.stringMatching(/^parity: /), 'usage: npm run parity -- <fixtures dir> [--backend cpu|wasm|tensorflow|cuda]']);
+      expect(r.status, args.join(' ')).toBe(2);
+    }
+  });
+
+  it('a folder without cases does not pass: a line saying so, "0 passed, 0 failed", exit 1', () => {
+    const dir = path.join(tmp, 'empty');
+    fs.mkdirSync(dir);
+    const { lines, status } = parity(dir, '--backend=cpu');
+    expect(lines).toEqual([`no parity cases found in ${dir}`, '0 passed, 0 failed']);
+    expect(status).toBe(1);
+  });
+
   it('prints PASS/SKIP per case, then "N passed, N failed", and exits 0', () => {
     const dir = path.join(tmp, 'ok');
     fs.mkdirSync(dir);
