@@ -11,17 +11,22 @@ const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf-8');
 const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
 const dir = path.join(root, 'test', '.readme-snippets');
 
-// The pipeline example reads WAN_MODEL; here it is the tiny fixture model (embeddings of a tiny umT5).
-// The image-to-video example reads WAN_I2V_MODEL and WAN_FIRST_FRAME: the same model marked
+// The text-to-video and fine-tuning examples run with their stated default, the bundled toy model
+// (WAN_MODEL unset, as a user who copies them has it). The image-to-video example's default is a
+// published checkpoint, so it reads WAN_I2V_MODEL and WAN_FIRST_FRAME: the tiny fixture model marked
 // expand_timesteps (as TI2V-5B), and a 48×32 PNG, its default size.
+const savedModel = process.env.WAN_MODEL;
 beforeAll(() => {
-  process.env.WAN_MODEL = assembleTinyModel(path.join(dir, 'tiny-model'));
+  delete process.env.WAN_MODEL;
   process.env.WAN_I2V_MODEL = assembleTinyModel(path.join(dir, 'tiny-ti2v'), { expandTimesteps: true });
   const frame = path.join(dir, 'first.png');
   fs.writeFileSync(frame, encodePng(Uint8Array.from({ length: 32 * 48 * 3 }, (_, i) => (i * 13) % 256), 48, 32));
   process.env.WAN_FIRST_FRAME = frame;
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  if (savedModel !== undefined) process.env.WAN_MODEL = savedModel;
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 describe('README', () => {
   it('has TypeScript examples', () => {
