@@ -10,6 +10,7 @@ export { WanPipeline, type WanPipelineComponents, type WanPipelineLoadOptions } 
 export type { ExpertResidency } from './pipeline/expert-slot.js';
 export type { GenerateOptions, ResolvedSettings, StepInfo, TaskName, TextToVideoResult } from './pipeline/generate-options.js';
 export type { PipelineTextEncoder, PipelineTransformer, PipelineVae } from './pipeline/pipeline-components.js';
+export { removeLora, type LoraExpert, type PipelineLoraOptions } from './pipeline/pipeline-lora.js';
 export { readPipelineSpec, type PipelineSpec } from './pipeline/pipeline-spec.js';
 export { ResolvedCall, resolveSettings, type ResolveOptions } from './pipeline/resolve-settings.js';
 export { memoryBudget, type MemoryBudget } from './pipeline/memory-budget.js';

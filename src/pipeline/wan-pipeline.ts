@@ -21,6 +21,9 @@ import type { PipelineTextEncoder, PipelineTransformer, PipelineVae } from './pi
 import { FALLBACK_DEFAULTS, readPipelineSpec, sameSpec, specOf, type PipelineSpec } from './pipeline-spec.js';
 import { ResolvedCall, resolveSettings } from './resolve-settings.js';
 import { checkFloat32 } from './tensor-checks.js';
+import { applyPipelineLora, pipelineLora, removeLora, type PipelineLora, type PipelineLoraOptions } from './pipeline-lora.js';
+import type { LoadedLora } from '../train/lora-io.js';
+import { WanModule } from '../../layers/module.js';
 
 export interface WanPipelineComponents {
   /** The only expert, or the high-noise expert of a two-expert model. */
@@ -94,6 +97,10 @@ export class WanPipeline {
   /** What settings are resolved against. */
   readonly spec: PipelineSpec;
   private disposed = false;
+  /** The LoRA loaded with loadLora, if any. */
+  private lora: PipelineLora | undefined;
+  /** Expert models that carry `lora` (a released expert is loaded again without it). */
+  private readonly adapted = new WeakSet<PipelineTransformer>();
 
   constructor(c: WanPipelineComponents) {
     const first = asSlot('transformer', c.transformer);
@@ -257,9 +264,53 @@ export class WanPipeline {
       const slot = this.experts[i];
       if (!slot) throw new ConfigError(`this pipeline has no expert ${i}`);
       if (this.residency === 'active' && !slot.resident) this.experts[1 - i]?.release();
-      return slot.get();
+      const model = await slot.get();
+      if (this.lora?.experts.includes(i) && !this.adapted.has(model)) {
+        applyPipelineLora(model, this.lora);
+        this.adapted.add(model);
+      }
+      return model;
     },
   };
+
+  /**
+   * Loads a LoRA file (Diffusers/PEFT or original Wan/ComfyUI keys) into the experts `options.expert`
+   * names, its ΔW multiplied by `options.scale` (Diffusers' `load_lora_weights` with `lora_scale`).
+   * One LoRA at a time: unloadLora() first to change it. An expert that is not resident now
+   * (residency 'active') gets it when it is loaded. Returns what was loaded, per resident expert.
+   */
+  async loadLora(file: string, options: PipelineLoraOptions = {}): Promise<LoadedLora[]> {
+    this.checkNotDisposed();
+    if (this.lora) throw new ConfigError(`loadLora '${file}': '${this.lora.file}' is loaded; call unloadLora() first`);
+    const lora = pipelineLora(file, options, this.experts.length);
+    const done: PipelineTransformer[] = [];
+    const loaded: LoadedLora[] = [];
+    try {
+      for (const i of lora.experts) {
+        const model = this.experts[i].current;
+        if (!model) continue;
+        loaded.push(applyPipelineLora(model, lora));
+        done.push(model);
+      }
+    } catch (e) {
+      for (const model of done) if (model instanceof WanModule) removeLora(model);
+      throw e;
+    }
+    for (const model of done) this.adapted.add(model);
+    this.lora = lora;
+    return loaded;
+  }
+
+  /** Removes the LoRA loadLora loaded: the experts give their base outputs again, exactly. */
+  unloadLora(): void {
+    this.checkNotDisposed();
+    for (const slot of this.experts) {
+      const model = slot.current;
+      if (model && this.adapted.has(model) && model instanceof WanModule) removeLora(model);
+      if (model) this.adapted.delete(model);
+    }
+    this.lora = undefined;
+  }
 
   /**
    * The denoising loop: returns the final latents [B, C, F', H', W'] (the caller disposes).
