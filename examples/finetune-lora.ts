@@ -6,28 +6,44 @@
  *   <out>/toy-dash-lora.safetensors        (Diffusers/PEFT: transformer.….lora_A.weight)
  *   <out>/toy-dash-lora-wan.safetensors    (original Wan/ComfyUI: diffusion_model.….lora_down.weight)
  * Run: npx tsx examples/finetune-lora.ts [modelDir] [outDir]   (env WAN_LORA_STEPS, default 200)
+ * modelDir defaults to models/toy, outDir to ./lora-out (the model folder is left as it is).
  */
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { AutoencoderKLWan } from '../layers/autoencoder-kl-wan.js';
-import { applyLora } from '../layers/lora-linear.js';
-import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
-import { readModelIndex } from '../src/pipeline/model-index.js';
-import { WanTextEncoder } from '../src/text/text-encoder.js';
-import { enableGradientCheckpointing } from '../src/train/checkpointing.js';
-import { uniform } from '../src/random.js';
-import { ShapesDataset, captionEn } from '../src/train/dataset.js';
-import { FlowMatchingSampler, flowMatchingLoss } from '../src/train/flow-matching.js';
-import { registerTrainingKernels } from '../src/train/kernels.js';
-import { saveLora } from '../src/train/lora-io.js';
-import { Trainer, trainableParams } from '../src/train/trainer.js';
-import { TOY, clipsToVideo } from '../src/train/train-toy.js';
+import * as fs from 'node:fs';
+import {
+  AutoencoderKLWan, FlowMatchingSampler, ShapesDataset, Trainer, WanTextEncoder, WanTransformer3DModel, applyLora, captionEn,
+  enableGradientCheckpointing, flowMatchingLoss, readModelIndex, registerTrainingKernels, saveLora, trainableParams,
+} from 'wan-tfjs';
 
 const modelDir = path.resolve(process.argv[2] ?? 'models/toy');
-const outDir = path.resolve(process.argv[3] ?? modelDir);
+const outDir = path.resolve(process.argv[3] ?? 'lora-out');
 const steps = Number.parseInt(process.env.WAN_LORA_STEPS ?? '200', 10);
+
+// The toy model's training set (src/train/train-toy.ts): 5 frames of 32×32, objects moving 2 or 4 px
+// per frame and growing by 40 % over a clip; flow shift 3.
+const TOY = { frames: 5, height: 32, width: 32, pixelsPerFrame: { slowly: 2, quickly: 4 }, growth: 0.4, flowShift: 3 };
+
+/** Clips of the dataset as a video batch [B, 3, F, H, W] in [-1, 1]. */
+function clipsToVideo(ds: ShapesDataset, indices: number[]): tf.Tensor5D {
+  const F = ds.frames;
+  const data = new Float32Array(indices.length * F * ds.height * ds.width * 3);
+  indices.forEach((idx, i) => data.set(ds.get(idx).frames, i * F * ds.height * ds.width * 3));
+  return tf.tidy(() => tf.transpose(tf.tensor5d(data, [indices.length, F, ds.height, ds.width, 3]), [0, 4, 1, 2, 3]));
+}
+
+/** Seeded uniform draws in [0, 1) (mulberry32), so a run picks the same batches each time. */
+function uniform(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 registerTrainingKernels();
 await tf.setBackend('wasm');
@@ -65,6 +81,7 @@ const trainer = new Trainer(
   { steps, optimizer: { lr: 1e-3, weightDecay: 0 }, logEvery: 20, onLog: (l) => console.log(`step ${l.step}: loss ${l.loss.toFixed(5)}`) },
 );
 await trainer.run();
+fs.mkdirSync(outDir, { recursive: true });
 saveLora(dit, path.join(outDir, 'toy-dash-lora.safetensors'), { format: 'diffusers' });
 saveLora(dit, path.join(outDir, 'toy-dash-lora-wan.safetensors'), { format: 'wan' });
 console.log(`saved the adapter to ${outDir}`);

@@ -11,11 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { selectBackend } from '../src/backend/select.js';
-import { WanError } from '../src/errors.js';
-import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
-import { decodePng, pngToImage } from '../src/video/png-decoder.js';
-import { saveVideo } from '../src/video/save-video.js';
+import { WanError, WanPipeline, decodePng, pngToImage, saveVideo, selectBackend } from 'wan-tfjs';
 
 const [modelDir, out = 'wan-example.gif', prompt = 'a red fox running through fresh snow, morning light', firstFrame] = process.argv.slice(2);
 if (!modelDir) {

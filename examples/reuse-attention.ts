@@ -9,10 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { WanAttention } from '../layers/wan-attention.js';
-import { WanTransformer3DModel, WanTransformerConfig } from '../layers/wan-transformer-3d-model.js';
-import { loadWeights } from '../weights/load.js';
-import { openCheckpoint } from '../weights/component.js';
+import { WanAttention, WanTransformer3DModel, WanTransformerConfig } from 'wan-tfjs/layers';
+import { loadWeights, openCheckpoint } from 'wan-tfjs/weights';
 
 const modelDir = process.argv[2];
 if (!modelDir) {

@@ -9,9 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { decodeGif } from '../src/video/gif-decoder.js';
-import { probeMp4 } from '../src/video/mp4-probe.js';
-import { saveVideo } from '../src/video/save-video.js';
+import { decodeGif, probeMp4, saveVideo } from 'wan-tfjs';
 
 const outDir = process.argv[2] ?? 'wan-video-example';
 fs.mkdirSync(outDir, { recursive: true });

@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findOnPath } from '../src/video/ffmpeg.js';
@@ -14,6 +16,8 @@ import { maxAbsDiffArrays } from './helpers/compare.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const TOY = path.join(ROOT, 'models', 'toy');
+// tsx's loader by URL, so an example runs from any working directory.
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 let tmp: string;
 beforeAll(() => {
@@ -23,18 +27,32 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Runs examples/<name> with tsx in a child process. */
-function example(name: string, args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
-  const p = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'examples', name), ...args], {
-    cwd: ROOT,
+/**
+ * Runs examples/<name> with tsx in a child process. The examples import `wan-tfjs` as a user's
+ * project does; here test/tsconfig.examples.json maps it to the source (test/packed.test.ts runs
+ * them against the packed tarball).
+ */
+function example(name: string, args: string[], env: Record<string, string> = {}, cwd = ROOT): { status: number | null; stdout: string; stderr: string } {
+  const p = spawnSync(process.execPath, ['--import', TSX, path.join(ROOT, 'examples', name), ...args], {
+    cwd,
     encoding: 'utf-8',
     timeout: 120_000,
-    env: { ...process.env, ...env },
+    env: { ...process.env, TSX_TSCONFIG_PATH: path.join(ROOT, 'test', 'tsconfig.examples.json'), ...env },
   });
   return { status: p.status, stdout: p.stdout, stderr: p.stderr };
 }
 
 describe('examples', () => {
+  it('import the package by name, never the repository\'s source', () => {
+    for (const f of fs.readdirSync(path.join(ROOT, 'examples')).filter((n) => n.endsWith('.ts'))) {
+      const src = fs.readFileSync(path.join(ROOT, 'examples', f), 'utf-8');
+      const specs = [...src.matchAll(/^import\s[^;]*?from\s+'([^']+)'|^import\s+'([^']+)'/gm)].map((m) => m[1] ?? m[2]);
+      expect(specs.length, f).toBeGreaterThan(0);
+      expect(specs.filter((s) => s.startsWith('.')), f).toEqual([]);
+      expect(specs.some((s) => /^wan-tfjs(\/|$)/.test(s)), f).toBe(true);
+    }
+  });
+
   it('generate.ts: prompt → GIF on a tiny model with a text encoder', () => {
     const model = assembleTinyModel(path.join(tmp, 'tiny'));
     const out = path.join(tmp, 'fox.gif');
@@ -88,11 +106,17 @@ describe('examples', () => {
     expect(Number(m![2])).toBeLessThan(Number(m![1]) / 2);
   });
 
-  it.runIf(fs.existsSync(path.join(TOY, 'model_index.json')))('finetune-lora.ts: a LoRA on the toy model, saved in both published key forms, which load back equal', async () => {
-    const out = path.join(tmp, 'lora');
-    fs.mkdirSync(out);
-    const r = example('finetune-lora.ts', [TOY, out], { WAN_LORA_STEPS: '4' });
+  it.runIf(fs.existsSync(path.join(TOY, 'model_index.json')))('finetune-lora.ts: a LoRA on the toy model, saved in both published key forms, which load back equal; the model folder untouched', async () => {
+    const listing = (d: string): string[] => fs.readdirSync(d, { recursive: true, encoding: 'utf-8' }).sort();
+    const before = listing(TOY);
+    // With no output folder it writes ./lora-out in the working directory, not into the model.
+    const cwd = path.join(tmp, 'work');
+    fs.mkdirSync(cwd);
+    const r = example('finetune-lora.ts', [TOY], { WAN_LORA_STEPS: '4' }, cwd);
     expect(r.status, r.stderr).toBe(0);
+    expect(listing(TOY)).toEqual(before);
+    const out = path.join(cwd, 'lora-out');
+    expect(r.stdout).toContain(`saved the adapter to ${out}`);
     // to_q/k/v/out of both attentions and the two FFN linears of every block
     const layers = (JSON.parse(fs.readFileSync(path.join(TOY, 'transformer', 'config.json'), 'utf8')) as { num_layers: number }).num_layers;
     const linears = 10 * layers;
