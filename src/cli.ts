@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
@@ -41,6 +42,7 @@ const USAGE = `wan-tfjs — Wan2.x text-to-video in TypeScript (tfjs)
 Usage:
   wan-tfjs generate "PROMPT" | --prompt "…" [--model DIR] [--out FILE] [options]
   wan-tfjs inspect <checkpoint file or folder> [--tensors] [--all] [--json]
+  wan-tfjs build-cuda [--compile-only]   build backend 'cuda''s addon in place (wan-tfjs build-cuda --help)
   wan-tfjs --version | --help
 
 generate options:
@@ -522,6 +524,63 @@ function inspect(args: readonly string[], io: CliIO): number {
   return 0;
 }
 
+const BUILD_CUDA_USAGE = `wan-tfjs build-cuda — compile backend 'cuda''s native addon where this package is installed
+
+Usage:
+  wan-tfjs build-cuda [--compile-only]      (from a project: npx wan-tfjs build-cuda)
+
+Runs the package's src/cuda/build.mjs, which writes build/Release/wan_cuda.node inside the package
+(where --backend cuda looks for it). Needs the CUDA toolkit 12 or 13 (nvcc, cuBLAS) and write access
+to the package folder; cuDNN headers are optional (fused attention and convolutions).
+
+  --compile-only           compile every source, link nothing (a check without cuBLAS libraries)
+
+Environment:
+  CUDA_HOME                the toolkit's folder (else $CUDA_PATH, nvcc on PATH, /usr/local/cuda)
+  WAN_CUDA_ARCHS           compute capabilities to build for, comma-separated (default 80,90)
+  WAN_CUDNN_INCLUDE        the folder holding cudnn.h (else /usr/include, Python's nvidia/cudnn)
+  WAN_CUDNN=0              build without the cuDNN path
+  WAN_CUDA_ADDON           where --backend cuda loads the addon from, if not the package's build/
+`;
+
+/**
+ * `wan-tfjs build-cuda`: runs the build script of the package this CLI belongs to (`root`, found from
+ * this module: node_modules/wan-tfjs when installed) with the CLI's environment; returns its exit code.
+ */
+export async function buildCuda(argv: readonly string[], io: CliIO, root: string | undefined = packageRoot()): Promise<number> {
+  const { values } = parseArgs({ args: [...argv], options: { 'compile-only': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help) {
+    io.stdout.write(BUILD_CUDA_USAGE);
+    return 0;
+  }
+  if (root === undefined) throw new ConfigError('build-cuda: the wan-tfjs package folder was not found above this CLI');
+  const script = path.join(root, 'src', 'cuda', 'build.mjs');
+  if (!fs.existsSync(script) || !fs.existsSync(path.join(root, 'src', 'cuda', 'native'))) {
+    throw new ConfigError(`build-cuda: ${script} or its sources (src/cuda/native) are missing in ${root}; reinstall wan-tfjs (the package ships them)`);
+  }
+  const child = spawn(process.execPath, [script, ...(values['compile-only'] ? ['--compile-only'] : [])], {
+    cwd: root,
+    env: { ...io.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.setEncoding('utf-8').on('data', (s: string) => io.stdout.write(s));
+  child.stderr.setEncoding('utf-8').on('data', (s: string) => io.stderr.write(s));
+  const onAbort = () => child.kill('SIGINT');
+  io.signal?.addEventListener('abort', onAbort);
+  try {
+    const code = await new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (c, sig) => resolve(c ?? (sig ? 130 : 1)));
+    });
+    if (code === 0 && !values['compile-only']) {
+      io.stderr.write(`wan-tfjs: backend 'cuda' is ready (${path.join(root, 'build', 'Release', 'wan_cuda.node')}); use --backend cuda\n`);
+    }
+    return code === 0 ? 0 : code === 130 ? 130 : 1;
+  } finally {
+    io.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 /** True for the errors whose message is meant for the user: the library's own and bad command lines. */
 function isUserError(e: unknown): e is Error {
   if (e instanceof WanError) return true;
@@ -538,6 +597,8 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
         return await generate(rest, io);
       case 'inspect':
         return inspect(rest, io);
+      case 'build-cuda':
+        return await buildCuda(rest, io);
       case '--version':
       case '-v':
         io.stdout.write(`${libraryVersion()}\n`);
@@ -549,7 +610,7 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
         io.stdout.write(USAGE);
         return 0;
       default:
-        throw new ConfigError(`unknown command "${command}"; use generate or inspect (wan-tfjs --help)`);
+        throw new ConfigError(`unknown command "${command}"; use generate, inspect or build-cuda (wan-tfjs --help)`);
     }
   } catch (e) {
     if (e instanceof AbortError) {

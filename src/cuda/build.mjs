@@ -4,7 +4,8 @@
 // never linked: when its headers are found the cuDNN path (fused attention, convolutions) is
 // compiled in and the addon loads libcudnn.so.9 at run time; without them it is left out.
 //
-//   npm run build:cuda                     build for sm_80 and sm_90
+//   npm run build:cuda                     build for sm_80 and sm_90 (a source checkout)
+//   npx wan-tfjs build-cuda                the same from an installed package (builds in node_modules/wan-tfjs)
 //   WAN_CUDA_ARCHS=90 npm run build:cuda   other targets (comma-separated compute capabilities)
 //   node src/cuda/build.mjs --compile-only compile every source, link nothing (syntax check)
 //   CUDA_HOME=/opt/cuda npm run build:cuda a toolkit outside /usr/local/cuda
@@ -27,17 +28,19 @@ function fail(message) {
   process.exit(1);
 }
 
+/** nvcc: $CUDA_HOME/bin (an explicit CUDA_HOME without it is an error), $CUDA_PATH/bin, /usr/local/cuda/bin, then PATH. */
 function findNvcc() {
-  const homes = [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'].filter(Boolean);
-  for (const h of homes) {
-    const p = path.join(h, 'bin', 'nvcc');
-    if (fs.existsSync(p)) return fs.realpathSync(p);
+  const inHome = (h) => (fs.existsSync(path.join(h, 'bin', 'nvcc')) ? fs.realpathSync(path.join(h, 'bin', 'nvcc')) : undefined);
+  if (process.env.CUDA_HOME) {
+    return inHome(process.env.CUDA_HOME) ?? fail(`nvcc not found: CUDA_HOME=${process.env.CUDA_HOME} has no bin/nvcc (install the CUDA toolkit 12 or 13, or fix CUDA_HOME)`);
   }
-  try {
-    return fs.realpathSync(execFileSync('which', ['nvcc'], { encoding: 'utf-8' }).trim());
-  } catch {
-    return fail('nvcc not found: install the CUDA toolkit (12 or 13) or set CUDA_HOME to its folder');
-  }
+  const onPath = (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .filter(Boolean)
+    .map((d) => path.join(d, 'nvcc'))
+    .find((p) => fs.existsSync(p));
+  const found = (process.env.CUDA_PATH ? inHome(process.env.CUDA_PATH) : undefined) ?? inHome('/usr/local/cuda') ?? (onPath && fs.realpathSync(onPath));
+  return found ?? fail('nvcc not found (not in $CUDA_PATH or /usr/local/cuda, nor on PATH): install the CUDA toolkit (12 or 13) or set CUDA_HOME to its folder');
 }
 
 const nvcc = findNvcc();
@@ -45,8 +48,15 @@ const cudaHome = path.resolve(path.dirname(nvcc), '..');
 const libDirs = [path.join(cudaHome, 'lib64'), path.join(cudaHome, 'targets', 'x86_64-linux', 'lib'), path.join(cudaHome, 'lib')].filter(
   (d) => fs.existsSync(d),
 );
-const napiInclude = path.join(root, 'node_modules', 'node-api-headers', 'include');
-if (!fs.existsSync(path.join(napiInclude, 'node_api.h'))) fail(`N-API headers missing at ${napiInclude}: run npm install`);
+// N-API headers: the node-api-headers package (a devDependency, so in a checkout; hoisted beside an
+// installed package when the project has it), else the headers that Node's own distribution ships.
+const napiCandidates = [
+  path.join(root, 'node_modules', 'node-api-headers', 'include'),
+  path.join(root, '..', 'node-api-headers', 'include'),
+  path.join(path.dirname(process.execPath), '..', 'include', 'node'),
+];
+const napiInclude = napiCandidates.find((d) => fs.existsSync(path.join(d, 'node_api.h')));
+if (!napiInclude) fail(`N-API headers (node_api.h) not found in ${napiCandidates.join(', ')}: npm install node-api-headers`);
 const cublasHeader = [path.join(cudaHome, 'include'), ...(extraInclude ? [extraInclude] : [])].some((d) =>
   fs.existsSync(path.join(d, 'cublas_v2.h')),
 );

@@ -103,7 +103,10 @@ export function registerCudaBackend(): void {
   try {
     device = native.init();
   } catch (e) {
-    throw new BackendError(`backend 'cuda': the addon loaded but CUDA could not start: ${(e as Error).message}`);
+    throw new BackendError(
+      `backend 'cuda': the addon loaded but CUDA could not start: ${(e as Error).message} ` +
+        '(needs an NVIDIA GPU of compute capability 8.0 or newer and a driver at least as new as the CUDA toolkit the addon was built with; check nvidia-smi)',
+    );
   }
   registerCudaBackendWith(native, device);
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,10 +112,14 @@ export interface NativeCuda {
   cudnnLoad(candidates: string[]): CudnnInfo;
 }
 
-/** The package root: the nearest folder above this module (or the working directory) with our package.json. */
-function packageRoot(): string {
-  const here = typeof import.meta.url === 'string' ? path.dirname(fileURLToPath(import.meta.url)) : process.cwd();
-  for (const start of [here, process.cwd()]) {
+/**
+ * The package root: the nearest folder above `from` (default this module, then the working
+ * directory) with our package.json. From an installed package (node_modules/wan-tfjs/dist/src)
+ * this is node_modules/wan-tfjs.
+ */
+export function packageRoot(from?: string): string {
+  const here = typeof import.meta.url === 'string' && import.meta.url ? path.dirname(fileURLToPath(import.meta.url)) : process.cwd();
+  for (const start of from === undefined ? [here, process.cwd()] : [from]) {
     let dir = start;
     for (;;) {
       const pkg = path.join(dir, 'package.json');
@@ -127,17 +132,91 @@ function packageRoot(): string {
   return process.cwd();
 }
 
+/** True when `root` is a source checkout (not a package installed under node_modules). */
+export function isSourceCheckout(root = packageRoot()): boolean {
+  return !path.resolve(root).split(path.sep).includes('node_modules') && fs.existsSync(path.join(root, 'src', 'cuda', 'build.mjs'));
+}
+
+/** The command that builds the addon: `npm run build:cuda` in a checkout, `npx wan-tfjs build-cuda` in an installed package. */
+export function buildCommand(root = packageRoot()): string {
+  return isSourceCheckout(root) ? 'npm run build:cuda' : 'npx wan-tfjs build-cuda';
+}
+
 /** Where the addon is looked for: $WAN_CUDA_ADDON, else build/Release/wan_cuda.node in the package root. */
 export function addonPath(): string {
   return process.env.WAN_CUDA_ADDON ?? path.join(packageRoot(), 'build', 'Release', 'wan_cuda.node');
+}
+
+/** What the build would use: nvcc (or why none), its CUDA version, and the cuDNN headers. */
+export interface CudaToolchain {
+  nvcc?: string;
+  /** e.g. "13.0", from `nvcc --version`; undefined when nvcc is absent or does not answer. */
+  cudaVersion?: string;
+  /** Why nvcc was not found (one phrase). */
+  nvccError?: string;
+  /** The folder holding cudnn.h, or undefined. */
+  cudnnInclude?: string;
+}
+
+/**
+ * Finds nvcc as src/cuda/build.mjs does: $CUDA_HOME/bin (an explicit CUDA_HOME without nvcc is an
+ * error), $CUDA_PATH/bin, /usr/local/cuda/bin (`defaultHomes`), then PATH.
+ */
+export function findCudaToolchain(env: NodeJS.ProcessEnv = process.env, defaultHomes: readonly string[] = ['/usr/local/cuda']): CudaToolchain {
+  const out: CudaToolchain = {};
+  const inHome = (h: string): string | undefined => {
+    const p = path.join(h, 'bin', 'nvcc');
+    return fs.existsSync(p) ? p : undefined;
+  };
+  if (env.CUDA_HOME) {
+    out.nvcc = inHome(env.CUDA_HOME);
+    if (!out.nvcc) out.nvccError = `CUDA_HOME=${env.CUDA_HOME} has no bin/nvcc`;
+  } else {
+    out.nvcc =
+      (env.CUDA_PATH ? inHome(env.CUDA_PATH) : undefined) ??
+      defaultHomes.map(inHome).find((p) => p !== undefined) ??
+      (env.PATH ?? '')
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((d) => path.join(d, 'nvcc'))
+        .find((p) => fs.existsSync(p));
+    if (!out.nvcc) out.nvccError = `nvcc is not on PATH nor in ${[env.CUDA_PATH, ...defaultHomes].filter(Boolean).join(', ')}`;
+  }
+  if (out.nvcc) {
+    try {
+      const text = execFileSync(out.nvcc, ['--version'], { encoding: 'utf-8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+      out.cudaVersion = /release (\d+\.\d+)/.exec(text)?.[1];
+    } catch {
+      // an nvcc that does not run: reported as version unknown
+    }
+  }
+  out.cudnnInclude = [env.WAN_CUDNN_INCLUDE, '/usr/include', '/usr/include/x86_64-linux-gnu']
+    .filter((d): d is string => !!d)
+    .find((d) => fs.existsSync(path.join(d, 'cudnn.h')));
+  return out;
+}
+
+/** One line on what building needs here: nvcc and its CUDA version, and cuDNN's headers. */
+export function describeToolchain(t: CudaToolchain): string {
+  const nvcc = t.nvcc
+    ? t.cudaVersion
+      ? Number(t.cudaVersion.split('.')[0]) >= 12
+        ? `nvcc ${t.nvcc} (CUDA ${t.cudaVersion})`
+        : `nvcc ${t.nvcc} is CUDA ${t.cudaVersion}, which is too old (CUDA 12 or 13 is needed)`
+      : `nvcc ${t.nvcc} (CUDA version unknown: \`nvcc --version\` failed)`
+    : `nvcc is missing (${t.nvccError}): install the CUDA toolkit 12 or 13 with cuBLAS, or set CUDA_HOME`;
+  const cudnn = t.cudnnInclude
+    ? `cuDNN headers in ${t.cudnnInclude}`
+    : 'cuDNN headers absent (optional: set WAN_CUDNN_INCLUDE or pip install nvidia-cudnn-cu13 for the cuDNN attention/convolution path)';
+  return `${nvcc}; ${cudnn}`;
 }
 
 /** Loads the addon; a BackendError says which file is missing or which library failed to load. */
 export function loadNative(file = addonPath()): NativeCuda {
   if (!fs.existsSync(file)) {
     throw new BackendError(
-      `backend 'cuda' is not built: ${file} does not exist. Run \`npm run build:cuda\` on a machine with the CUDA toolkit (nvcc) and cuBLAS, ` +
-        'or set WAN_CUDA_ADDON to a built wan_cuda.node',
+      `backend 'cuda' is not built: ${file} does not exist. Run \`${buildCommand()}\` on a machine with the CUDA toolkit (nvcc) and cuBLAS, ` +
+        `or set WAN_CUDA_ADDON to a built wan_cuda.node. Here: ${describeToolchain(findCudaToolchain())}`,
     );
   }
   const mod: { exports: unknown } = { exports: {} };
