@@ -194,6 +194,15 @@ export class AutoencoderKLWan extends WanModule {
   }
 
   /**
+   * A VAE with random weights (Diffusers' `from_config`; the name `fromConfig` is tfjs' deserialiser): `new AutoencoderKLWan(config)` +
+   * `initialize(seed)`, with PyTorch's default initialisation as in Diffusers (convs
+   * U(±1/√fan_in), RMS-norm gammas ones). Seed 0 (the default) gives a different draw per call.
+   */
+  static withRandomWeights(config: AutoencoderKLWanPreset | (Partial<AutoencoderKLWanConfig> & { name?: string }) = {}, options: { seed?: number } = {}): AutoencoderKLWan {
+    return new AutoencoderKLWan(config).initialize(options.seed);
+  }
+
+  /**
    * Loads a VAE from a Diffusers `vae/` folder (config.json + diffusion_pytorch_model.safetensors), a
    * model root holding one, an original release root holding `Wan2.x_VAE.safetensors`, or a
    * .safetensors file with either key names (Wan2.1_VAE / Wan2.2_VAE converted from .pth: no

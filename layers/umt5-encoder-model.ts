@@ -47,6 +47,36 @@ export class UMT5EncoderModel extends WanModule {
   }
 
   /**
+   * An encoder with random weights, initialised as transformers' `UMT5PreTrainedModel._init_weights`
+   * (initializer_factor 1): `shared` N(0, 1), q N(0, (d_model·d_kv)^−½), k, v and the relative
+   * attention bias N(0, d_model^−½), o N(0, (heads·d_kv)^−½), wi_0/wi_1 N(0, d_model^−½), wo
+   * N(0, d_ff^−½), norms ones. A seed other than 0 gives the same weights every time; 0 (the default)
+   * a different draw per call.
+   */
+  static withRandomWeights(config: UMT5Preset | Partial<UMT5Config> = 'umt5-xxl', options: { seed?: number } = {}): UMT5EncoderModel {
+    const model = new UMT5EncoderModel(config);
+    const c = model.config;
+    const seed = options.seed ?? 0;
+    const rules: [RegExp, number][] = [
+      [/^shared\.weight$/, 1],
+      [/\.SelfAttention\.q\.weight$/, (c.dModel * c.dKv) ** -0.5],
+      [/\.SelfAttention\.(k|v)\.weight$/, c.dModel ** -0.5],
+      [/\.SelfAttention\.o\.weight$/, (c.numHeads * c.dKv) ** -0.5],
+      [/\.relative_attention_bias\.weight$/, c.dModel ** -0.5],
+      [/\.wi_[01]\.weight$/, c.dModel ** -0.5],
+      [/\.wo\.weight$/, c.dFf ** -0.5],
+    ];
+    let i = 0;
+    for (const [key, p] of model.namedParams()) {
+      const std = rules.find(([re]) => re.test(key))?.[1];
+      if (std !== undefined) p.assign(tf.randomNormal([...p.shape], 0, std, 'float32', seed === 0 ? undefined : seed * 1_000_003 + i));
+      i++;
+    }
+    // the layer norms (ones)
+    return model.initialize(seed);
+  }
+
+  /**
    * Loads an encoder from a transformers folder (`config.json` + `model.safetensors` or
    * `model-0000N-of-0000M.safetensors` + `model.safetensors.index.json`), a model root holding
    * `text_encoder/`, the original Wan root holding `models_t5_umt5-xxl-enc-bf16.safetensors`, or

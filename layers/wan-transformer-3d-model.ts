@@ -93,6 +93,16 @@ export class WanTransformer3DModel extends WanModule {
   }
 
   /**
+   * A model with random weights (Diffusers' `from_config`; the name `fromConfig` is tfjs' deserialiser): `new WanTransformer3DModel(config)` +
+   * `initialize(seed)`. The initialisation is Diffusers' (PyTorch's defaults: linears and the patch
+   * conv U(±1/√fan_in), scale_shift_table N(0, 1/dim), norms ones/zeros). A seed other than 0 gives
+   * the same weights every time; 0 (the default) a different draw per call.
+   */
+  static withRandomWeights(config: Partial<WanTransformerConfig> & { name?: string } = {}, options: { seed?: number } = {}): WanTransformer3DModel {
+    return new WanTransformer3DModel(config).initialize(options.seed);
+  }
+
+  /**
    * Loads a DiT from a folder (a `transformer/` folder, a model root holding one, an original expert
    * folder) or a .safetensors / .safetensors.index.json file, in either layout: Diffusers (keys
    * `blocks.0.attn1.to_q.weight`, WanTransformer3DModel config.json) or original Wan (keys
