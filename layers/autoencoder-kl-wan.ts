@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AbortError, ConfigError, ShapeError } from '../src/errors.js';
 import { WAN_VAE_FAMILY } from '../weights/families.js';
 import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
+import { savePretrained } from '../weights/save-pretrained.js';
 import { AutoencoderKLWanConfig, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
 import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d } from './wan-causal-conv3d.js';
@@ -210,6 +211,11 @@ export class AutoencoderKLWan extends WanModule {
    */
   static async fromPretrained(dirOrFile: string, options: WanVaeLoadOptions = {}): Promise<AutoencoderKLWan> {
     return loadPretrained(dirOrFile, WAN_VAE_FAMILY, AutoencoderKLWanConfig, (c) => new AutoencoderKLWan(c), options);
+  }
+
+  /** Saves the model to folder `dir` in the Diffusers layout (config.json + diffusion_pytorch_model.safetensors, float32), atomically; fromPretrained reads it back. */
+  savePretrained(dir: string): void {
+    savePretrained(this, dir, WAN_VAE_FAMILY, AutoencoderKLWanConfig.toJSON(this.config));
   }
 
   // video: [B, C, T, H, W] in [−1, 1], T = 1 + 4k, H and W multiples of spatialCompression

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ShapeError } from '../src/errors.js';
 import { UMT5_FAMILY } from '../weights/families.js';
 import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
+import { savePretrained } from '../weights/save-pretrained.js';
 import { WanModule } from './module.js';
 import { RMSNorm } from './rms-norm.js';
 import { T5Embedding } from './t5-embedding.js';
@@ -84,6 +85,11 @@ export class UMT5EncoderModel extends WanModule {
    */
   static async fromPretrained(dirOrFile: string, options: UMT5LoadOptions = {}): Promise<UMT5EncoderModel> {
     return loadPretrained(dirOrFile, UMT5_FAMILY, UMT5Config, (c) => new UMT5EncoderModel(c), options);
+  }
+
+  /** Saves the model to folder `dir` in the Diffusers layout (config.json + model.safetensors, float32), atomically; fromPretrained reads it back. */
+  savePretrained(dir: string): void {
+    savePretrained(this, dir, UMT5_FAMILY, UMT5Config.toJSON(this.config));
   }
 
   private checkInputs(inputIds: tf.Tensor, attentionMask: tf.Tensor | undefined): void {

@@ -3,6 +3,7 @@ import { fp32 } from '../src/backend/ops.js';
 import { AbortError, ShapeError } from '../src/errors.js';
 import { WAN_TRANSFORMER_FAMILY } from '../weights/families.js';
 import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
+import { savePretrained } from '../weights/save-pretrained.js';
 import { FP32LayerNorm } from './fp32-layer-norm.js';
 import { Linear } from './linear.js';
 import { WanModule, type Param } from './module.js';
@@ -111,6 +112,11 @@ export class WanTransformer3DModel extends WanModule {
    */
   static async fromPretrained(dirOrFile: string, options: WanTransformerLoadOptions = {}): Promise<WanTransformer3DModel> {
     return loadPretrained(dirOrFile, WAN_TRANSFORMER_FAMILY, WanTransformerConfig, (c) => new WanTransformer3DModel(c), options);
+  }
+
+  /** Saves the model to folder `dir` in the Diffusers layout (config.json + diffusion_pytorch_model.safetensors, float32), atomically; fromPretrained reads it back. */
+  savePretrained(dir: string): void {
+    savePretrained(this, dir, WAN_TRANSFORMER_FAMILY, WanTransformerConfig.toJSON(this.config));
   }
 
   // hiddenStates: [B, C_in, F, H, W], timestep: [B] or per token [B, L] (B may be 1 to share it),

@@ -27,6 +27,7 @@ export {
 export type { CheckpointConfig, ComponentFamily, ComponentFiles, ComponentLayout } from './component-layout.js';
 export { COMPONENT_FAMILIES, SCHEDULER_FILES, TOKENIZER_FILES, UMT5_FAMILY, WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from './families.js';
 export { loadPretrained, type PretrainedOptions } from './load-pretrained.js';
+export { savePretrained } from './save-pretrained.js';
 export { loadWeights, hostToTensor, type HasNamedWeights, type LoadOptions, type WeightSlot } from './load.js';
 export { CHECKPOINT_KEY_PREFIXES, stripCheckpointPrefix } from './layouts/checkpoint-prefix.js';
 export {
