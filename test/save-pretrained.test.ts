@@ -69,12 +69,19 @@ describe('savePretrained (Diffusers / transformers layout)', () => {
     });
   }
 
-  it('replaces an existing folder only once the new one is complete; a failure leaves nothing', async () => {
+  it('replaces an existing component folder only once the new one is complete, refuses one holding other files; a failure leaves nothing', async () => {
     const m = await UMT5EncoderModel.fromPretrained(path.join(fixtures, 'umt5-encoder/text_encoder'));
     const parent = path.join(root, 'replace');
     const dir = path.join(parent, 'enc');
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'stale.txt'), 'old');
+    // A folder holding anything else is refused and left as it was (it is replaced whole).
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+    expect(() => m.savePretrained(dir)).toThrow(/holds other files \(notes\.txt\)/);
+    expect(listed(dir)).toEqual(['notes.txt']);
+    fs.rmSync(path.join(dir, 'notes.txt'));
+    m.savePretrained(dir);
+    expect(listed(dir)).toEqual(['config.json', 'model.safetensors']);
+    // A saved component is replaced by a new save.
     m.savePretrained(dir);
     expect(listed(dir)).toEqual(['config.json', 'model.safetensors']);
     expect(listed(parent)).toEqual(['enc']);

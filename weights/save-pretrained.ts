@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ConfigJson } from '../src/config/config-schema.js';
 import { CheckpointError } from '../src/errors.js';
 import type { ComponentFamily } from './component-layout.js';
-import { filePaths, fileSystem, pathKind } from './file-system.js';
+import { filePaths, fileSystem, listFolder, pathKind } from './file-system.js';
 import type { HasNamedWeights } from './load.js';
 import { writeSafetensors, type TensorToWrite } from './safetensors.js';
 
@@ -16,6 +16,7 @@ import { writeSafetensors, type TensorToWrite } from './safetensors.js';
  * Atomic: everything is written into a temporary folder beside `dir`, which then replaces `dir`
  * (an existing folder `dir` is moved aside only once the new one is complete, and put back if the
  * final rename fails). On any failure nothing new is left behind and an existing `dir` is unchanged.
+ * An existing `dir` that holds anything but a saved component's two files is refused, never replaced.
  */
 export function savePretrained(model: HasNamedWeights, dir: string, family: ComponentFamily, configJson: ConfigJson): void {
   const fs = fileSystem();
@@ -23,6 +24,15 @@ export function savePretrained(model: HasNamedWeights, dir: string, family: Comp
   const target = path.resolve(dir);
   const existing = pathKind(target);
   if (fs.existsSync(target) && existing !== 'folder') throw new CheckpointError('exists and is not a folder; savePretrained writes a folder', target);
+  // A folder is replaced whole, so only one that holds nothing but a saved component may be replaced.
+  const weightsFile = `${family.stem}.safetensors`;
+  const others = existing === 'folder' ? listFolder(target).filter((n) => n !== 'config.json' && n !== weightsFile) : [];
+  if (others.length > 0) {
+    throw new CheckpointError(
+      `holds other files (${others.slice(0, 3).join(', ')}${others.length > 3 ? ', …' : ''}); savePretrained replaces a folder whole, so give an empty or new folder`,
+      target,
+    );
+  }
 
   const tensors: Record<string, TensorToWrite> = {};
   const unset: string[] = [];
