@@ -17,7 +17,7 @@ import { readPipelineSpec } from './pipeline/pipeline-spec.js';
 import { resolveSettings } from './pipeline/resolve-settings.js';
 import { WanPipeline } from './pipeline/wan-pipeline.js';
 import { MAX_SEED, randomSeed } from './random.js';
-import { findFfmpeg } from './video/ffmpeg.js';
+import { findFfmpeg, killEncoders } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
@@ -660,6 +660,7 @@ export function signalHandler(ctrl: AbortController, cleanups: ReadonlySet<() =>
         ctrl.abort();
         return;
       }
+      killEncoders();
       for (const cleanup of cleanups) cleanup();
       stderr.write(`\nwan-tfjs: interrupted again; exiting now\n`);
       exit(signalExitCode(signal));

@@ -105,6 +105,17 @@ function writeChunk(child: ChildProcess, data: Uint8Array): Promise<void> {
   });
 }
 
+/** ffmpeg processes encoding now (removed when they exit). */
+const running = new Set<ChildProcess>();
+
+/**
+ * Kills every ffmpeg this process has started and not yet seen exit (SIGKILL, at once), for a
+ * forced exit: otherwise an encoder outlives it and goes on writing its temporary file.
+ */
+export function killEncoders(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 /**
  * Streams `frameCount` frames ([H, W, 3] uint8 each, from `frame(i)`) into ffmpeg, which writes an
  * H.264 MP4 at `out` (the caller picks a temporary name and renames it). On failure or abort the
@@ -114,6 +125,9 @@ export async function encodeMp4(out: string, frameCount: number, frame: (i: numb
   const bin = o.ffmpegPath ?? (await findFfmpeg());
   if (!bin) throw new VideoEncoderError(FFMPEG_MISSING);
   const child = spawn(bin, ffmpegArgs(out, o), { stdio: ['pipe', 'ignore', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  child.once('error', () => running.delete(child));
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString('utf-8')).slice(-4000);
