@@ -13,7 +13,7 @@ import { decodePng } from '../src/video/png-decoder.js';
 import { diffusersToOriginalKey } from '../weights/layouts/wan-transformer-original.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
 import { fixtureDir } from './helpers/fixtures.js';
-import { writeHeaderOnlySafetensors, type HeaderEntry } from './helpers/header-only-safetensors.js';
+import { fp8Scaled, headerOnlyFileInOwnFolder, type HeaderEntry } from './helpers/header-only-safetensors.js';
 import { assembleTinyModel } from './helpers/tiny-model.js';
 import { originalWanDitEntries, type WanDitShape } from './helpers/wan-dit-keys.js';
 
@@ -31,22 +31,7 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
 
-/** A header-only file `name` in a folder of its own (no config.json beside it). */
-function headerFile(name: string, entries: readonly HeaderEntry[]): string {
-  const file = path.join(fs.mkdtempSync(path.join(tmp, 'h-')), name);
-  writeHeaderOnlySafetensors(file, entries);
-  return file;
-}
 
-/** ComfyUI's fp8_scaled repack: blocks' matrices F8_E4M3 with an F32 `scale_weight`, the rest F32, the `scaled_fp8` marker. */
-function fp8Scaled(entries: readonly HeaderEntry[]): HeaderEntry[] {
-  const out: HeaderEntry[] = [['scaled_fp8', [0], 'F8_E4M3']];
-  for (const [name, shape] of entries) {
-    if (shape.length === 2 && /(^|\.)blocks?\.\d+\..*\.weight$/.test(name)) out.push([name, shape, 'F8_E4M3'], [name.replace(/weight$/, 'scale_weight'), [1], 'F32']);
-    else out.push([name, shape, 'F32']);
-  }
-  return out;
-}
 
 const A14B_T2V: WanDitShape = { dim: 5120, ffnDim: 13824, numLayers: 40, inDim: 16, outDim: 16 };
 const A14B_I2V: WanDitShape = { ...A14B_T2V, inDim: 36 };
@@ -96,14 +81,14 @@ function noDataRead(): () => void {
 }
 
 describe('single files resolve from their headers (sparse header-only files, no data read)', () => {
-  const high = () => headerFile('wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors', fp8Scaled(originalWanDitEntries(A14B_T2V, 'model.diffusion_model.')));
-  const low = () => headerFile('wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors', fp8Scaled(originalWanDitEntries(A14B_T2V, 'model.diffusion_model.')));
+  const high = () => headerOnlyFileInOwnFolder(tmp, 'wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors', fp8Scaled(originalWanDitEntries(A14B_T2V, 'model.diffusion_model.')));
+  const low = () => headerOnlyFileInOwnFolder(tmp, 'wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors', fp8Scaled(originalWanDitEntries(A14B_T2V, 'model.diffusion_model.')));
 
   it('two T2V experts + VAE + umT5: A14B settings (boundary 0.875, 40 steps, 1280×720), the VAE config by latent width, the tokenizer from the HF cache', () => {
     const checkNoRead = noDataRead();
     const index = withModelFiles(
       undefined,
-      { transformer: high(), transformer2: low(), vae: headerFile('wan_2.1_vae.safetensors', VAE_21), textEncoder: headerFile('umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries())) },
+      { transformer: high(), transformer2: low(), vae: headerOnlyFileInOwnFolder(tmp, 'wan_2.1_vae.safetensors', VAE_21), textEncoder: headerOnlyFileInOwnFolder(tmp, 'umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries())) },
       { HF_HOME: hfHome() },
     );
     expect(index.layout).toBe('files');
@@ -117,7 +102,7 @@ describe('single files resolve from their headers (sparse header-only files, no 
   });
 
   it('I2V experts (in 36): boundary 0.9 unless given; --boundary-ratio outside (0, 1) is a ConfigError', () => {
-    const i2v = () => headerFile('wan2.2_i2v_high_noise_14B_fp16.safetensors', originalWanDitEntries(A14B_I2V, 'model.diffusion_model.'));
+    const i2v = () => headerOnlyFileInOwnFolder(tmp, 'wan2.2_i2v_high_noise_14B_fp16.safetensors', originalWanDitEntries(A14B_I2V, 'model.diffusion_model.'));
     expect(withModelFiles(undefined, { transformer: i2v(), transformer2: i2v() }, {}).boundaryRatio).toBe(0.9);
     expect(withModelFiles(undefined, { transformer: i2v(), transformer2: i2v(), boundaryRatio: 0.8 }, {}).boundaryRatio).toBe(0.8);
     expect(() => withModelFiles(undefined, { transformer: i2v(), transformer2: i2v(), boundaryRatio: 1.5 }, {})).toThrow(/--boundary-ratio: got 1.5/);
@@ -125,7 +110,7 @@ describe('single files resolve from their headers (sparse header-only files, no 
 
   it('a text encoder without a tokenizer anywhere: a ConfigError naming --tokenizer and the HF cache looked in', () => {
     const home = fs.mkdtempSync(path.join(tmp, 'hf-empty-'));
-    const te = headerFile('umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries()));
+    const te = headerOnlyFileInOwnFolder(tmp, 'umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries()));
     expect(() => withModelFiles(undefined, { transformer: high(), textEncoder: te }, { HF_HOME: home })).toThrow(ConfigError);
     expect(() => locateTokenizer(undefined, { HF_HOME: home })).toThrow(new RegExp(`--tokenizer DIR.*${path.join(home, 'hub').replace(/[/.]/g, '\\$&')}.*models--google--umt5-xxl.*models--Wan-AI--Wan2\\.1-T2V-1\\.3B-Diffusers`));
     expect(() => locateTokenizer(path.join(home, 'nothing'), {})).toThrow(/--tokenizer .*nothing/);
@@ -133,11 +118,11 @@ describe('single files resolve from their headers (sparse header-only files, no 
 
   it('CLI generate: settings are checked against the headers before any weight is read (--size not a multiple of 16)', async () => {
     const checkNoRead = noDataRead();
-    const r = await run(['generate', 'a cat', '--transformer', high(), '--transformer-2', low(), '--vae', headerFile('wan_2.1_vae.safetensors', VAE_21), '--text-encoder', headerFile('umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries())), '--size', '100x100', '--backend', 'cpu', '--out', path.join(tmp, 'x.gif')], { HF_HOME: hfHome() });
+    const r = await run(['generate', 'a cat', '--transformer', high(), '--transformer-2', low(), '--vae', headerOnlyFileInOwnFolder(tmp, 'wan_2.1_vae.safetensors', VAE_21), '--text-encoder', headerOnlyFileInOwnFolder(tmp, 'umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries())), '--size', '100x100', '--backend', 'cpu', '--out', path.join(tmp, 'x.gif')], { HF_HOME: hfHome() });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^wan-tfjs: .*(16|multiple)/);
     checkNoRead();
-    const noTransformer = await run(['generate', 'a cat', '--vae', headerFile('wan_2.1_vae.safetensors', VAE_21), '--backend', 'cpu']);
+    const noTransformer = await run(['generate', 'a cat', '--vae', headerOnlyFileInOwnFolder(tmp, 'wan_2.1_vae.safetensors', VAE_21), '--backend', 'cpu']);
     expect(noTransformer.stderr).toMatch(/--transformer FILE is required without --model/);
     const missing = await run(['generate', 'a cat', '--transformer', path.join(tmp, 'nope.safetensors')]);
     expect(missing.stderr).toMatch(/--transformer .*nope\.safetensors: no such file or folder/);
@@ -148,12 +133,12 @@ describe('single files resolve from their headers (sparse header-only files, no 
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('model: Wan DiT, config inferred: Wan2.2-T2V-A14B-like, 40 layers, dim 5120, in 16');
     expect(r.stdout).toMatch(/precision: F32 \d+, F8_E4M3 \d+; 400 fp8 weights scaled \(scale_weight\)/);
-    const vae = await run(['inspect', headerFile('wan_2.1_vae.safetensors', VAE_21)]);
+    const vae = await run(['inspect', headerOnlyFileInOwnFolder(tmp, 'wan_2.1_vae.safetensors', VAE_21)]);
     expect(vae.stdout).toContain('model: Wan VAE, published config wan2.1');
     expect(vae.stdout).toContain('precision: BF16 4; no fp8');
-    const te = await run(['inspect', headerFile('umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries()))]);
+    const te = await run(['inspect', headerOnlyFileInOwnFolder(tmp, 'umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(umt5XxlEntries()))]);
     expect(te.stdout).toContain('model: umT5 encoder, config inferred: 24 layers, d_model 4096, vocabulary 256384');
-    const ti2v = await run(['inspect', headerFile('wan2.2_ti2v_5B_fp16.safetensors', originalWanDitEntries({ dim: 3072, ffnDim: 14336, numLayers: 30, inDim: 48, outDim: 48 }))]);
+    const ti2v = await run(['inspect', headerOnlyFileInOwnFolder(tmp, 'wan2.2_ti2v_5B_fp16.safetensors', originalWanDitEntries({ dim: 3072, ffnDim: 14336, numLayers: 30, inDim: 48, outDim: 48 }))]);
     expect(ti2v.stdout).toContain('model: Wan DiT, config inferred: Wan2.2-TI2V-5B-like, 30 layers, dim 3072, in 48');
   });
 });

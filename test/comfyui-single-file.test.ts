@@ -9,7 +9,7 @@ import type { ConfigJson } from '../src/config/config-schema.js';
 import { openComponent } from '../weights/component.js';
 import { UMT5_FAMILY, WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from '../weights/families.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
-import { writeHeaderOnlySafetensors, type HeaderEntry } from './helpers/header-only-safetensors.js';
+import { fp8Scaled, headerOnlyFileInOwnFolder, type HeaderEntry } from './helpers/header-only-safetensors.js';
 import { originalWanDitEntries, type WanDitShape } from './helpers/wan-dit-keys.js';
 
 let tmp: string;
@@ -19,13 +19,6 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
 
-/** A header-only single file in its own folder (no config.json beside it). */
-function singleFile(name: string, entries: readonly HeaderEntry[]): string {
-  const dir = fs.mkdtempSync(path.join(tmp, 'f-'));
-  const file = path.join(dir, name);
-  writeHeaderOnlySafetensors(file, entries);
-  return file;
-}
 
 /** The config openComponent reads from a file's shapes, as JSON; fails the test if tensor data is read. */
 function inferredJson(file: string): ConfigJson {
@@ -46,16 +39,6 @@ function inferredJson(file: string): ConfigJson {
 
 const T2V_14B: WanDitShape = { dim: 5120, ffnDim: 13824, numLayers: 40, inDim: 16, outDim: 16 };
 
-/** ComfyUI's fp8_scaled repack: the blocks' matrices F8_E4M3 with a per-tensor F32 `scale_weight`, the rest F32, and the `scaled_fp8` marker. */
-function fp8Scaled(entries: readonly HeaderEntry[]): HeaderEntry[] {
-  const out: HeaderEntry[] = [['scaled_fp8', [0], 'F8_E4M3']];
-  for (const [name, shape] of entries) {
-    if (shape.length === 2 && /(^|\.)(blocks|block)\.\d+\..*\.weight$/.test(name)) {
-      out.push([name, shape, 'F8_E4M3'], [name.replace(/weight$/, 'scale_weight'), [1], 'F32']);
-    } else out.push([name, shape, 'F32']);
-  }
-  return out;
-}
 
 describe('shape-inferred DiT configs from ComfyUI-style single files (header only, no data read)', () => {
   const published: Array<[string, string, WanDitShape, WanTransformerConfig, string]> = [
@@ -68,13 +51,13 @@ describe('shape-inferred DiT configs from ComfyUI-style single files (header onl
   ];
   for (const [model, name, shape, config, prefix] of published) {
     it(`${model} (${name}${prefix ? `, keys prefixed ${prefix}` : ''})`, () => {
-      const json = inferredJson(singleFile(name, originalWanDitEntries(shape, prefix)));
+      const json = inferredJson(headerOnlyFileInOwnFolder(tmp, name, originalWanDitEntries(shape, prefix)));
       expect(WanTransformerConfig.fromJSON(json)).toEqual(config);
     });
   }
 
   it('Wan2.1-I2V-14B: in_dim 36 and the CLIP projection (img_emb) give Diffusers\' published I2V config', () => {
-    const json = inferredJson(singleFile('wan2.1_i2v_480p_14B_fp16.safetensors', originalWanDitEntries({ ...T2V_14B, inDim: 36, imageEmbedding: true })));
+    const json = inferredJson(headerOnlyFileInOwnFolder(tmp, 'wan2.1_i2v_480p_14B_fp16.safetensors', originalWanDitEntries({ ...T2V_14B, inDim: 36, imageEmbedding: true })));
     // Wan-AI/Wan2.1-I2V-14B-480P-Diffusers transformer/config.json, less _diffusers_version, eps and rope_max_seq_len (defaults)
     expect(json).toEqual({
       _class_name: 'WanTransformer3DModel',
@@ -98,12 +81,12 @@ describe('shape-inferred DiT configs from ComfyUI-style single files (header onl
   });
 
   it('an fp8_scaled file (F8_E4M3 weights, scale_weight, scaled_fp8) gives the same config', () => {
-    const json = inferredJson(singleFile('wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors', fp8Scaled(originalWanDitEntries(T2V_14B, 'model.diffusion_model.'))));
+    const json = inferredJson(headerOnlyFileInOwnFolder(tmp, 'wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors', fp8Scaled(originalWanDitEntries(T2V_14B, 'model.diffusion_model.'))));
     expect(WanTransformerConfig.fromJSON(json)).toEqual(PRESETS['wan2.2-t2v-a14b']);
   });
 
   it('a width that is no multiple of 128 leaves the heads to the caller, and a load without them is a ConfigError naming the file', async () => {
-    const file = singleFile('tiny.safetensors', originalWanDitEntries({ dim: 32, ffnDim: 48, numLayers: 2, inDim: 16, outDim: 16 }));
+    const file = headerOnlyFileInOwnFolder(tmp, 'tiny.safetensors', originalWanDitEntries({ dim: 32, ffnDim: 48, numLayers: 2, inDim: 16, outDim: 16 }));
     const json = inferredJson(file);
     expect(json.num_attention_heads).toBeUndefined();
     const { WanTransformer3DModel } = await import('../layers/wan-transformer-3d-model.js');
@@ -116,7 +99,7 @@ describe('ComfyUI VAE and umT5 single files are recognised by openComponent (hea
   it('wan_2.1_vae.safetensors / wan2.2_vae.safetensors: original Wan VAE keys, the published config of the latent width', () => {
     for (const [name, z, preset] of [['wan_2.1_vae.safetensors', 16, 'wan2.1'], ['wan2.2_vae.safetensors', 48, 'wan2.2']] as const) {
       // the keys that name the layout and the size: conv1 [2z, 2z, 1, 1, 1] (posterior moments), conv2 [z, z, 1, 1, 1]
-      const file = singleFile(name, [
+      const file = headerOnlyFileInOwnFolder(tmp, name, [
         ['conv1.weight', [2 * z, 2 * z, 1, 1, 1]],
         ['conv2.weight', [z, z, 1, 1, 1]],
         ['decoder.conv1.weight', [384, z, 3, 3, 3]],
@@ -141,7 +124,7 @@ describe('ComfyUI VAE and umT5 single files are recognised by openComponent (hea
       entries.push([`${b}.0.SelfAttention.relative_attention_bias.weight`, [32, heads]], [`${b}.0.layer_norm.weight`, [d]]);
       entries.push([`${b}.1.DenseReluDense.wi_0.weight`, [ff, d]], [`${b}.1.DenseReluDense.wi_1.weight`, [ff, d]], [`${b}.1.DenseReluDense.wo.weight`, [d, ff]], [`${b}.1.layer_norm.weight`, [d]]);
     }
-    const c = openComponent(singleFile('umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(entries)), UMT5_FAMILY);
+    const c = openComponent(headerOnlyFileInOwnFolder(tmp, 'umt5_xxl_fp8_e4m3fn_scaled.safetensors', fp8Scaled(entries)), UMT5_FAMILY);
     try {
       expect(c.layout.name).toBe('transformers keys');
       expect(c.config !== undefined && 'json' in c.config).toBe(true);

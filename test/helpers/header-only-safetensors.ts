@@ -27,3 +27,20 @@ export function writeHeaderOnlySafetensors(file: string, entries: readonly Heade
   fs.truncateSync(file, 8 + json.length + offset);
   return offset;
 }
+
+/** A header-only file `name` in a new folder of its own under `parent` (no config.json beside it). */
+export function headerOnlyFileInOwnFolder(parent: string, name: string, entries: readonly HeaderEntry[]): string {
+  const file = `${fs.mkdtempSync(`${parent}/f-`)}/${name}`;
+  writeHeaderOnlySafetensors(file, entries);
+  return file;
+}
+
+/** ComfyUI's fp8_scaled repack: the blocks' matrices F8_E4M3 with a per-tensor F32 `scale_weight`, the rest F32, and the `scaled_fp8` marker. */
+export function fp8Scaled(entries: readonly HeaderEntry[]): HeaderEntry[] {
+  const out: HeaderEntry[] = [['scaled_fp8', [0], 'F8_E4M3']];
+  for (const [name, shape] of entries) {
+    if (shape.length === 2 && /(^|\.)blocks?\.\d+\..*\.weight$/.test(name)) out.push([name, shape, 'F8_E4M3'], [name.replace(/weight$/, 'scale_weight'), [1], 'F32']);
+    else out.push([name, shape, 'F32']);
+  }
+  return out;
+}
