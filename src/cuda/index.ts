@@ -83,10 +83,7 @@ export function registerCudaBackendWith(native: NativeCuda, device: DeviceInfo, 
     3,
   );
   if (!kernelsRegistered) {
-    // each kernel runs inside runKernel: an allocation failure names it and frees what it made
-    for (const k of KERNELS) {
-      tf.registerKernel({ ...k, kernelFunc: (args) => (args.backend as CudaBackend).runKernel(k.kernelName, () => k.kernelFunc(args)) });
-    }
+    for (const k of KERNELS) tf.registerKernel(k);
     kernelsRegistered = true;
   }
 }

@@ -21,31 +21,37 @@ export interface CudaKernelOptions {
   bf16?: boolean;
 }
 
-/** A kernel registration for backend 'cuda'. */
+/**
+ * A kernel registration for backend 'cuda'. The kernel runs inside the backend's runKernel: an
+ * allocation failure names it, and what it made is freed if it throws.
+ */
 export function cudaKernel(kernelName: string, fn: CudaKernelFunc, options: CudaKernelOptions = {}): tf.KernelConfig {
+  const run = ({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: CudaBackend; attrs?: tf.NamedAttrMap }) => {
+    const isBf16 = (t: tf.TensorInfo | undefined) => t !== undefined && t.dtype === 'float32' && backend.storage(t) === DeviceType.BF16;
+    if (options.bf16 || !Object.values(inputs).some(isBf16)) return fn({ inputs, backend, attrs: attrs ?? {} });
+    const temps: tf.TensorInfo[] = [];
+    const converted: tf.NamedTensorInfoMap = {};
+    for (const [name, t] of Object.entries(inputs)) {
+      if (t && isBf16(t)) {
+        const c = backend.convert(t, DeviceType.F32);
+        temps.push(c);
+        converted[name] = c;
+      } else if (t) {
+        converted[name] = t;
+      }
+    }
+    try {
+      return fn({ inputs: converted, backend, attrs: attrs ?? {} });
+    } finally {
+      for (const t of temps) backend.disposeIntermediate(t);
+    }
+  };
   return {
     kernelName,
     backendName: 'cuda',
     kernelFunc: ({ inputs, backend, attrs }) => {
       if (!(backend instanceof CudaBackend)) throw new BackendError(`kernel ${kernelName} for 'cuda' ran on another backend`);
-      const isBf16 = (t: tf.TensorInfo | undefined) => t !== undefined && t.dtype === 'float32' && backend.storage(t) === DeviceType.BF16;
-      if (options.bf16 || !Object.values(inputs).some(isBf16)) return fn({ inputs, backend, attrs: attrs ?? {} });
-      const temps: tf.TensorInfo[] = [];
-      const converted: tf.NamedTensorInfoMap = {};
-      for (const [name, t] of Object.entries(inputs)) {
-        if (t && isBf16(t)) {
-          const c = backend.convert(t, DeviceType.F32);
-          temps.push(c);
-          converted[name] = c;
-        } else if (t) {
-          converted[name] = t;
-        }
-      }
-      try {
-        return fn({ inputs: converted, backend, attrs: attrs ?? {} });
-      } finally {
-        for (const t of temps) backend.disposeIntermediate(t);
-      }
+      return backend.runKernel(kernelName, () => run({ inputs, backend, attrs }));
     },
   };
 }
