@@ -1,9 +1,11 @@
 /**
  * Text to video in a few lines: load a Wan model folder, generate, write the video.
  *
- *   npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"] [first-frame.png]
+ *   npx tsx examples/generate.ts [model folder] [out.mp4|out.gif] ["prompt"] [first-frame.png]
  *
- * The model folder is a Diffusers Wan checkpoint (model_index.json) or an original Wan release.
+ * The model folder is a Diffusers Wan checkpoint (model_index.json) or an original Wan release;
+ * without one, the model `wan-tfjs generate` uses without --model: $WAN_MODEL, else the toy model
+ * the package ships. Defaults: out wan-example.gif, prompt "a red circle moving right".
  * With a PNG, an image-to-video model (Wan2.2-TI2V-5B, Wan2.2-I2V-A14B) makes the video from that
  * first frame; the video takes the image's size.
  * Frames, size, steps and guidance come from the model's defaults; pass them to textToVideo to
@@ -13,11 +15,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { WanError, WanPipeline, decodePng, pngToImage, saveVideo, selectBackend } from 'wan-tfjs';
 
-const [modelDir, out = 'wan-example.gif', prompt = 'a red fox running through fresh snow, morning light', firstFrame] = process.argv.slice(2);
-if (!modelDir) {
-  console.error('usage: npx tsx examples/generate.ts <model folder> [out.mp4|out.gif] ["prompt"] [first-frame.png]');
-  process.exit(1);
-}
+const [modelDir, out = 'wan-example.gif', prompt = 'a red circle moving right', firstFrame] = process.argv.slice(2);
 
 tf.enableProdMode();
 console.log(`backend: ${await selectBackend()}`);
@@ -31,7 +29,7 @@ try {
   console.error(`cannot read ${firstFrame}: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);
 }
-const pipe = await WanPipeline.fromPretrained(modelDir);
+const pipe = await WanPipeline.fromPretrained(modelDir);   // undefined: $WAN_MODEL, else the bundled toy model
 try {
   const result = await pipe.textToVideo({
     prompt,

@@ -3,20 +3,20 @@
  * loaded straight from the checkpoint into a standalone WanAttention layer, applied to your own
  * tokens, and fine-tuned a few steps with a tfjs optimizer.
  *
- *   npx tsx examples/reuse-attention.ts <model folder>
+ *   npx tsx examples/reuse-attention.ts [model folder]
+ *
+ * The model folder holds a Diffusers transformer/ (default: the model `wan-tfjs generate` uses
+ * without --model: $WAN_MODEL, else the toy model the package ships).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { defaultModelDir } from 'wan-tfjs';
 import { WanAttention, WanTransformer3DModel, WanTransformerConfig } from 'wan-tfjs/layers';
 import { loadWeights, openCheckpoint } from 'wan-tfjs/weights';
 
-const modelDir = process.argv[2];
-if (!modelDir) {
-  console.error('usage: npx tsx examples/reuse-attention.ts <model folder>');
-  process.exit(1);
-}
+const modelDir = process.argv[2] ?? defaultModelDir();
 const dir = path.join(modelDir, 'transformer');
 const config = WanTransformerConfig.fromJSON(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf-8')));
 const dim = config.numAttentionHeads * config.attentionHeadDim;

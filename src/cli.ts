@@ -10,6 +10,7 @@ import { selectBackend } from './backend/select.js';
 import { AbortError, ConfigError, ShapeError, WanError } from './errors.js';
 import { formatInspect, inspectCheckpoint } from './pipeline/inspect.js';
 import type { StepInfo } from './pipeline/generate-options.js';
+import { defaultModelDir as libraryDefaultModelDir, packageRoot } from './pipeline/default-model.js';
 import { hasModelFiles, withModelFiles, type ModelFiles } from './pipeline/model-files.js';
 import { readModelIndex } from './pipeline/model-index.js';
 import { checkOutputTarget } from './pipeline/output-target.js';
@@ -86,24 +87,6 @@ Exit codes: 0 done, 1 a reported error, 2 an internal error; interrupted (nothin
   writing at the next check; a second one exits at once, removing the file being written.
 `;
 
-/** The package root (the folder of package.json named wan-tfjs) above this file, if any. */
-function packageRoot(): string | undefined {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = path.join(dir, 'package.json');
-    if (fs.existsSync(pj)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pj, 'utf-8')) as { name?: string }).name === 'wan-tfjs') return dir;
-      } catch {
-        // keep looking
-      }
-    }
-    const up = path.dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
-
 /** The library version from package.json. */
 export function libraryVersion(): string {
   const root = packageRoot();
@@ -111,15 +94,9 @@ export function libraryVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf-8')) as { version?: string }).version ?? 'unknown';
 }
 
-/** The model used without --model: $WAN_MODEL, else models/toy in the package (root). */
+/** The model used without --model: defaultModelDir's ($WAN_MODEL, else models/toy in the package root), its error naming --model. */
 export function defaultModelDir(env: CliIO['env'], root = packageRoot()): string {
-  if (env.WAN_MODEL) return env.WAN_MODEL;
-  const toy = root ? path.join(root, 'models', 'toy') : undefined;
-  if (toy && fs.existsSync(path.join(toy, 'model_index.json'))) return toy;
-  throw new ConfigError(
-    'no --model given and the default model (models/toy) is not installed: pass --model <folder> ' +
-      '(a Diffusers Wan folder with model_index.json, or an original Wan release) or set WAN_MODEL',
-  );
+  return libraryDefaultModelDir(env, root, '--model');
 }
 
 /** An integer flag's value (its range is the settings' to check). */

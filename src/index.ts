@@ -17,6 +17,7 @@ export { memoryBudget, type MemoryBudget } from './pipeline/memory-budget.js';
 export { randn, randnHost } from './random.js';
 export { detectLayout, readModelIndex, type ModelIndex, type ModelLayout, type ModelSource } from './pipeline/model-index.js';
 export { withModelFiles, type ModelFiles } from './pipeline/model-files.js';
+export { defaultModelDir } from './pipeline/default-model.js';
 export { inspectCheckpoint, type InspectReport } from './pipeline/inspect.js';
 
 export { WanTokenizer, type PaddingStrategy, type TokenizeOptions, type TokenizedBatch } from './text/tokenizer.js';

@@ -11,8 +11,8 @@ const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf-8');
 const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
 const dir = path.join(root, 'test', '.readme-snippets');
 
-// The text-to-video and fine-tuning examples run with their stated default, the bundled toy model
-// (WAN_MODEL unset, as a user who copies them has it). The image-to-video example's default is a
+// Every example but image-to-video runs with its stated default, defaultModelDir(): the bundled toy
+// model (WAN_MODEL unset, as a user who copies them has it). The image-to-video example's default is a
 // published checkpoint, so it reads WAN_I2V_MODEL and WAN_FIRST_FRAME: the tiny fixture model marked
 // expand_timesteps (as TI2V-5B), and a 48×32 PNG, its default size.
 const savedModel = process.env.WAN_MODEL;

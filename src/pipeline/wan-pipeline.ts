@@ -15,6 +15,7 @@ import { ExpertSlot, type ExpertResidency } from './expert-slot.js';
 import type { GenerateOptions, TextToVideoResult } from './generate-options.js';
 import { checkInputValues } from './input-values.js';
 import { latentStats } from './latent-normalization.js';
+import { defaultModelDir } from './default-model.js';
 import { hasModelFiles, withModelFiles, type ModelFiles } from './model-files.js';
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
 import type { PipelineTextEncoder, PipelineTransformer, PipelineVae } from './pipeline-components.js';
@@ -142,12 +143,15 @@ export class WanPipeline {
    * with boundary_ratio, vae/, text_encoder/, tokenizer/, scheduler/) or the original Wan layout
    * (high_noise_model/ + low_noise_model/, or one WanModel; Wan2.x_VAE.safetensors), or the
    * ModelIndex read from one; or (model undefined, options.transformer given) single files such as
-   * ComfyUI's, the scheduler then the Wan release's UniPC flow config. Every checkpoint is checked
-   * before anything is loaded; a missing or truncated file raises a CheckpointError naming it.
+   * ComfyUI's, the scheduler then the Wan release's UniPC flow config; or, with neither, the CLI's
+   * default model (defaultModelDir: $WAN_MODEL, else the toy model the package ships). Every
+   * checkpoint is checked before anything is loaded; a missing or truncated file raises a
+   * CheckpointError naming it.
    */
-  static async fromPretrained(model: string | ModelIndex | undefined, options: WanPipelineLoadOptions = {}): Promise<WanPipeline> {
-    const base = typeof model === 'string' ? readModelIndex(model) : model;
+  static async fromPretrained(model?: string | ModelIndex, options: WanPipelineLoadOptions = {}): Promise<WanPipeline> {
     const files: ModelFiles = { transformer: options.transformer, transformer2: options.transformer2, vae: options.vae, textEncoder: options.textEncoder, tokenizer: options.tokenizer, boundaryRatio: options.boundaryRatio };
+    const folder = model ?? (hasModelFiles(files) ? undefined : defaultModelDir(process.env));
+    const base = typeof folder === 'string' ? readModelIndex(folder) : folder;
     const index = base === undefined || hasModelFiles(files) ? withModelFiles(base, files, process.env) : base;
     const wantVae = options.loadVae ?? true;
     const wantText = (options.loadTextEncoder ?? true) && index.textEncoder !== undefined;
