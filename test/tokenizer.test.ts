@@ -123,6 +123,25 @@ describe('promptClean', () => {
   it('unescapes numeric references by the HTML 5 rules', () => {
     expect(htmlUnescape('&#0;|&#13;|&#x80;|&#xD800;|&#1114112;|&#1;|&#65;&#x1F600;|&#;|&amp')).toBe('\ufffd|\r|\u20ac|\ufffd|\ufffd||A\u{1F600}|&#;|&');
   });
+
+  // Outputs of Python 3.11's html.unescape on each input.
+  const unescaped: Array<[string, string]> = [
+    // Numeric: control codes and noncharacters dropped, 0x80–0x9F through Windows-1252 (0x81, 0x8D kept), surrogates and past U+10FFFF → U+FFFD.
+    ['&#x7f;|&#x80;|&#x81;|&#x8d;|&#x9f;|&#11;|&#12;|&#31;|&#xfdd0;|&#xfdef;|&#xfdf0;|&#xfffe;|&#x1ffff;|&#1114111;|&#xdfff;|&#x110000;|&#99999999999999999999;', '|\u20ac|\u0081|\u008d|\u0178||\f||||\ufdf0||||\ufffd|\ufffd|\ufffd'],
+    ['&#65x|&#x41g|&#X41;|&#0000065;|&#x;|&#|&', 'Ax|Ag|A|A|&#x;|&#|&'],
+    // Named without ';': only the legacy names, also as the longest prefix of an unknown name.
+    ['&amp|&ampx|&AMP;|&notit;|&not|&notin;|&ampamp;|&lt&gt|&copy2|&sup23|&frac12x|&aeligx', '&|&x|&|\u00acit;|\u00ac|\u2209|&amp;|<>|\u00a92|\u00b23|\u00bdx|\u00e6x'],
+    // Unknown names that start like a known one stay as they are.
+    ['&acy1;|&alpha1;|&Yumlx;|&bepsix;|&backepsilonx;|&nosuch;|&am;|&\u00e9;|&eacute|&Eacute', '&acy1;|&alpha1;|&Yumlx;|&bepsix;|&backepsilonx;|&nosuch;|&am;|&\u00e9;|\u00e9|\u00c9'],
+    ['&CounterClockwiseContourIntegral;|&ThisNameIsLongerThanThirtyTwoCharactersX;|&NotEqualTilde;|&fjlig;', '\u2233|&ThisNameIsLongerThanThirtyTwoCharactersX;|\u2242\u0338|fj'],
+  ];
+  it.each(unescaped)('htmlUnescape(%j) is Python\'s %j', (input, output) => {
+    expect(htmlUnescape(input)).toBe(output);
+  });
+
+  it("upper-cases ftfy's lower-case entity names only where the upper-case form is no reference itself", () => {
+    expect(promptClean('&NTILDE; &FRAC12; &IN; &AMP; &Ntilde; &NTilde;')).toBe('\u00d1 \u00bd \u2208 & \u00d1 &NTilde;');
+  });
 });
 
 describe('DEFAULT_NEGATIVE_PROMPT', () => {

@@ -1,5 +1,6 @@
+// Hand-written: ftfy is Python only, and no npm package applies its fixers with its rules.
+import { decodeHTMLStrict, replaceCodePoint } from 'entities/decode';
 import { htmlUnescape } from './html-unescape.js';
-import { HTML5_NAMED_REFERENCES, INVALID_CHARREFS } from './html-entities.js';
 
 /**
  * ftfy's `fix_text` with its default settings (ftfy 6.x), except the encoding repair: the
@@ -8,27 +9,25 @@ import { HTML5_NAMED_REFERENCES, INVALID_CHARREFS } from './html-entities.js';
  * JavaScript port; text without mojibake is unaffected by it, text with mojibake is kept as is.
  */
 
-/** ftfy's HTML entity table: every `&name;` of HTML 5, plus upper-cased lowercase names. */
-const FTFY_ENTITIES: ReadonlyMap<string, string> = (() => {
-  const out = new Map<string, string>();
-  for (const [name, value] of Object.entries(HTML5_NAMED_REFERENCES)) {
-    if (!name.endsWith(';')) continue;
-    out.set(`&${name}`, value);
-    if (name === name.toLowerCase()) {
-      const upper = `&${name.toUpperCase()}`;
-      if (htmlUnescape(upper) === upper) out.set(upper, value.toUpperCase());
-    }
-  }
-  return out;
-})();
+/**
+ * The value of a named reference `&name;` in ftfy's HTML entity table, or undefined: every `&name;`
+ * of HTML 5, plus the upper-cased form of each lower-case name where that form is not a reference
+ * itself (`&NTILDE;` → 'Ñ').
+ */
+function ftfyEntity(ref: string): string | undefined {
+  const exact = decodeHTMLStrict(ref);
+  if (exact !== ref) return exact;
+  const lower = ref.toLowerCase();
+  if (lower === ref || ref !== ref.toUpperCase() || htmlUnescape(ref) !== ref) return undefined;
+  const value = decodeHTMLStrict(lower);
+  return value === lower ? undefined : value.toUpperCase();
+}
 
 const ENTITY = /&#?[0-9A-Za-z]{1,24};/g;
 
 function unescapeEntities(text: string): string {
   return text.replace(ENTITY, (ref) => {
-    const named = FTFY_ENTITIES.get(ref);
-    if (named !== undefined) return named;
-    if (!ref.startsWith('&#')) return ref;
+    if (!ref.startsWith('&#')) return ftfyEntity(ref) ?? ref;
     const decoded = htmlUnescape(ref);
     return decoded.includes(';') ? ref : decoded;
   });
@@ -36,7 +35,7 @@ function unescapeEntities(text: string): string {
 
 /** C1 controls read as the Windows-1252 characters they stand for (as browsers do). */
 function fixC1Controls(text: string): string {
-  return text.replace(/[\x80-\x9f]/g, (c) => INVALID_CHARREFS.get(c.charCodeAt(0)) ?? c);
+  return text.replace(/[\x80-\x9f]/g, (c) => String.fromCharCode(replaceCodePoint(c.charCodeAt(0))));
 }
 
 const LIGATURES: ReadonlyMap<string, string> = new Map([
