@@ -182,7 +182,7 @@ describe.runIf(built).concurrent('the packed tarball installed in a new project'
     expect(r.stdout).toContain('max |standalone − inside the DiT| = 0');
     const m = /fine-tuning loss: ([\d.]+) -> ([\d.]+)/.exec(r.stdout);
     expect(m).not.toBeNull();
-    expect(Number(m![2])).toBeLessThan(Number(m![1]));
+    expect(Number(m![2])).toBeLessThan(Number(m![1]) / 2);
   }, RUN_TIMEOUT_MS);
 
   it('runs examples/write-video.ts with its default folder', async ({ expect }) => {
