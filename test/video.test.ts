@@ -130,6 +130,23 @@ describe('PNG encoder', () => {
     expect(d.text).toEqual({ Description: 'a cat', Comment: '猫 {"seed":1}' });
   });
 
+  it('writes printable Latin-1 text as tEXt and any other text as iTXt, before IEND; keywords printable ASCII of at most 79 characters', () => {
+    const text = { Title: 'caf\u00e9 \u00bd', Description: '\u732b\u{1F408}', Comment: 'tab\there', Author: '\x80\x9f', 'K\u00e9y': 'v', ['k'.repeat(90)]: 'long' };
+    const png = encodePng(pattern(1, 2, 3), 3, 2, text);
+    const chunks: Array<[string, string]> = [];
+    for (let off = 8; off < png.length; ) {
+      const len = new DataView(png.buffer, png.byteOffset).getUint32(off);
+      const data = Buffer.from(png.subarray(off + 8, off + 8 + len));
+      chunks.push([Buffer.from(png.subarray(off + 4, off + 8)).toString('latin1'), data.subarray(0, data.indexOf(0)).toString('latin1')]);
+      off += 12 + len;
+    }
+    expect(chunks.map(([type]) => type)).toEqual(['IHDR', 'IDAT', 'tEXt', 'tEXt', 'tEXt', 'iTXt', 'iTXt', 'iTXt', 'IEND']);
+    expect(chunks.filter(([type]) => type === 'tEXt').map(([, keyword]) => keyword)).toEqual(['Title', 'K_y', 'k'.repeat(79)]);
+    expect(decodePng(png).text).toEqual({
+      Title: 'caf\u00e9 \u00bd', Description: '\u732b\u{1F408}', Comment: 'tab\there', Author: '\x80\x9f', K_y: 'v', ['k'.repeat(79)]: 'long',
+    });
+  });
+
   it('decodes grey, grey + alpha, RGB, RGBA (8 and 16 bits) and palette PNGs to RGB, dropping alpha', () => {
     // A PNG by the spec: signature, IHDR, [PLTE], one IDAT of filter-0 rows, IEND; CRCs from zlib.
     const chunk = (type: string, data: Uint8Array) => {

@@ -1,3 +1,4 @@
+// Hand-written: the npm GIF encoders (gifenc, omggif) write no comment extension, which carries the clip's metadata here.
 import { VideoEncoderError } from './video-error.js';
 import { concatBytes } from './bytes.js';
 

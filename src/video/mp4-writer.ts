@@ -1,3 +1,4 @@
+// Hand-written: npm's MP4 muxers (mp4-muxer, mp4box) take an already-encoded stream, and Node has no H.264 encoder without ffmpeg; I_PCM needs none.
 /**
  * A pure-TypeScript MP4 writer, the fallback for saveVideo when there is no ffmpeg: an H.264
  * Constrained Baseline stream in which every macroblock is I_PCM (raw 8-bit 4:2:0 samples, so no
