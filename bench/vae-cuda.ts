@@ -8,15 +8,34 @@ import { runMain } from './harness.js';
 import { flag, initializeFromPool, kernelProfile, registerHostTimedCuda } from './gpu-weights.js';
 
 // npx tsx bench/vae-cuda.ts [--precision bf16|fp32] [--frames 81 --height 480 --width 832]
-//   [--warmup 1] [--iters 2] [--profile] [--host-profile] [--json FILE]
+//   [--warmup 1] [--iters 2] [--profile] [--host-profile] [--plans] [--json FILE]
 // The Wan2.1 VAE decode (published config, random weights N(0, 0.02), frame by frame with the
 // causal cache) of a random latent [1, 16, (frames−1)/4+1, H/8, W/8] on backend 'cuda': wall time
 // (median after warm-up, until the video is complete on the GPU, as the yardstick times it) and
 // the peak GPU memory held by tensors, weights included, and the host time until decode() returns
 // (issue_ms: the work queued). --profile adds the kernel time by group for one more decode;
-// --host-profile the host time inside each addon function over the timed decodes. Prints one JSON line;
+// --host-profile the host time inside each addon function over the timed decodes; conv_plans counts the
+// cuDNN convolution plans by API (WAN_CUDNN_CONV=fused|graph|legacy picks it), --plans lists them. Prints one JSON line;
 // --json also writes it to FILE. Its yardstick, on the same GPU:
 //   python3 bench/torch/wan_vae_ref.py --dtype bf16 --frames 81 --height 480 --width 832
+
+/**
+ * The cuDNN convolution plans by kind ("graph", "graph+bias+residual", "legacy bf16", …): how many, how many
+ * refused, how many run kernels compiled at run time, and the time spent planning; --plans prints every line.
+ */
+function convPlanSummary(text: string): Record<string, { plans: number; refused: number; runtimeCompiled: number; planningMs: number }> {
+  const kinds: Record<string, { plans: number; refused: number; runtimeCompiled: number; planningMs: number }> = {};
+  for (const line of text.split('\n').filter((l) => l.length > 0)) {
+    if (process.argv.includes('--plans')) console.error(line);
+    const kind = /\] ((?:graph|legacy)[^:]*):/.exec(line)?.[1] ?? '?';
+    const k = (kinds[kind] ??= { plans: 0, refused: 0, runtimeCompiled: 0, planningMs: 0 });
+    k.plans++;
+    if (line.includes(': refused')) k.refused++;
+    if (line.includes('runtime-compiled')) k.runtimeCompiled++;
+    k.planningMs = Number((k.planningMs + Number(/planned in ([\d.]+) ms/.exec(line)?.[1] ?? 0)).toFixed(1));
+  }
+  return kinds;
+}
 
 runMain(async () => {
   const precision = flag('precision', 'bf16') as Precision;
@@ -53,6 +72,7 @@ runMain(async () => {
   const peak = backend.memory().peakBytesInGPU;
   const hostCalls = host?.byFunction().map(([n, ms, calls]): [string, number, number] => [n, Number((ms / iters).toFixed(2)), calls / iters]);
   const profile = process.argv.includes('--profile') ? await kernelProfile(() => vae.decode(z)) : undefined;
+  const plans = convPlanSummary(backend.native.convPlans() ?? '');
   times.sort((a, b) => a - b);
   const result = {
     bench: 'vae-cuda',
@@ -67,6 +87,8 @@ runMain(async () => {
     weights_gib: Number((weightBytes / 2 ** 30).toFixed(3)),
     cudnn: cudnnInfo().available ? cudnnInfo().version : `unavailable: ${cudnnInfo().error}`,
     device: backend.device.name,
+    conv_api: process.env.WAN_CUDNN_CONV ?? 'fused',
+    conv_plans: plans,
     ...(hostCalls ? { host_ms_per_decode: hostCalls.slice(0, 12) } : {}),
     ...(profile ? { profile_total_ms: profile.totalMs, profile_groups_ms: profile.groups, profile_kernels: profile.kernels.slice(0, 16) } : {}),
   };

@@ -273,7 +273,7 @@ describe('fused kernels under the bf16 policy', () => {
     for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(want[i])));
   });
 
-  it('the conv epilogue sums in fp32 and rounds once to bf16, in place; an fp32 residual makes an fp32 result', () => {
+  it('the conv epilogue sums the fp32 convolution, bias and residual in fp32 and rounds once to bf16, in the cuDNN call; an fp32 residual makes an fp32 result', () => {
     native.cudnn = { available: true, version: 91900, library: 'mock', error: '' };
     const x = tf.tensor5d(values(1 * 1 * 4 * 4 * 8, 68), [1, 1, 4, 4, 8]);
     const w = tf.tensor5d(values(8 * 6, 69), [1, 1, 1, 8, 6]);
@@ -286,8 +286,14 @@ describe('fused kernels under the bf16 policy', () => {
     expect(storage(y)).toBe(DeviceType.BF16);
     expect(native.liveBuffers).toBe(live + 1 + 1); // the result, and the filter's cuDNN layout kept with w
     const plain = conv3d(x, w, [1, 1, 1]);
-    const [yv, pv, bv, rv] = [y, plain, b, rb].map((t) => t.dataSync());
-    for (let i = 0; i < yv.length; i++) expect(yv[i]).toBe(roundBf16(pv[i] + bv[i % 6] + rv[i]));
+    const [yv, pv, bv, rv, xv, wv] = [y, plain, b, rb, x, w].map((t) => t.dataSync());
+    // The 1×1×1 convolution of the bf16 inputs, accumulated exactly, is fp32 before the epilogue adds to it.
+    const convAt = (i: number) => {
+      let s = 0;
+      for (let c = 0; c < 8; c++) s += roundBf16(xv[Math.floor(i / 6) * 8 + c]) * roundBf16(wv[c * 6 + (i % 6)]);
+      return Math.fround(s);
+    };
+    for (let i = 0; i < yv.length; i++) expect(yv[i]).toBe(roundBf16(Math.fround(Math.fround(convAt(i) + bv[i % 6]) + rv[i])));
     const yf = conv3d(x, w, [1, 1, 1], [0, 0], b, r);
     expect(storage(r)).toBe(DeviceType.F32);
     expect(storage(yf)).toBe(DeviceType.F32);

@@ -6,9 +6,11 @@ import { BackendError } from '../errors.js';
 
 /**
  * Device element types: float32, int32 (which also stores bool as 0/1), bfloat16 (a float32 tensor
- * the precision policy stores in 2 bytes) and float16 (an upload format). BOOL is a cast target only.
+ * the precision policy stores in 2 bytes), float16 (an upload format), and the float8 codes of a
+ * checkpoint's fp8 weights (1 byte, float8_e4m3fn or float8_e5m2, read through `dequantFp8` with
+ * the buffer's per-tensor scale). BOOL is a cast target only.
  */
-export const DeviceType = { F32: 0, I32: 1, BOOL: 2, BF16: 3, F16: 4 } as const;
+export const DeviceType = { F32: 0, I32: 1, BOOL: 2, BF16: 3, F16: 4, F8_E4M3: 5, F8_E5M2: 6 } as const;
 export type DeviceType = (typeof DeviceType)[keyof typeof DeviceType];
 
 /** What init() reports about the GPU. */
@@ -55,8 +57,8 @@ export interface NativeCuda {
   init(): DeviceInfo;
   alloc(bytes: number): number;
   free(ptr: number): void;
-  upload(ptr: number, data: Float32Array | Int32Array | Uint16Array): void;
-  download(ptr: number, out: Float32Array | Int32Array | Uint16Array): void;
+  upload(ptr: number, data: Float32Array | Int32Array | Uint16Array | Uint8Array): void;
+  download(ptr: number, out: Float32Array | Int32Array | Uint16Array | Uint8Array): void;
   synchronize(): void;
   memory(): DeviceMemory;
   resetPeak(): void;
@@ -65,6 +67,12 @@ export interface NativeCuda {
   fill(dst: number, n: number, bits: number, width: number): void;
   /** to BOOL converts to bool; F16 is a source only. */
   cast(src: number, dst: number, n: number, from: DeviceType, to: DeviceType): void;
+  /**
+   * dst[i] = decode(src[i]) · scale for n float8 codes: `format` F8_E4M3 (float8_e4m3fn: no
+   * infinities, S.1111.111 NaN) or F8_E5M2 (IEEE-like); the float32 product rounded once, then
+   * stored as `outType` (F32, or BF16 rounded to nearest even).
+   */
+  dequantFp8(src: number, dst: number, n: number, format: DeviceType, scale: number, outType: DeviceType): void;
   unary(op: number, dtypeIn: DeviceType, dtypeOut: DeviceType, x: number, y: number, n: number, a: number, b: number): void;
   binary(op: number, typeA: DeviceType, typeB: DeviceType, typeOut: DeviceType, a: number, b: number, y: number, shape: number[], stridesA: number[], stridesB: number[]): void;
   select(cond: number, a: number, b: number, y: number, shape: number[], stridesC: number[], stridesA: number[], stridesB: number[], width: number): void;
@@ -106,8 +114,13 @@ export interface NativeCuda {
   matmul(a: number, b: number, c: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, strideC: number, offsetA: number, offsetB: number, offsetC: number, typeAB: DeviceType, typeC: DeviceType, bias: number, typeBias: DeviceType, epilogue: number): void;
   /** float32; geometry: [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]; filter [kd,kh,kw,c,o]. */
   conv(x: number, w: number, y: number, geometry: number[]): void;
-  /** Through cuDNN, filter [o,kd,kh,kw,c], type F32 or BF16: "" when it ran, else why cuDNN did not take it. */
-  convCudnn(x: number, w: number, y: number, geometry: number[], type: DeviceType): string;
+  /**
+   * y = conv(x, w) + bias + residual through cuDNN, filter [o,kd,kh,kw,c], type F32 or BF16, bias [o] of typeBias and a
+   * residual like y (of y's type; BF16 only), each 0 when absent: "" when it ran (epilogue included), else why cuDNN did not take it.
+   */
+  convCudnn(x: number, w: number, y: number, geometry: number[], type: DeviceType, bias: number, typeBias: DeviceType, residual: number): string;
+  /** The cuDNN convolution plans made so far, one line each ("<geometry> <api>: <plan or refusal>"). */
+  convPlans(): string;
   /** Loads cuDNN from the first candidate that opens (once; later calls return the first outcome). */
   cudnnLoad(candidates: string[]): CudnnInfo;
 }

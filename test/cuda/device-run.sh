@@ -8,7 +8,8 @@
 # 'cuda' over test/fixtures (tsx only, so any pack); bf16: test/cuda/bf16-check.ts (every bf16
 # kernel against its float32 kernel); bf16fix: every fixture's component at precision bf16;
 # bench: the 1.3B transformer on 'cuda' ($BENCH_ARGS); torch: the PyTorch yardstick ($TORCH_ARGS);
-# vae / torchvae: the Wan2.1 VAE decode ($VAE_ARGS) and its PyTorch yardstick ($TORCHVAE_ARGS);
+# vae / torchvae: the Wan2.1 VAE decode ($VAE_ARGS; with WAN_CUDNN_CONV set, the log is vae-<api>) and its
+# PyTorch yardstick ($TORCHVAE_ARGS);
 # torchumt5: the umT5 yardstick's bf16 error on the umt5-encoder fixture (beside bf16fix's);
 # headers: the cuDNN and cuBLAS headers as $OUT/headers.tgz (to compile here);
 # train: npm run train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints
@@ -41,8 +42,8 @@ for s in "$@"; do
       CU=("${NV[@]}" -x cu -DWAN_HAVE_CUDNN -I "$CUDNN/include")
       { "${NV[@]}" test/cuda/native/gemm-lt-check.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-lt-check 2>&1 &
         "${NV[@]}" test/cuda/native/flash-attention-check.cu src/cuda/native/flash-attention.cu -o /tmp/fa-check 2>&1 &
-        "${CU[@]}" test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-loader.cpp src/cuda/native/cudnn-attention.cpp -ldl -o /tmp/cudnn-check 2>&1 &
-        "${CU[@]}" test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-loader.cpp -ldl -o /tmp/cudnn-conv-check 2>&1 &
+        "${CU[@]}" test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-loader.cpp src/cuda/native/cudnn-graph.cpp src/cuda/native/cudnn-attention.cpp -ldl -o /tmp/cudnn-check 2>&1 &
+        "${CU[@]}" test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-graph.cpp src/cuda/native/cudnn-loader.cpp src/cuda/native/elementwise.cu -ldl -o /tmp/cudnn-conv-check 2>&1 &
         wait; } > "$OUT/natives-build.log"
       tail -n 20 "$OUT/natives-build.log"
       step gemm-lt-check "${NATIVE_LIMIT:-120}" /tmp/gemm-lt-check
@@ -56,7 +57,7 @@ for s in "$@"; do
     bf16fix) step bf16fix "${PARITY_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs bench/bf16-fixtures.ts test/fixtures --json "$OUT/bf16-fixtures.json" ;;
     bench) step bench "${BENCH_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/transformer-cuda.ts --json "$OUT/bench.json" ${BENCH_ARGS:-} ;;
     torch) step torch "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 .device/bench/torch_wan_ref.py --preset wan2.1-1.3b --dtype fp32 ${TORCH_ARGS:-} ;;
-    vae) step vae "${VAE_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/vae-cuda.ts --json "$OUT/vae.json" ${VAE_ARGS:-} ;;
+    vae) step "vae${WAN_CUDNN_CONV:+-$WAN_CUDNN_CONV}" "${VAE_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/vae-cuda.ts --json "$OUT/vae.json" ${VAE_ARGS:-} ;;
     torchumt5) step torchumt5 60 python3 bench/torch/umt5_ref.py --check test/fixtures/umt5-encoder --dtype bf16 ;;
     torchvae) step torchvae "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 bench/torch/wan_vae_ref.py ${TORCHVAE_ARGS:---dtype bf16} ;;
     headers)

@@ -8,7 +8,7 @@
  * from the rounded operands (the device accumulates in float32) and round the result.
  */
 import type { CudnnInfo, DeviceInfo, DeviceMemory, NativeCuda } from '../../src/cuda/native.js';
-import { float32ToBf16Bits } from '../../weights/dtypes.js';
+import { decodeTensorBytes, float32ToBf16Bits } from '../../weights/dtypes.js';
 
 const SLOT = 2 ** 32;
 const F32 = 0;
@@ -16,6 +16,8 @@ const I32 = 1;
 const BOOL = 2;
 const BF16 = 3;
 const F16 = 4;
+const F8_E4M3 = 5;
+const F8_E5M2 = 6;
 
 /** bfloat16 bits → value. */
 export function fromBf16Bits(b: number): number {
@@ -348,6 +350,16 @@ export function createMockNative(): MockNative {
       const y = elements(dst, to === BOOL ? I32 : to);
       for (let i = 0; i < n; i++) y.set(i, to === BOOL ? Number(x.get(i) !== 0) : x.get(i));
     },
+    dequantFp8(src, dst, n, format, scale, tout) {
+      if (format !== F8_E4M3 && format !== F8_E5M2) throw new Error(`dequantFp8: format must be F8_E4M3 or F8_E5M2, got type code ${format}`);
+      if (!isFloat(tout)) throw new Error(`expected a float32 or bfloat16 buffer, got type code ${tout}`);
+      const codes = view(src, (b, o) => new Uint8Array(b, o, n));
+      const w = decodeTensorBytes(format === F8_E4M3 ? 'F8_E4M3' : 'F8_E5M2', codes);
+      const s = Math.fround(scale);
+      const y = elements(dst, tout);
+      // the float32 product (one rounding), then the output's rounding
+      for (let i = 0; i < n; i++) y.set(i, Math.fround(w[i] * s));
+    },
     unary(op, tin, tout, x, y, n, a, b) {
       const f = UNARY[unaryOps[op]];
       const xs = elements(x, tin);
@@ -600,13 +612,25 @@ export function createMockNative(): MockNative {
       const ws = f32(w);
       convolve(elements(x, F32), (o, kd, kh, kw, c) => ws[(((kd * KH + kh) * KW + kw) * C + c) * O + o], elements(y, F32), g);
     },
-    convCudnn(x, w, y, g, type) {
+    convCudnn(x, w, y, g, type, bias, typeBias, residual) {
       if (!mock.cudnn.available) return mock.cudnn.error;
-      const [, , , , C, KD, KH, KW] = g;
+      const [N, , , , C, KD, KH, KW, O, OD, OH, OW] = g;
       const ws = elements(w, type);
-      convolve(elements(x, type), (o, kd, kh, kw, c) => ws.get((((o * KD + kd) * KH + kh) * KW + kw) * C + c), elements(y, type), g);
+      if (!bias && !residual) {
+        convolve(elements(x, type), (o, kd, kh, kw, c) => ws.get((((o * KD + kd) * KH + kh) * KW + kw) * C + c), elements(y, type), g);
+        return '';
+      }
+      // The fp32 convolution, then + bias + residual in fp32, rounded to y's type once (as cuDNN's fused epilogue).
+      const rows = N * OD * OH * OW;
+      const sum = new Float32Array(rows * O);
+      convolve(elements(x, type), (o, kd, kh, kw, c) => ws.get((((o * KD + kd) * KH + kh) * KW + kw) * C + c), { get: (i) => sum[i], set: (i, v) => (sum[i] = v) }, g);
+      const bs = bias ? elements(bias, typeBias) : undefined;
+      const rs = residual ? elements(residual, type) : undefined;
+      const ys = elements(y, type);
+      for (let i = 0; i < rows * O; i++) ys.set(i, Math.fround(Math.fround(sum[i] + (bs ? bs.get(i % O) : 0)) + (rs ? rs.get(i) : 0)));
       return '';
     },
+    convPlans: () => '',
     cudnnLoad: () => mock.cudnn,
   };
   return mock;

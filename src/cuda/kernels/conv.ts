@@ -50,20 +50,41 @@ function cudnnFilter(backend: CudaBackend, filter: tf.TensorInfo): tf.TensorInfo
   });
 }
 
+/** What is added to a convolution's result: bias [O] and a residual of the output's shape. */
+interface Epilogue {
+  bias?: tf.TensorInfo;
+  residual?: tf.TensorInfo;
+}
+
 /**
- * Channels-last convolution. x: [N, D, H, W, C], filter [kd, kh, kw, C, O]. In bf16 mode through
- * cuDNN (bfloat16, fp32 accumulation, a bfloat16 result) when it takes the geometry; otherwise
- * float32 im2col + cuBLAS SGEMM.
+ * Channels-last convolution + epilogue. x: [N, D, H, W, C], filter [kd, kh, kw, C, O], result [N, od, oh, ow, O]
+ * = conv + bias + residual. In bf16 mode through cuDNN (bfloat16, fp32 accumulation, a bfloat16 result, the
+ * epilogue summed in fp32 and rounded once, inside cuDNN's kernel where it can) when it takes the geometry and
+ * the sum stays bf16; otherwise float32 im2col + cuBLAS SGEMM, then the epilogue.
  */
-function convNative(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInfo, outShape: number[], geometry: number[]): tf.TensorInfo {
+function convNative(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInfo, outShape: number[], geometry: number[], epilogue: Epilogue = {}): tf.TensorInfo {
+  const { bias, residual } = epilogue;
   if (outShape.some((d) => d <= 0)) return backend.makeOutput(outShape.map((d) => Math.max(0, d)), 'float32');
   const temps: tf.TensorInfo[] = [];
   if (backend.bf16Mode() && x.dtype === 'float32' && filter.dtype === 'float32') {
     const xb = asStorage(backend, x, DeviceType.BF16, temps);
     const out = backend.makeOutput(outShape, 'float32', DeviceType.BF16);
-    const why = backend.native.convCudnn(backend.ptr(xb), backend.ptr(cudnnFilter(backend, filter)), backend.ptr(out), geometry, DeviceType.BF16);
+    // The sum is bf16 when the residual is (convEpilogue's rule); a float32 residual takes the epilogue below.
+    const inside = !residual || backend.storage(residual) === DeviceType.BF16;
+    const b = inside && bias ? bias : undefined;
+    const r = inside ? residual : undefined;
+    const why = backend.native.convCudnn(
+      backend.ptr(xb),
+      backend.ptr(cudnnFilter(backend, filter)),
+      backend.ptr(out),
+      geometry,
+      DeviceType.BF16,
+      b ? backend.ptr(b) : 0,
+      b ? backend.storage(b) : DeviceType.F32,
+      r ? backend.ptr(r) : 0,
+    );
     disposeAll(backend, temps);
-    if (why === '') return out;
+    if (why === '') return inside ? out : convEpilogue(backend, out, bias, residual);
     backend.disposeIntermediate(out);
     backend.warnOnce(`conv-${why}`, `cuDNN did not take a convolution (${why}); such convolutions run in float32`);
   }
@@ -72,7 +93,7 @@ function convNative(backend: CudaBackend, x: tf.TensorInfo, filter: tf.TensorInf
   const out = backend.makeOutput(outShape, 'float32');
   backend.native.conv(backend.ptr(xf), backend.ptr(wf), backend.ptr(out), geometry);
   disposeAll(backend, temps);
-  return out;
+  return convEpilogue(backend, out, bias, residual);
 }
 
 /**
@@ -214,7 +235,7 @@ export const convKernels: tf.KernelConfig[] = [
       if (residual && residual.shape.join() !== [N, od, oh, ow, O].join()) {
         throw new BackendError(`${KERNELS.conv3d}: residual [${residual.shape}] does not match the output [${[N, od, oh, ow, O]}]`);
       }
-      return convEpilogue(backend, convNative(backend, x, filter, [N, od, oh, ow, O], geometry), bias, residual);
+      return convNative(backend, x, filter, [N, od, oh, ow, O], geometry, { bias, residual });
     },
     BF16,
   ),

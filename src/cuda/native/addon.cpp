@@ -298,6 +298,12 @@ napi_value castFn(Args& a) {
   return undefined(a.env);
 }
 
+// dequantFp8(src, dst, n, format, scale, outType): dst = decode(src) · scale, format F8_E4M3 or F8_E5M2, outType F32 or BF16.
+napi_value dequantFp8Fn(Args& a) {
+  dequantFp8(static_cast<const uint8_t*>(a.ptr(0)), a.ptr(1), a.i64(2), DType(a.i32(3)), float(a.num(4)), DType(a.i32(5)));
+  return undefined(a.env);
+}
+
 napi_value unaryFn(Args& a) {
   unary(a.i32(0), DType(a.i32(1)), DType(a.i32(2)), a.ptr(3), a.ptr(4), a.i64(5), float(a.num(6)), float(a.num(7)));
   return undefined(a.env);
@@ -490,13 +496,26 @@ napi_value convFn(Args& a) {
   return undefined(a.env);
 }
 
-// convCudnn(x, w, y, geometry, type) with filter [o,kd,kh,kw,c] → "" when it ran, else why cuDNN did not take it.
+// convCudnn(x, w, y, geometry, type, bias, biasType, residual) with filter [o,kd,kh,kw,c], bias and residual 0 when absent:
+// y = conv + bias + residual → "" when it ran, else why cuDNN did not take it.
 napi_value convCudnnFn(Args& a) {
   std::string why;
-  bool ran = cudnnConv(a.ptr(0), a.ptr(1), a.ptr(2), convOf(a.list(3)), DType(a.i32(4)), &why);
+  ConvEpilogue epilogue;
+  epilogue.bias = a.ptr(5);
+  epilogue.biasType = DType(a.i32(6));
+  epilogue.residual = a.ptr(7);
+  bool ran = cudnnConv(a.ptr(0), a.ptr(1), a.ptr(2), convOf(a.list(3)), DType(a.i32(4)), epilogue, &why);
   napi_value s;
   if (ran) why.clear();
   napi_create_string_utf8(a.env, why.c_str(), why.size(), &s);
+  return s;
+}
+
+// convPlans() → the cuDNN convolution plans made so far, one line each.
+napi_value convPlansFn(Args& a) {
+  const std::string plans = cudnnConvPlans();
+  napi_value s;
+  napi_create_string_utf8(a.env, plans.c_str(), plans.size(), &s);
   return s;
 }
 
@@ -566,6 +585,7 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("timerStop", timerStop),
       WAN_METHOD("fill", fillFn),
       WAN_METHOD("cast", castFn),
+      WAN_METHOD("dequantFp8", dequantFp8Fn),
       WAN_METHOD("unary", unaryFn),
       WAN_METHOD("binary", binaryFn),
       WAN_METHOD("select", selectFn),
@@ -591,6 +611,7 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("matmul", matmulFn),
       WAN_METHOD("conv", convFn),
       WAN_METHOD("convCudnn", convCudnnFn),
+      WAN_METHOD("convPlans", convPlansFn),
       WAN_METHOD("cudnnLoad", cudnnLoadFn),
   };
   napi_define_properties(env, exports, sizeof(methods) / sizeof(methods[0]), methods);

@@ -3,7 +3,7 @@
 // the same bf16 inputs, then the speed of two Wan self-attention shapes. From the repository root:
 //
 //   CUDNN=$(python3 -c "import nvidia.cudnn as m; print(next(iter(m.__path__)))")
-//   nvcc -std=c++17 -O3 -arch=sm_90 -DWAN_HAVE_CUDNN -I $CUDNN/include -x cu test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-loader.cpp src/cuda/native/cudnn-attention.cpp -ldl -o /tmp/cudnn-check
+//   nvcc -std=c++17 -O3 -arch=sm_90 -DWAN_HAVE_CUDNN -I $CUDNN/include -x cu test/cuda/native/cudnn-check.cu src/cuda/native/cudnn-loader.cpp src/cuda/native/cudnn-graph.cpp src/cuda/native/cudnn-attention.cpp -ldl -o /tmp/cudnn-check
 //   /tmp/cudnn-check $CUDNN/lib/libcudnn.so.9
 //
 // A second argument runs only the case of that name (e.g. `self`). Prints what cudnnLoad reported,

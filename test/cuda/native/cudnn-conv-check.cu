@@ -5,7 +5,7 @@
 //
 // Build and run from the repository root, with the python3 of the venv holding PyTorch's cuDNN (three lines):
 //   CUDNN=$(python3 -c "import nvidia.cudnn as m; print(m.__path__[0])")
-//   nvcc -std=c++17 -O3 -arch=sm_90 -x cu -I src/cuda/native -I $CUDNN/include -DWAN_HAVE_CUDNN -o /tmp/cudnn-conv-check test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-loader.cpp -ldl
+//   nvcc -std=c++17 -O3 -arch=sm_90 -x cu -I src/cuda/native -I $CUDNN/include -DWAN_HAVE_CUDNN -o /tmp/cudnn-conv-check test/cuda/native/cudnn-conv-check.cu src/cuda/native/cudnn-conv.cpp src/cuda/native/cudnn-graph.cpp src/cuda/native/cudnn-loader.cpp src/cuda/native/elementwise.cu -ldl
 //   /tmp/cudnn-conv-check $CUDNN
 #include <cuda_bf16.h>
 
