@@ -11,13 +11,14 @@ namespace wan {
 
 /**
  * Device element types as stored: float32, int32 (which also holds bool as 0/1), bfloat16 (a
- * float32 tensor the precision policy stores in 2 bytes), and float16 (upload source only).
- * Code 2 is bool, a cast target only.
+ * float32 tensor the precision policy stores in 2 bytes), float16 (upload source only), and the
+ * float8 codes of fp8 checkpoint weights (read through dequantFp8 only). Code 2 is bool, a cast
+ * target only.
  */
-enum DType : int { F32 = 0, I32 = 1, BF16 = 3, F16 = 4 };
+enum DType : int { F32 = 0, I32 = 1, BF16 = 3, F16 = 4, F8_E4M3 = 5, F8_E5M2 = 6 };
 
 /** Bytes per element of a stored type. */
-inline int elemBytes(DType t) { return t == BF16 || t == F16 ? 2 : 4; }
+inline int elemBytes(DType t) { return t == F8_E4M3 || t == F8_E5M2 ? 1 : t == BF16 || t == F16 ? 2 : 4; }
 
 /** Highest rank a strided view may have after dimension coalescing (tile doubles the rank). */
 constexpr int MAX_RANK = 12;
@@ -71,6 +72,12 @@ __device__ __forceinline__ void viewOffsets(const View& v, int64_t i, int64_t* o
 void fill(void* dst, int64_t n, uint32_t bits, int width);
 /** `to` 2 converts to bool (x != 0, stored as int32); F16 is a source only. */
 void cast(const void* src, void* dst, int64_t n, DType from, int to);
+/**
+ * dst[i] = decode(src[i]) · scale for n float8 codes (format F8_E4M3: float8_e4m3fn, no infinities,
+ * S.1111.111 NaN; F8_E5M2: IEEE-like), the float32 product stored as `out` (F32, or BF16 rounded to
+ * nearest even).
+ */
+void dequantFp8(const uint8_t* src, void* dst, int64_t n, DType format, float scale, DType out);
 /** Float ops take F32 or BF16 in and out (I32 out for bool results); int ops I32 → I32. */
 void unary(int op, DType in, DType out, const void* x, void* y, int64_t n, float a, float b);
 /** Each float operand F32 or BF16; int32 operands both I32 with an I32 result. */
