@@ -150,11 +150,11 @@ describe.runIf(built).concurrent('the packed tarball installed in a new project'
     expect(fileURLToPath(r.stdout.trim())).toBe(fs.realpathSync(path.join(project, 'node_modules/wan-tfjs/dist/src/index.js')));
   });
 
-  it.for(SNIPPETS.map((s, i) => [i + 1, s.marker, s] as const))('runs README snippet %i (%s) as written', async ([i, marker, s], { expect }) => {
+  it.for(SNIPPETS.map((s, i) => [i + 1, s.marker, s] as const))('runs README snippet %i (%s) as written', { timeout: RUN_TIMEOUT_MS }, async ([i, marker, s], { expect }) => {
     const r = await runInProject(`snippet-${i}.mts`, snippetOf(marker), [], s.env?.() ?? {});
     expect(r.status, r.stderr).toBe(0);
     for (const re of s.prints()) expect(r.stdout).toMatch(re);
-  }, RUN_TIMEOUT_MS);
+  });
 
   it('reports a README snippet broken on purpose (an exported name misspelled) as a failure with its error', async ({ expect }) => {
     const code = snippetOf('SafetensorsFile.open(file)');
