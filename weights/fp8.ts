@@ -1,3 +1,4 @@
+import type { Fp8Format } from '../src/backend/precision.js';
 import { safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import { decodeTensorBytes, isFloatDtype, type SafetensorsDtype } from './dtypes.js';
@@ -29,7 +30,7 @@ const QUANTIZATION_METADATA = '_quantization_metadata';
 /** The ComfyUI quantization formats this loader dequantizes, with the storage type of their weights. */
 const FP8_FORMATS: Readonly<Record<string, SafetensorsDtype>> = { float8_e4m3fn: 'F8_E4M3', float8_e5m2: 'F8_E5M2' };
 
-export function isFp8Dtype(dtype: SafetensorsDtype): boolean {
+export function isFp8Dtype(dtype: SafetensorsDtype): dtype is 'F8_E4M3' | 'F8_E5M2' {
   return dtype === 'F8_E4M3' || dtype === 'F8_E5M2';
 }
 
@@ -143,19 +144,20 @@ export function readScale(source: TensorSource, key: string): number {
   return value;
 }
 
+/** The fp8 format of a float8 storage type (F8_E4M3 or F8_E5M2). */
+export function fp8FormatOf(dtype: 'F8_E4M3' | 'F8_E5M2'): Fp8Format {
+  return dtype === 'F8_E4M3' ? 'e4m3fn' : 'e5m2';
+}
+
 /**
- * The float32 weight w = decode(q) · s of a float8 tensor and its per-tensor scale. Each element
- * is the float32 product of two float32 values: JavaScript's double product of two 24-bit
- * significands is exact (48 bits ≤ 53), so the Float32Array store rounds once, as a float32
- * multiply does.
+ * w = decode(q) · s in place, from the decoded codes `w` and the per-tensor scale s (a float32
+ * value). Each element is the float32 product of two float32 values: JavaScript's double product
+ * of two 24-bit significands is exact (48 bits ≤ 53), so the Float32Array store rounds once, as a
+ * float32 multiply does (the device's dequantization kernel).
  */
-export function dequantizeFp8(source: TensorSource, weightKey: string, scaleKey: string): Float32Array {
-  const { dtype } = source.info(weightKey);
-  if (!isFp8Dtype(dtype)) throw new CheckpointError(`has a weight scale, but the weight is ${dtype}, not float8`, source.label, weightKey);
-  const w = decodeTensorBytes(dtype, source.readRaw(weightKey), weightKey);
-  const s = readScale(source, scaleKey);
+export function scaleFp8(w: Float32Array, s: number): Float32Array {
   for (let i = 0; i < w.length; i++) w[i] *= s;
-  return w as Float32Array; // float8 decodes to float32 (decodeTensorBytes)
+  return w;
 }
 
 /** What a checkpoint holds in fp8, for `inspect`. */

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { tensorFromStored } from '../src/backend/precision.js';
+import { tensorFromFp8, tensorFromStored } from '../src/backend/precision.js';
 import { safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import { decodeTensorBytes, dtypeSize, isFloatDtype, type SafetensorsDtype } from './dtypes.js';
-import { dequantizeFp8, findFp8Scales } from './fp8.js';
+import { findFp8Scales, fp8FormatOf, isFp8Dtype, readScale, scaleFp8 } from './fp8.js';
 import type { HostTensor, TensorSource } from './safetensors.js';
 
 /**
@@ -41,7 +41,8 @@ function shapeEq(a: readonly number[], b: readonly number[]): boolean {
  * range, handed to the backend and released before the next (host memory held by the loader: one
  * tensor plus a READ_CHUNK_BYTES buffer where it is decoded; see readTensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
  * CheckpointError before anything is read. ComfyUI's scaled fp8 weights load as
- * w = decode(q) · s with their per-tensor scale s (see fp8.ts); the scales and quantization
+ * w = decode(q) · s with their per-tensor scale s (see fp8.ts; kept as q and s on a backend that
+ * stores fp8, see readTensor); the scales and quantization
  * configs are not model tensors, so they are neither renamed nor unexpected, while a scale
  * without its weight is unexpected and a scale of more than one element is mis-shaped.
  */
@@ -111,16 +112,26 @@ function decodeStreamed(source: TensorSource, key: string, dtype: SafetensorsDty
  * One checkpoint tensor as a tfjs tensor, read from its byte range alone. bfloat16 and float16
  * tensors go to the backend as stored where it keeps 16-bit floats (tensorFromStored: the 16-bit
  * array is the only host copy), else are decoded piece by piece (decodeStreamed); float32 and
- * int32 bytes are read straight into the tensor's array. A float8 weight with a scale
- * (`scaleKey`) is dequantized on the host to float32, w = decode(q) · s, on every backend (its
- * stored bytes, a quarter of the result, are held beside it); other integer types (small
+ * int32 bytes are read straight into the tensor's array. A float8 tensor is w = decode(q) · s with
+ * the per-tensor scale of `scaleKey` (s = 1 without one, as in plain fp8_e4m3fn files): a backend
+ * that keeps fp8 takes the codes and s (tensorFromFp8: the codes are the only host copy), any
+ * other gets float32 decoded piece by piece and scaled in place. Other integer types (small
  * buffers such as ids) are decoded whole to int32.
  */
 export function readTensor(source: TensorSource, key: string, scaleKey?: string): tf.Tensor {
   const info = source.info(key);
   const shape = [...info.shape];
   const n = tf.util.sizeFromShape(shape);
-  if (scaleKey !== undefined) return tf.tensor(dequantizeFp8(source, key, scaleKey), shape, 'float32');
+  if (isFp8Dtype(info.dtype)) {
+    const scale = scaleKey === undefined ? 1 : readScale(source, scaleKey);
+    const readCodes = () => {
+      const codes = new Uint8Array(n);
+      source.readRawInto(key, codes);
+      return codes;
+    };
+    return tensorFromFp8(readCodes, shape, fp8FormatOf(info.dtype), scale, () => scaleFp8(decodeStreamed(source, key, info.dtype, n), scale));
+  }
+  if (scaleKey !== undefined) throw new CheckpointError(`has a weight scale, but the weight is ${info.dtype}, not float8`, source.label, key);
   if (info.dtype === 'BF16' || info.dtype === 'F16') {
     const readBits = () => {
       const bits = new Uint16Array(n);

@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, OutOfMemoryError } from '../errors.js';
+import { decodeTensorBytes } from '../../weights/dtypes.js';
+import { scaleFp8 } from '../../weights/fp8.js';
+import type { Fp8Format } from '../backend/precision.js';
 import { inFp32Island, type AttentionKernel, type Precision, type StoredFormat } from '../kernels/registry.js';
 import { DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
 
@@ -10,8 +13,13 @@ interface DeviceData {
   /** Elements. */
   size: number;
   dtype: tf.DataType;
-  /** How the elements are stored: F32, I32 (int32 and bool) or BF16 (a float32 tensor stored in 2 bytes). */
+  /**
+   * How the elements are stored: F32, I32 (int32 and bool), BF16 (a float32 tensor stored in 2
+   * bytes), or F8_E4M3 / F8_E5M2 (an fp8 checkpoint weight: 1-byte codes q, the values decode(q) · scale).
+   */
   storage: DeviceType;
+  /** The per-tensor scale of fp8 storage (float32); absent for the other storage types. */
+  scale?: number;
   refCount: number;
   strings?: Uint8Array[];
 }
@@ -26,10 +34,18 @@ export function deviceType(dtype: tf.DataType): DeviceType {
   throw new BackendError(`backend 'cuda' does not support ${dtype} tensors (float32, int32 and bool only)`);
 }
 
-/** Bytes per element of a storage type. */
-export function widthOf(storage: DeviceType): 2 | 4 {
-  return storage === DeviceType.BF16 || storage === DeviceType.F16 ? 2 : 4;
+/** Whether a storage type holds float8 codes (an fp8 checkpoint weight). */
+export function isFp8Storage(storage: DeviceType): boolean {
+  return storage === DeviceType.F8_E4M3 || storage === DeviceType.F8_E5M2;
 }
+
+/** Bytes per element of a storage type. */
+export function widthOf(storage: DeviceType): 1 | 2 | 4 {
+  return isFp8Storage(storage) ? 1 : storage === DeviceType.BF16 || storage === DeviceType.F16 ? 2 : 4;
+}
+
+/** The storage type of fp8 codes in each format. */
+const FP8_STORAGE: Readonly<Record<Fp8Format, DeviceType>> = { e4m3fn: DeviceType.F8_E4M3, e5m2: DeviceType.F8_E5M2 };
 
 const UNITS: Readonly<Record<string, number>> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
 
@@ -52,6 +68,12 @@ function bytesText(bytes: number): string {
   return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
+/** The per-tensor scale of an fp8 buffer. */
+function fp8Scale(d: DeviceData): number {
+  if (d.scale === undefined) throw new BackendError(`an fp8 buffer of ${d.size} elements has no scale`);
+  return d.scale;
+}
+
 /** bfloat16 bits → float32 values (exact). */
 export function bf16ToFloat32(bits: Uint16Array): Float32Array {
   const out = new Uint32Array(bits.length);
@@ -68,7 +90,9 @@ export function bf16ToFloat32(bits: Uint16Array): Float32Array {
  * Precision: every tensor keeps tfjs dtype float32, int32 or bool. Under precision 'bf16' the
  * kernels that the policy names store their float32 results as bfloat16 (`storageOf`), except
  * inside fp32 islands; reads upcast. Under 'fp32' nothing is stored in bfloat16 unless it was
- * uploaded so (`writeStored`).
+ * uploaded so (`writeStored`). fp8 checkpoint weights stay fp8 under either policy (`writeFp8`):
+ * 1 byte an element and a per-tensor scale; a kernel reads a dequantized copy (see `cudaKernel`'s
+ * `fp8` option), the Linear GEMM one made for the call and freed right after it.
  *
  * Memory: every device buffer goes through `deviceAlloc`, which counts the bytes this backend holds
  * (`heldBytes`) against `memoryLimit` (WAN_CUDA_MEMORY_LIMIT, to simulate a smaller card). A failed
@@ -242,6 +266,28 @@ export class CudaBackend extends tf.KernelBackend {
     return dataId;
   }
 
+  /** Whether fp8 codes can stay fp8 here: the addon has the dequantization kernel (an addon built before it has not). */
+  get keepsFp8(): boolean {
+    return typeof (this.native as Partial<NativeCuda>).dequantFp8 === 'function';
+  }
+
+  /**
+   * A float32 tensor of value decode(q) · scale held as its float8 codes q (1 byte an element) and
+   * the per-tensor float32 scale, under either precision policy: reads (`dataSync`) dequantize on
+   * the host, kernels read a dequantized copy.
+   */
+  writeFp8(codes: Uint8Array, shape: number[], format: Fp8Format, scale: number): tf.DataId {
+    const size = tf.util.sizeFromShape(shape);
+    if (codes.length !== size) throw new BackendError(`writeFp8: ${codes.length} codes for shape [${shape}] (${size} elements)`);
+    if (!Number.isFinite(scale)) throw new BackendError(`writeFp8: the scale of a [${shape}] weight is ${scale}`);
+    if (!this.keepsFp8) throw new BackendError(`writeFp8: the addon has no dequantFp8 (built before fp8 storage): rebuild it with \`npm run build:cuda\``);
+    const d: DeviceData = { ...this.allocate(size, 'float32', FP8_STORAGE[format], 1), scale: Math.fround(scale) };
+    if (size > 0) this.native.upload(d.ptr, codes);
+    const dataId = {};
+    this.keep(dataId, d);
+    return dataId;
+  }
+
   /** A fresh, uninitialised output buffer (float32 results stored as `storage`, F32 by default). */
   makeOutput(shape: number[], dtype: tf.DataType, storage: DeviceType = deviceType(dtype)): tf.TensorInfo {
     const dataId = {};
@@ -260,13 +306,13 @@ export class CudaBackend extends tf.KernelBackend {
     return this.data.get(t.dataId).ptr;
   }
 
-  /** How a tensor's elements are stored (F32, I32 or BF16). */
+  /** How a tensor's elements are stored (F32, I32, BF16, or F8_E4M3 / F8_E5M2 for an fp8 weight). */
   storage(t: tf.TensorInfo): DeviceType {
     return this.data.get(t.dataId).storage;
   }
 
   /** Bytes per element of a tensor's buffer. */
-  width(t: tf.TensorInfo): 2 | 4 {
+  width(t: tf.TensorInfo): 1 | 2 | 4 {
     return widthOf(this.storage(t));
   }
 
@@ -280,21 +326,37 @@ export class CudaBackend extends tf.KernelBackend {
     return this.bf16Mode() ? DeviceType.BF16 : DeviceType.F32;
   }
 
+  /**
+   * Storage of a float32 parameter under the precision policy (WanStoreAs 'policy'): BF16 under
+   * precision 'bf16', F32 under 'fp32'. The dequantized copy of an fp8 weight that a bf16-reading
+   * kernel gets is stored so: the weight it would read had the checkpoint been dequantized up front.
+   */
+  policyStorage(): DeviceType {
+    return this.precision === 'bf16' ? DeviceType.BF16 : DeviceType.F32;
+  }
+
   /** Storage of an elementwise float32 result: bf16 when the policy allows it and every float input is bf16. */
   followStorage(inputs: readonly tf.TensorInfo[]): DeviceType {
     const floats = inputs.filter((t) => t.dtype === 'float32');
     return this.bf16Mode() && floats.length > 0 && floats.every((t) => this.storage(t) === DeviceType.BF16) ? DeviceType.BF16 : DeviceType.F32;
   }
 
-  /** x stored as `storage` (x itself with one more reference when it already is; else a converted copy). */
+  /**
+   * x stored as `storage` (x itself with one more reference when it already is; else a converted
+   * copy). An fp8 x converts to F32 or BF16: w = decode(q) · scale in float32, rounded once more
+   * for BF16 (the dequantization kernel).
+   */
   convert(x: tf.TensorInfo, storage: DeviceType): tf.TensorInfo {
-    if (x.dtype !== 'float32' || this.storage(x) === storage) {
+    const d = this.data.get(x.dataId);
+    if (x.dtype !== 'float32' || d.storage === storage) {
       this.incRef(x.dataId);
       return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
     }
+    if (isFp8Storage(storage)) throw new BackendError(`convert: a [${x.shape}] tensor cannot be stored as fp8 (fp8 comes only from a checkpoint)`);
     const out = this.makeOutput(x.shape, 'float32', storage);
     const n = tf.util.sizeFromShape(x.shape);
-    if (n > 0) this.native.cast(this.ptr(x), this.ptr(out), n, this.storage(x), storage);
+    if (n > 0 && isFp8Storage(d.storage)) this.native.dequantFp8(d.ptr, this.ptr(out), n, d.storage, fp8Scale(d), storage);
+    else if (n > 0) this.native.cast(d.ptr, this.ptr(out), n, d.storage, storage);
     return out;
   }
 
@@ -344,6 +406,12 @@ export class CudaBackend extends tf.KernelBackend {
   override readSync(dataId: tf.DataId): tf.BackendValues {
     const d = this.data.get(dataId);
     if (d.dtype === 'string') return d.strings ?? [];
+    if (isFp8Storage(d.storage)) {
+      // w = decode(q) · s on the host, as the loader dequantizes a checkpoint on a backend without fp8
+      const codes = new Uint8Array(d.size);
+      if (d.size > 0) this.native.download(d.ptr, codes);
+      return scaleFp8(decodeTensorBytes(d.storage === DeviceType.F8_E4M3 ? 'F8_E4M3' : 'F8_E5M2', codes) as Float32Array, fp8Scale(d));
+    }
     if (d.storage === DeviceType.BF16) {
       const bits = new Uint16Array(d.size);
       if (d.size > 0) this.native.download(d.ptr, bits);

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
 import { KERNELS } from '../../kernels/registry.js';
-import { ATTENTION_MODES, type CudaBackend } from '../backend.js';
+import { ATTENTION_MODES, isFp8Storage, type CudaBackend } from '../backend.js';
 import { DeviceType } from '../native.js';
 import { asStorage, disposeAll } from './elementwise.js';
 import { linearOp } from './matmul.js';
@@ -183,7 +183,7 @@ export const fusedKernels: tf.KernelConfig[] = [
     },
     BF16,
   ),
-  // x: [..., in], weight: [out, in], bias?: [out] → x · weightᵀ + bias, then the activation.
+  // x: [..., in], weight: [out, in] (fp8-stored weights dequantized per call by linearOp), bias?: [out] → x · weightᵀ + bias, then the activation.
   cudaKernel(
     KERNELS.linear,
     ({ inputs, backend, attrs }) => {
@@ -191,17 +191,18 @@ export const fusedKernels: tf.KernelConfig[] = [
       if (activation !== 'none' && activation !== 'gelu_tanh') throw new BackendError(`${KERNELS.linear}: unknown activation '${activation}'`);
       return linearOp(backend, input(inputs, 'x', KERNELS.linear), input(inputs, 'weight', KERNELS.linear), inputs.bias, activation === 'gelu_tanh');
     },
-    BF16,
+    { ...BF16, fp8: ['weight'] },
   ),
-  // The same values stored in float32 ('fp32') or as the precision policy stores results ('policy').
+  // The same values stored in float32 ('fp32') or as the precision policy stores parameters ('policy'); 'policy' keeps an fp8 weight in fp8.
   cudaKernel(
     KERNELS.storeAs,
     ({ inputs, backend, attrs }) => {
       const x = input(inputs, 'x', KERNELS.storeAs);
       const storage = strAttr(attrs, 'storage', 'policy');
       if (storage !== 'fp32' && storage !== 'policy') throw new BackendError(`${KERNELS.storeAs}: storage must be 'fp32' or 'policy', got '${storage}'`);
-      return backend.convert(x, storage === 'fp32' || backend.precision === 'fp32' ? DeviceType.F32 : DeviceType.BF16);
+      if (storage === 'fp32') return backend.convert(x, DeviceType.F32);
+      return backend.convert(x, isFp8Storage(backend.storage(x)) ? backend.storage(x) : backend.policyStorage());
     },
-    BF16,
+    { ...BF16, fp8: ['x'] },
   ),
 ];

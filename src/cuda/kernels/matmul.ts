@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
-import type { CudaBackend } from '../backend.js';
+import { isFp8Storage, type CudaBackend } from '../backend.js';
 import { DeviceType, Epilogue } from '../native.js';
 import { asDtype, asStorage, binaryOp, castOp, disposeAll, unaryOp } from './elementwise.js';
 import { boolAttr, broadcastStrides, cudaKernel, input, numAttr, sizeOf, strAttr, stridesOf } from './util.js';
@@ -132,6 +132,10 @@ export function addBias(backend: CudaBackend, x: tf.TensorInfo, bias: tf.TensorI
 /**
  * y = x · wᵀ + bias, then GELU-tanh when `gelu` (the Linear layers' product, w in PyTorch layout
  * [out, in]). x: [..., in] → [..., out]. In bf16 mode bias and GELU are cuBLASLt epilogues.
+ * An fp8-stored w (a checkpoint weight kept in fp8, 1 byte an element) is dequantized,
+ * w = decode(q) · s, into a scratch buffer stored as the policy stores parameters (bf16 under
+ * precision 'bf16', the operand of the bf16 GEMM; f32 under 'fp32'), which is freed as soon as the
+ * product is queued (the pool is stream-ordered): one layer's copy exists at a time.
  */
 export function linearOp(backend: CudaBackend, x: tf.TensorInfo, w: tf.TensorInfo, bias: tf.TensorInfo | undefined, gelu: boolean): tf.TensorInfo {
   const inDim = x.shape[x.shape.length - 1];
@@ -139,11 +143,13 @@ export function linearOp(backend: CudaBackend, x: tf.TensorInfo, w: tf.TensorInf
   const outDim = w.shape[0];
   const rows = sizeOf(x.shape) / Math.max(1, inDim);
   const x2 = { ...x, shape: [rows, inDim] };
-  let y: tf.TensorInfo;
-  if (backend.bf16Mode()) {
-    y = matMulOp(backend, x2, w, false, true, { bias, gelu });
-  } else {
-    y = addBias(backend, matMulOp(backend, x2, w, false, true), bias);
+  const temps: tf.TensorInfo[] = [];
+  const wd = isFp8Storage(backend.storage(w)) ? asStorage(backend, w, backend.policyStorage(), temps) : w;
+  const bf16 = backend.bf16Mode();
+  let y = bf16 ? matMulOp(backend, x2, wd, false, true, { bias, gelu }) : matMulOp(backend, x2, wd, false, true);
+  disposeAll(backend, temps);
+  if (!bf16) {
+    y = addBias(backend, y, bias);
     if (gelu) {
       const g = backend.makeOutput(y.shape, 'float32', backend.storage(y));
       backend.native.geluTanh(backend.ptr(y), backend.ptr(g), sizeOf(y.shape), backend.storage(y), backend.storage(g));

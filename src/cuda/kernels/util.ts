@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError } from '../../errors.js';
 import { float32ToBf16Bits } from '../../../weights/dtypes.js';
-import { CudaBackend } from '../backend.js';
+import { CudaBackend, isFp8Storage } from '../backend.js';
 import { DeviceType } from '../native.js';
 
 export interface KernelArgs {
@@ -19,6 +19,14 @@ export interface CudaKernelOptions {
    * storage is always right.
    */
   bf16?: boolean;
+  /**
+   * Inputs (by name) that the kernel reads stored as fp8 itself. Any other fp8-stored input (a
+   * checkpoint weight kept in fp8) is dequantized into a copy before the kernel runs (freed
+   * after): stored as the policy stores parameters (backend.policyStorage) for a kernel that reads
+   * bfloat16, so that it sees the weight it would have read had the checkpoint been dequantized up
+   * front, and as float32 for the others.
+   */
+  fp8?: readonly string[];
 }
 
 /**
@@ -27,13 +35,20 @@ export interface CudaKernelOptions {
  */
 export function cudaKernel(kernelName: string, fn: CudaKernelFunc, options: CudaKernelOptions = {}): tf.KernelConfig {
   const run = ({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: CudaBackend; attrs?: tf.NamedAttrMap }) => {
-    const isBf16 = (t: tf.TensorInfo | undefined) => t !== undefined && t.dtype === 'float32' && backend.storage(t) === DeviceType.BF16;
-    if (options.bf16 || !Object.values(inputs).some(isBf16)) return fn({ inputs, backend, attrs: attrs ?? {} });
+    // the storage of the copy input `name` needs before the kernel runs, undefined when it reads it as stored
+    const copyAs = (name: string, t: tf.TensorInfo | undefined): DeviceType | undefined => {
+      if (t === undefined || t.dtype !== 'float32') return undefined;
+      const storage = backend.storage(t);
+      if (isFp8Storage(storage)) return options.fp8?.includes(name) ? undefined : options.bf16 ? backend.policyStorage() : DeviceType.F32;
+      return storage === DeviceType.BF16 && !options.bf16 ? DeviceType.F32 : undefined;
+    };
+    if (Object.entries(inputs).every(([name, t]) => copyAs(name, t) === undefined)) return fn({ inputs, backend, attrs: attrs ?? {} });
     const temps: tf.TensorInfo[] = [];
     const converted: tf.NamedTensorInfoMap = {};
     for (const [name, t] of Object.entries(inputs)) {
-      if (t && isBf16(t)) {
-        const c = backend.convert(t, DeviceType.F32);
+      const storage = copyAs(name, t);
+      if (t && storage !== undefined) {
+        const c = backend.convert(t, storage);
         temps.push(c);
         converted[name] = c;
       } else if (t) {
