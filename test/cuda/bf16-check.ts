@@ -6,11 +6,14 @@
 // Attention runs through cuDNN and through the flash kernel separately. Ends with
 // `N passed, N failed` and exits non-zero on a failure.
 import * as tf from '@tensorflow/tfjs-core';
-import { attention, conv3d, layerNorm, layerNormModulate, linear, rmsNorm, rope } from '../../src/backend/ops.js';
+import { attention, conv3d, layerNorm, layerNormModulate, linear, rmsNorm, rope, storeParam } from '../../src/backend/ops.js';
+import { tensorFromFp8, type Fp8Format } from '../../src/backend/precision.js';
 import { selectBackend } from '../../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, cudnnInfo, type AttentionKernel } from '../../src/cuda/index.js';
 import { DeviceType } from '../../src/cuda/native.js';
 import type { Precision } from '../../src/kernels/registry.js';
+import { decodeTensorBytes } from '../../weights/dtypes.js';
+import { scaleFp8 } from '../../weights/fp8.js';
 import { roundBf16 } from './mock-native.js';
 
 /** WAN_BF16_CHECK_QUICK=1: small shapes only (to check this script against the mock addon). */
@@ -96,6 +99,79 @@ function exact(name: string, f: () => tf.Tensor, steps = 0, rounded = true): voi
   }
 }
 
+/** decode(q) · s on the host (weights/fp8.ts), the reference of the device's dequantization. */
+function hostDequant(codes: Uint8Array, format: Fp8Format, scale: number): Float32Array {
+  return scaleFp8(decodeTensorBytes(format === 'e4m3fn' ? 'F8_E4M3' : 'F8_E5M2', codes) as Float32Array, scale);
+}
+
+/** The device's dequantization of all 256 codes to f32 and to bf16, bit for bit the host's decode(q)·s (rounded to bf16 for bf16; NaN codes NaN). */
+function fp8Codes(format: Fp8Format): void {
+  const name = `fp8: dequantFp8 of all 256 ${format} codes × scale → f32 and bf16 equal the host decoding`;
+  try {
+    const codes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const scale = Math.fround(0.0137);
+    const want = hostDequant(codes, format, scale);
+    const w = { dataId: backend.writeFp8(codes, [256], format, scale), shape: [256], dtype: 'float32' as const };
+    const wrong: string[] = [];
+    for (const storage of [DeviceType.F32, DeviceType.BF16]) {
+      const c = backend.convert(w, storage);
+      const got = backend.readSync(c.dataId) as Float32Array;
+      backend.disposeData(c.dataId);
+      for (let i = 0; i < 256; i++) {
+        const v = storage === DeviceType.BF16 ? roundBf16(want[i]) : want[i];
+        if (!Object.is(got[i], v) && !(Number.isNaN(got[i]) && Number.isNaN(v))) wrong.push(`0x${i.toString(16)}→${got[i]} (want ${v}, ${storage === DeviceType.BF16 ? 'bf16' : 'f32'})`);
+      }
+    }
+    backend.disposeData(w.dataId);
+    report(wrong.length === 0, name, `mismatches=${wrong.length}${wrong.length ? `: ${wrong.slice(0, 4).join(', ')}` : ''}`);
+  } catch (err) {
+    report(false, name, `error: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * x·Wᵀ + b → GELU-tanh with W kept as fp8 codes and a per-tensor scale (1 byte an element,
+ * dequantized per call into a scratch buffer) equals, bit for bit, the same Linear with W
+ * dequantized up front and stored as a parameter is (bf16 under 'bf16', f32 under 'fp32'):
+ * both GEMMs read the same operands. Codes: every finite e4m3fn code, both signs (outliers to ±448·s).
+ */
+function fp8Linear(rows: number, inDim: number, outDim: number): void {
+  const name = `fp8: linear ${rows}×${inDim}·(${outDim}×${inDim} fp8 e4m3fn)ᵀ + b → GELU = the weight dequantized up front`;
+  try {
+    let a = 12345;
+    const codes = Uint8Array.from({ length: outDim * inDim }, () => {
+      a = (a * 1664525 + 1013904223) >>> 0;
+      return (a >>> 24) % 0x7f | (a & 0x80); // 0x00..0x7e with a sign: never the NaN codes S.1111.111
+    });
+    const scale = Math.fround(0.08 / 448);
+    const dequantized = hostDequant(codes, 'e4m3fn', scale);
+    const details: string[] = [];
+    let ok = true;
+    for (const precision of ['bf16', 'fp32'] as const) {
+      configureCudaBackend(backend, { precision });
+      const before = tf.memory().numTensors;
+      const [fromFp8, upFront, storage] = tf.tidy(() => {
+        const x = tf.tensor3d(values(2 * rows * inDim, 80), [2, rows, inDim]);
+        const b = tf.tensor1d(values(outDim, 81));
+        const wq = tensorFromFp8(() => codes, [outDim, inDim], 'e4m3fn', scale, () => dequantized);
+        const wu = storeParam(tf.tensor2d(dequantized, [outDim, inDim]), false);
+        return [linear(x, wq, b, 'gelu_tanh'), linear(x, wu, b, 'gelu_tanh'), backend.storage(wq)];
+      });
+      const p = fromFp8.dataSync();
+      const q = upFront.dataSync();
+      let differing = 0;
+      for (let i = 0; i < q.length; i++) if (!Object.is(p[i], q[i])) differing++;
+      tf.dispose([fromFp8, upFront]);
+      const leaked = tf.memory().numTensors - before;
+      ok &&= differing === 0 && storage === DeviceType.F8_E4M3 && leaked === 0;
+      details.push(`${precision}: differing=${differing} of ${q.length} storage=${storage === DeviceType.F8_E4M3 ? 'fp8' : storage} leaked=${leaked}`);
+    }
+    report(ok, name, details.join('; '));
+  } catch (err) {
+    report(false, name, `error: ${(err as Error).message}`);
+  }
+}
+
 const t4 = (shape: [number, number, number, number], seed: number, scale = 1) => tf.tensor4d(values(shape.reduce((a, b) => a * b), seed, scale), shape);
 
 async function main(): Promise<void> {
@@ -132,6 +208,10 @@ async function main(): Promise<void> {
   const rows = QUICK ? 20 : 300;
   close('linear x·Wᵀ + b → GELU-tanh (epilogues)', () => linear(tf.tensor3d(values(2 * rows * 256, 16), [2, rows, 256]), tf.tensor2d(values(512 * 256, 17, 0.06), [512, 256]), tf.tensor1d(values(512, 18)), 'gelu_tanh'), 8e-3);
   close('linear without bias', () => linear(tf.tensor2d(values(100 * 96, 19), [100, 96]), tf.tensor2d(values(40 * 96, 20, 0.1), [40, 96])), 8e-3);
+  fp8Codes('e4m3fn');
+  fp8Codes('e5m2');
+  fp8Linear(rows, QUICK ? 96 : 1536, QUICK ? 64 : 4096);
+  configureCudaBackend(backend, { precision: 'bf16' });
 
   close('rmsNorm of bf16 rows (1536 and 96 wide)', () => tf.concat([tf.reshape(rmsNorm(act([50, 1536], 21), tf.tensor1d(values(1536, 22)), 1e-6), [-1]), tf.reshape(rmsNorm(act([400, 96], 23), tf.tensor1d(values(96, 24)), 1e-6), [-1])]), 8e-3);
   close('layerNorm with affine', () => layerNorm(act([70, 512], 25), 1e-6, tf.tensor1d(values(512, 26)), tf.tensor1d(values(512, 27))), 8e-3);
