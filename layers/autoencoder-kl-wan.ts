@@ -6,7 +6,7 @@ import { savePretrained } from '../weights/save-pretrained.js';
 import { AutoencoderKLWanConfig, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
 import { WanModule } from './module.js';
 import { CausalCache, WanCausalConv3d } from './wan-causal-conv3d.js';
-import { WanDecoder3d } from './wan-decoder3d.js';
+import { WanDecoder3d, runStages, runStagesAsync } from './wan-decoder3d.js';
 import { WanEncoder3d } from './wan-encoder3d.js';
 
 export { AutoencoderKLWanConfig, WAN_VAE_PRESETS, type AutoencoderKLWanPreset } from './autoencoder-kl-wan-config.js';
@@ -68,8 +68,19 @@ export interface WanVaeDecodeOptions {
   chunkSize?: number;
   /** Called after each decoded latent frame (counted over all tiles). */
   onProgress?: (done: number, total: number) => void;
-  /** Checked before each decoder chunk: once aborted, the decode frees what it made and throws AbortError. */
+  /**
+   * Checked before each decoder chunk and before each stage of the decoder within a chunk (conv_in,
+   * the mid block, each up block, the output conv): once aborted, the decode frees what it made and
+   * throws AbortError. decodeAsync also yields to the event loop there, so an abort from a timer or
+   * a signal handler lands within one stage.
+   */
   signal?: AbortSignal;
+}
+
+/** One decoded chunk of run: channels-last video [B, t, H, W, C], unclamped, and the latent frames it came from. */
+interface DecodedChunk {
+  video: tf.Tensor;
+  latentFrames: number;
 }
 
 /**
@@ -255,16 +266,12 @@ export class AutoencoderKLWan extends WanModule {
 
   // z: [B, zDim, F, h, w] → video [B, 3, 1 + 4(F − 1), h·s, w·s] clamped to [−1, 1]
   decode(z: tf.Tensor, options: WanVaeDecodeOptions = {}): tf.Tensor {
-    this.checkLatents(z);
-    const tiles = this.tileGrid(z.shape[3] as number, z.shape[4] as number, options, 'decode');
-    if (tiles) return this.decodeTiled(z, tiles, options);
-    const parts: tf.Tensor[] = [];
-    try {
-      for (const part of this.decodeChunks(z, options)) parts.push(part);
-      return parts.length === 1 ? parts[0].clone() : tf.concat(parts, 2);
-    } finally {
-      for (const p of parts) p.dispose();
-    }
+    return runStages(this.decodeStages(z, options, false));
+  }
+
+  /** decode, yielding to the event loop before each stage of the decoder (so `signal` can abort within a chunk). */
+  decodeAsync(z: tf.Tensor, options: WanVaeDecodeOptions = {}): Promise<tf.Tensor> {
+    return runStagesAsync(this.decodeStages(z, options, true));
   }
 
   /**
@@ -274,11 +281,37 @@ export class AutoencoderKLWan extends WanModule {
    */
   *decodeChunks(z: tf.Tensor, options: Omit<WanVaeDecodeOptions, 'tileSize' | 'tileOverlap'> = {}): Generator<tf.Tensor, void, undefined> {
     this.checkLatents(z);
+    for (const out of this.chunkStages(z, options, false)) if (out) yield out;
+  }
+
+  // z: [B, zDim, F, h, w] → video [B, 3, T, H, W] clamped to [−1, 1]; with `pause`, a yield before each decoder stage
+  private *decodeStages(z: tf.Tensor, options: WanVaeDecodeOptions, pause: boolean): Generator<void, tf.Tensor, void> {
+    this.checkLatents(z);
+    const tiles = this.tileGrid(z.shape[3] as number, z.shape[4] as number, options, 'decode');
+    if (tiles) return yield* this.decodeTiled(z, tiles, options, pause);
+    const parts: tf.Tensor[] = [];
+    try {
+      for (const part of this.chunkStages(z, options, pause)) {
+        if (part) parts.push(part);
+        else yield;
+      }
+      return parts.length === 1 ? parts[0].clone() : tf.concat(parts, 2);
+    } finally {
+      for (const p of parts) p.dispose();
+    }
+  }
+
+  /** decodeChunks' chunks, [B, 3, t, H, W] clamped to [−1, 1]; with `pause`, a bare yield before each decoder stage. */
+  private *chunkStages(z: tf.Tensor, options: Omit<WanVaeDecodeOptions, 'tileSize' | 'tileOverlap'>, pause: boolean): Generator<tf.Tensor | void, void, undefined> {
     const F = z.shape[2] as number;
     const zcl = tf.transpose(z, [0, 2, 3, 4, 1]);
     try {
       let done = 0;
-      for (const chunk of this.run(zcl, options.chunkSize ?? 1, options.signal)) {
+      for (const chunk of this.run(zcl, options.chunkSize ?? 1, options.signal, pause)) {
+        if (!chunk) {
+          yield;
+          continue;
+        }
         const out = tf.tidy(() => tf.transpose(tf.clipByValue(chunk.video, -1, 1), [0, 4, 1, 2, 3]));
         chunk.video.dispose();
         done += chunk.latentFrames;
@@ -322,11 +355,13 @@ export class AutoencoderKLWan extends WanModule {
   }
 
   /**
-   * The causal decode of a latent region: one chunk per yield, unclamped and unpatchified,
-   * channels-last [B, t, H, W, C]. zcl: [B, F, h, w, zDim]. The cache lives as long as the generator.
-   * Throws AbortError before a chunk once `signal` is aborted.
+   * The causal decode of a latent region: one chunk per non-empty yield, unclamped and
+   * unpatchified, channels-last [B, t, H, W, C]. zcl: [B, F, h, w, zDim]. The cache lives as long
+   * as the generator. Throws AbortError before a chunk once `signal` is aborted; with `pause`, also
+   * yields bare before each stage of the decoder and checks `signal` after it (a synchronous run
+   * has nothing that could abort between stages, so it runs the decoder's forward whole).
    */
-  private *run(zcl: tf.Tensor, chunkSize: number, signal: AbortSignal | undefined): Generator<{ video: tf.Tensor; latentFrames: number }, void, undefined> {
+  private *run(zcl: tf.Tensor, chunkSize: number, signal: AbortSignal | undefined, pause: boolean): Generator<DecodedChunk | void, void, undefined> {
     if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new ConfigError(`decode option chunkSize must be a positive integer, got ${chunkSize}`);
     const F = zcl.shape[1] as number;
     const cache = new CausalCache();
@@ -334,10 +369,15 @@ export class AutoencoderKLWan extends WanModule {
       for (let f = 0; f < F; ) {
         if (signal?.aborted) throw new AbortError('decoding was aborted');
         const n = f === 0 ? 1 : Math.min(chunkSize, F - f);
-        const video = tf.tidy(() => {
-          const chunk = tf.slice(zcl, [0, f, 0, 0, 0], [-1, n, -1, -1, -1]);
-          return vaeUnpatchify(this.decoder.forward(this.postQuantConv.forward(chunk), cache), this.config.patchSize ?? 1);
-        });
+        const x = tf.tidy(() => this.postQuantConv.forward(tf.slice(zcl, [0, f, 0, 0, 0], [-1, n, -1, -1, -1])));
+        let y: tf.Tensor;
+        try {
+          y = pause ? yield* this.decoder.stages(x, cache, signal) : this.decoder.forward(x, cache);
+        } finally {
+          x.dispose();
+        }
+        const video = vaeUnpatchify(y, this.config.patchSize ?? 1);
+        y.dispose();
         f += n;
         yield { video, latentFrames: n };
       }
@@ -407,8 +447,9 @@ export class AutoencoderKLWan extends WanModule {
     return { mean: tf.tensor(mean, [B, Z, F, h, w]), logvar: tf.tensor(logvar, [B, Z, F, h, w]) };
   }
 
-  // z: [B, zDim, F, h, w] → [B, 3, T, H, W]: each tile decoded through the whole clip, blended on the host
-  private decodeTiled(z: tf.Tensor, grid: TileGrid, options: WanVaeDecodeOptions): tf.Tensor {
+  // z: [B, zDim, F, h, w] → [B, 3, T, H, W]: each tile decoded through the whole clip, blended on the host;
+  // with `pause`, a bare yield before each decoder stage
+  private *decodeTiled(z: tf.Tensor, grid: TileGrid, options: WanVaeDecodeOptions, pause: boolean): Generator<void, tf.Tensor, void> {
     const [B, , F, h, w] = z.shape as [number, number, number, number, number];
     const s = this.spatialCompression;
     const C = this.config.outChannels / (this.config.patchSize ?? 1) ** 2;
@@ -421,12 +462,16 @@ export class AutoencoderKLWan extends WanModule {
     let done = 0;
     const zcl = tf.transpose(z, [0, 2, 3, 4, 1]);
     try {
-      grid.rows.forEach((r, i) => {
-        grid.cols.forEach((c, j) => {
+      for (const [i, r] of grid.rows.entries()) {
+        for (const [j, c] of grid.cols.entries()) {
           const region = tf.slice(zcl, [0, 0, r, c, 0], [-1, -1, grid.th, grid.tw, -1]);
           try {
             let t0 = 0;
-            for (const chunk of this.run(region, options.chunkSize ?? 1, options.signal)) {
+            for (const chunk of this.run(region, options.chunkSize ?? 1, options.signal, pause)) {
+              if (!chunk) {
+                yield;
+                continue;
+              }
               const [, t, ph, pw] = chunk.video.shape as [number, number, number, number, number];
               const data = chunk.video.dataSync();
               chunk.video.dispose();
@@ -450,8 +495,8 @@ export class AutoencoderKLWan extends WanModule {
           } finally {
             region.dispose();
           }
-        });
-      });
+        }
+      }
     } finally {
       zcl.dispose();
     }

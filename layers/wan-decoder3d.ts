@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { WanModule, replacing } from './module.js';
-import { CausalCache, WanCausalConv3d, forwardChunk } from './wan-causal-conv3d.js';
+import { AbortError } from '../src/errors.js';
+import { WanModule } from './module.js';
+import { CausalCache, WanCausalConv3d, withCache } from './wan-causal-conv3d.js';
 import { WanMidBlock } from './wan-mid-block.js';
 import { WanResidualUpBlock } from './wan-residual-up-block.js';
 import { WanRMS_norm } from './wan-rms-norm.js';
@@ -18,6 +19,26 @@ export interface WanDecoder3dConfig {
   /** Wan2.2: levels are WanResidualUpBlocks with DupUp3D shortcuts and channel-keeping upsamplers. */
   isResidual?: boolean;
   name?: string;
+}
+
+/** Runs `stages` to its result without pausing. */
+export function runStages<T>(stages: Generator<void, T, void>): T {
+  let r = stages.next();
+  while (!r.done) r = stages.next();
+  return r.value;
+}
+
+/**
+ * Runs `stages` to its result, awaiting a macrotask at each pause, so pending timers and I/O
+ * callbacks (a signal handler's abort among them) run between stages.
+ */
+export async function runStagesAsync<T>(stages: Generator<void, T, void>): Promise<T> {
+  let r = stages.next();
+  while (!r.done) {
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+    r = stages.next();
+  }
+  return r.value;
 }
 
 /**
@@ -62,14 +83,38 @@ export class WanDecoder3d extends WanModule {
 
   // x: [B, F, h, w, zDim] (one chunk) → [B, T, h·2^L, w·2^L, outChannels]; advances the cache by one chunk
   forward(x: tf.Tensor, cache?: CausalCache): tf.Tensor {
-    return forwardChunk(cache, (c) => {
-      // Each stage's output is freed once the next has used it.
-      let h = this.convIn.forward(x, c);
-      h = replacing(h, x, this.midBlock.forward(h, c));
-      for (const b of this.upBlocks) h = replacing(h, x, b.forward(h, c));
-      h = replacing(h, x, this.normOut.forward(h, 'silu'));
-      return replacing(h, x, this.convOut.forward(h, c));
-    });
+    return withCache(cache, (c) => runStages(this.stages(x, c)));
+  }
+
+  /**
+   * forward as stages: conv_in, mid_block, each up block, then norm_out, SiLU and conv_out, with a
+   * pause (a yield) before each, after which `signal` is checked (AbortError once aborted). Each
+   * stage runs in its own tidy scope and its input is freed once it has run, so a caller may run
+   * other tf code during a pause; on return or throw only the result (or nothing) is left, and the
+   * cache, which the caller owns, has advanced by one chunk only on return.
+   */
+  *stages(x: tf.Tensor, cache: CausalCache, signal?: AbortSignal): Generator<void, tf.Tensor, void> {
+    const steps: Array<(h: tf.Tensor) => tf.Tensor> = [
+      (h) => this.convIn.forward(h, cache),
+      (h) => this.midBlock.forward(h, cache),
+      ...this.upBlocks.map((b) => (h: tf.Tensor) => b.forward(h, cache)),
+      (h) => this.convOut.forward(this.normOut.forward(h, 'silu'), cache),
+    ];
+    let h = x;
+    try {
+      for (const step of steps) {
+        yield;
+        if (signal?.aborted) throw new AbortError('decoding was aborted');
+        const input = h;
+        h = tf.tidy(() => step(input));
+        if (input !== x) input.dispose();
+      }
+    } catch (e) {
+      if (h !== x) h.dispose();
+      throw e;
+    }
+    cache.advance();
+    return h;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {

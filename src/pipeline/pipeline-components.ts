@@ -38,6 +38,8 @@ export interface PipelineVae {
   };
   // z: [B, zDim, F, H, W] (denormalised) → video [B, 3, 1 + 4(F − 1), sH, sW] in [-1, 1]
   decode(z: tf.Tensor, options?: WanVaeDecodeOptions): tf.Tensor;
+  /** decode, yielding to the event loop while it runs so `options.signal` can stop it part-way (AutoencoderKLWan: between decoder stages); decode is used where absent. */
+  decodeAsync?(z: tf.Tensor, options?: WanVaeDecodeOptions): Promise<tf.Tensor>;
   // video: [B, 3, F, H, W] in [-1, 1] → posterior mean and log-variance [B, zDim, F', H/s, W/s]; needed for `image`
   encode?(video: tf.Tensor, options?: WanVaeEncodeOptions): { mean: tf.Tensor; logvar: tf.Tensor };
   dispose(): unknown;

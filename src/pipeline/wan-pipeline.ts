@@ -75,6 +75,14 @@ function replacing(x: tf.Tensor, f: (t: tf.Tensor) => tf.Tensor): tf.Tensor {
   }
 }
 
+// video: [B, 3, F, H, W] in [−1, 1] → frames [B, F, H, W, 3] in [0, 1]; disposes video
+function toFrames(video: tf.Tensor): tf.Tensor {
+  const half = replacing(video, (x) => tf.div(x, 2));
+  const shifted = replacing(half, (x) => tf.add(x, 0.5));
+  const clamped = replacing(shifted, (x) => tf.clipByValue(x, 0, 1));
+  return replacing(clamped, (x) => tf.transpose(x, [0, 2, 3, 4, 1]));
+}
+
 /**
  * Wan text-to-video (Diffusers' WanPipeline) and image-to-video (WanImageToVideoPipeline): text
  * embeddings → flow-matching denoising with classifier-free guidance, one or two experts split at
@@ -381,6 +389,24 @@ export class WanPipeline {
    * with at most two video-sized tensors alive at once.
    */
   decodeLatents(latents: tf.Tensor, options: WanVaeDecodeOptions = {}): tf.Tensor {
+    const { vae, z } = this.vaeInput(latents);
+    return toFrames(replacing(z, (x) => tf.tidy(() => vae.decode(x, options))));
+  }
+
+  /** decodeLatents, yielding to the event loop while the VAE decodes (AutoencoderKLWan: between decoder stages), so `options.signal` stops it within one stage. */
+  async decodeLatentsAsync(latents: tf.Tensor, options: WanVaeDecodeOptions = {}): Promise<tf.Tensor> {
+    const { vae, z } = this.vaeInput(latents);
+    let video: tf.Tensor;
+    try {
+      video = vae.decodeAsync ? await vae.decodeAsync(z, options) : tf.tidy(() => vae.decode(z, options));
+    } finally {
+      z.dispose();
+    }
+    return toFrames(video);
+  }
+
+  // latents: [B, zDim, F, H, W] → the VAE and z = latents / (1/std) + mean, checked
+  private vaeInput(latents: tf.Tensor): { vae: PipelineVae; z: tf.Tensor } {
     this.checkNotDisposed();
     const vae = this.vae;
     if (!vae) throw new ConfigError('this pipeline has no VAE (the model folder has no vae/): decode the latents elsewhere');
@@ -391,12 +417,7 @@ export class WanPipeline {
       const { mean, stdInv } = latentStats(c);
       return tf.add(tf.div(latents, stdInv), mean);
     });
-    // [B, 3, F, H, W] in [−1, 1] → [B, F, H, W, 3] in [0, 1]
-    const video = replacing(z, (x) => tf.tidy(() => vae.decode(x, options)));
-    const half = replacing(video, (x) => tf.div(x, 2));
-    const shifted = replacing(half, (x) => tf.add(x, 0.5));
-    const clamped = replacing(shifted, (x) => tf.clipByValue(x, 0, 1));
-    return replacing(clamped, (x) => tf.transpose(x, [0, 2, 3, 4, 1]));
+    return { vae, z };
   }
 
   /** Text (or embeddings, and images) → frames [B, F, H, W, 3] in [0, 1], with the settings used. */
@@ -405,7 +426,7 @@ export class WanPipeline {
     const latents = await this.run(call);
     try {
       checkAbort(call.options.signal);
-      return { ...call.settings, frames: this.decodeLatents(latents, { signal: call.options.signal }) };
+      return { ...call.settings, frames: await this.decodeLatentsAsync(latents, { signal: call.options.signal }) };
     } finally {
       latents.dispose();
     }
