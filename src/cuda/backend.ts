@@ -4,12 +4,19 @@ import { decodeTensorBytes } from '../../weights/dtypes.js';
 import { scaleFp8 } from '../../weights/fp8.js';
 import type { Fp8Format } from '../backend/precision.js';
 import { inFp32Island, type AttentionKernel, type Precision, type StoredFormat } from '../kernels/registry.js';
-import { DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
+import { CopyDirection, DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
 
 /** One tensor buffer: device memory for numeric dtypes, host bytes for strings. */
 interface DeviceData {
-  /** Device address, 0 for an empty buffer or a string tensor. */
+  /** Device address, 0 for an empty buffer, a string tensor, or a buffer offloaded to `host`. */
   ptr: number;
+  /**
+   * The pinned host copy (`offload`), kept while the buffer is back on the device too: a DataId's
+   * bytes never change, so dropping the device copy again needs no copy back.
+   */
+  host?: number;
+  /** The copy (event id) that fills `ptr` from `host`; the compute stream waits for it before the first kernel reads `ptr`. */
+  filling?: number;
   /** Elements. */
   size: number;
   dtype: tf.DataType;
@@ -98,6 +105,12 @@ export function bf16ToFloat32(bits: Uint16Array): Float32Array {
  * (`heldBytes`) against `memoryLimit` (WAN_CUDA_MEMORY_LIMIT, to simulate a smaller card). A failed
  * allocation (over the limit, or the addon's "out of GPU memory") is an OutOfMemoryError naming
  * the kernel; the buffers that kernel had made are freed, so nothing leaks.
+ *
+ * Offloading: `offload` moves buffers to pinned host memory under the same DataId (tensors and
+ * tf.Variables keep working), `prefetch` starts their copy back on the addon's copy stream; the
+ * compute stream waits for that copy when a kernel first takes the buffer's address (`ptr`). A
+ * kernel that reads an offloaded buffer nobody prefetched brings it back then (counted in
+ * `offloadStats().demandLoads`) and it stays on the device until offloaded again.
  */
 export class CudaBackend extends tf.KernelBackend {
   readonly data: tf.DataStorage<DeviceData>;
@@ -118,6 +131,10 @@ export class CudaBackend extends tf.KernelBackend {
   private readonly ops: string[] = [];
   /** The buffers each running kernel has made so far, freed if it throws. */
   private readonly made: tf.DataId[][] = [];
+  /** Pinned host bytes held by offloaded buffers' host copies. */
+  private hostHeld = 0;
+  /** Offloaded buffers brought back by a kernel that read them without a prefetch. */
+  private demandLoads = 0;
 
   constructor(
     readonly native: NativeCuda,
@@ -301,9 +318,142 @@ export class CudaBackend extends tf.KernelBackend {
     return { dataId: this.write(values, shape, dtype), shape, dtype };
   }
 
-  /** The device address of a tensor's buffer (moving it here from another backend if needed). */
+  /**
+   * The device address of a tensor's buffer (moving it here from another backend if needed), for a
+   * kernel about to read or write it: an offloaded buffer is brought back first (a demand load), and
+   * the compute stream waits for the copy that fills a prefetched one.
+   */
   ptr(t: tf.TensorInfo): number {
-    return this.data.get(t.dataId).ptr;
+    return this.resident(this.data.get(t.dataId));
+  }
+
+  /** d's device address, d on the device and its filling copy waited for (see `ptr`). */
+  private resident(d: DeviceData): number {
+    if (d.ptr === 0 && d.host !== undefined) {
+      this.demandLoads++;
+      this.fill(d);
+    }
+    if (d.filling !== undefined) {
+      this.native.waitEvent(d.filling);
+      d.filling = undefined;
+    }
+    return d.ptr;
+  }
+
+  /** Allocates d's device buffer and queues its copy from the host copy on the copy stream (d.filling). */
+  private fill(d: DeviceData): void {
+    const bytes = d.size * widthOf(d.storage);
+    d.ptr = this.deviceAlloc(bytes);
+    d.filling = this.native.copyAsync(d.ptr, d.host ?? 0, bytes, CopyDirection.HOST_TO_DEVICE);
+  }
+
+  /** Frees d's device buffer (stream-ordered: after the kernels queued so far and, first, the copy filling it). */
+  private dropDevice(d: DeviceData): void {
+    if (d.ptr === 0) return;
+    if (d.filling !== undefined) this.native.waitEvent(d.filling);
+    d.filling = undefined;
+    this.deviceFree(d.ptr, d.size * widthOf(d.storage));
+    d.ptr = 0;
+  }
+
+  /**
+   * Moves the buffers of `dataIds` to pinned host memory, keeping their DataIds, storage (F32, BF16,
+   * fp8 with its scale) and contents: a device → host copy on the copy stream the first time (after
+   * the kernels queued so far), then the device memory is freed once that copy is done
+   * (stream-ordered, the host does not wait); a buffer whose host copy exists already (offloaded
+   * before, then prefetched) just frees its device copy. Buffers derived from one (a filter in
+   * cuDNN's layout) are freed and made again when next needed. Empty buffers, strings and buffers
+   * offloaded already are left as they are. Returns the device bytes freed.
+   */
+  offload(dataIds: Iterable<tf.DataId>): number {
+    let freed = 0;
+    for (const dataId of dataIds) {
+      const d = this.data.has(dataId) ? this.data.get(dataId) : undefined;
+      if (d === undefined || d.ptr === 0) continue;
+      const bytes = d.size * widthOf(d.storage);
+      if (d.host === undefined) {
+        const host = this.hostAlloc(bytes);
+        // the compute stream frees the device buffer after the copy has read it
+        this.native.waitEvent(this.native.copyAsync(host, this.resident(d), bytes, CopyDirection.DEVICE_TO_HOST));
+        d.host = host;
+        this.hostHeld += bytes;
+      }
+      this.dropDerived(dataId);
+      this.dropDevice(d);
+      freed += bytes;
+    }
+    return freed;
+  }
+
+  /**
+   * Starts bringing the offloaded buffers of `dataIds` back to the device: allocates each (an
+   * OutOfMemoryError names "prefetch" and leaves those it could not bring back offloaded) and queues
+   * its host → device copy on the copy stream, overlapping the kernels queued meanwhile; the first
+   * kernel that reads one waits for its copy. Buffers on the device already are left as they are.
+   */
+  prefetch(dataIds: Iterable<tf.DataId>): void {
+    this.ops.push('prefetch');
+    try {
+      for (const dataId of dataIds) {
+        const d = this.data.has(dataId) ? this.data.get(dataId) : undefined;
+        if (d !== undefined && d.ptr === 0 && d.host !== undefined) this.fill(d);
+      }
+    } finally {
+      this.ops.pop();
+    }
+  }
+
+  /** Whether a tensor's buffer is in pinned host memory only (offloaded and not brought back). */
+  isOffloaded(dataId: tf.DataId): boolean {
+    const d = this.data.has(dataId) ? this.data.get(dataId) : undefined;
+    return d !== undefined && d.ptr === 0 && d.host !== undefined;
+  }
+
+  /** Bytes the buffers of `dataIds` take on the device when there (elements × stored width). */
+  bytesOf(dataIds: Iterable<tf.DataId>): number {
+    let bytes = 0;
+    for (const dataId of dataIds) {
+      const d = this.data.has(dataId) ? this.data.get(dataId) : undefined;
+      if (d !== undefined && d.dtype !== 'string') bytes += d.size * widthOf(d.storage);
+    }
+    return bytes;
+  }
+
+  /** Pinned host bytes held by host copies of offloaded buffers, and how many buffers kernels brought back unprefetched. */
+  offloadStats(): { hostBytes: number; demandLoads: number } {
+    return { hostBytes: this.hostHeld, demandLoads: this.demandLoads };
+  }
+
+  /**
+   * Device bytes a call may still take: the device's free memory plus what the pool holds unused
+   * (or, under `memoryLimit`, what is left of it, whichever is less).
+   */
+  freeDeviceBytes(): number {
+    const m = this.native.memory();
+    const device = m.deviceFree + Math.max(0, m.reserved - m.inUse);
+    return this.memoryLimit === undefined ? device : Math.min(device, Math.max(0, this.memoryLimit - this.held));
+  }
+
+  /** `bytes` of pinned host memory; the addon refusing them is an OutOfMemoryError naming the host's memory. */
+  private hostAlloc(bytes: number): number {
+    try {
+      return this.native.hostAlloc(bytes);
+    } catch (e) {
+      const message = (e as Error).message;
+      if (!message.startsWith('out of pinned host memory')) throw e;
+      throw new OutOfMemoryError('offload', bytes, 0, `backend 'cuda': offloading ${bytesText(bytes)} to pinned host memory failed (${message}, ${bytesText(this.hostHeld)} offloaded already); to fit, offload fewer blocks (offloadBlocks), or use residency 'active' (the idle expert freed and read from disk again)`, {
+        op: 'offload',
+        inUseBytes: this.held,
+      });
+    }
+  }
+
+  /** Frees the buffers derived from `dataId` (made again when next needed). */
+  private dropDerived(dataId: tf.DataId): void {
+    const derived = this.derived.get(dataId);
+    if (!derived) return;
+    this.derived.delete(dataId);
+    for (const t of derived.values()) this.disposeData(t.dataId, true);
   }
 
   /** How a tensor's elements are stored (F32, I32, BF16, or F8_E4M3 / F8_E5M2 for an fp8 weight). */
@@ -355,8 +505,8 @@ export class CudaBackend extends tf.KernelBackend {
     if (isFp8Storage(storage)) throw new BackendError(`convert: a [${x.shape}] tensor cannot be stored as fp8 (fp8 comes only from a checkpoint)`);
     const out = this.makeOutput(x.shape, 'float32', storage);
     const n = tf.util.sizeFromShape(x.shape);
-    if (n > 0 && isFp8Storage(d.storage)) this.native.dequantFp8(d.ptr, this.ptr(out), n, d.storage, fp8Scale(d), storage);
-    else if (n > 0) this.native.cast(d.ptr, this.ptr(out), n, d.storage, storage);
+    if (n > 0 && isFp8Storage(d.storage)) this.native.dequantFp8(this.resident(d), this.ptr(out), n, d.storage, fp8Scale(d), storage);
+    else if (n > 0) this.native.cast(this.resident(d), this.ptr(out), n, d.storage, storage);
     return out;
   }
 
@@ -406,6 +556,21 @@ export class CudaBackend extends tf.KernelBackend {
   override readSync(dataId: tf.DataId): tf.BackendValues {
     const d = this.data.get(dataId);
     if (d.dtype === 'string') return d.strings ?? [];
+    if (d.ptr === 0 && d.host !== undefined) {
+      // an offloaded buffer is read through a device copy made for the read, then dropped again
+      this.fill(d);
+      try {
+        return this.download(d);
+      } finally {
+        this.dropDevice(d);
+      }
+    }
+    return this.download(d);
+  }
+
+  /** d's values, read back from the device. */
+  private download(d: DeviceData): tf.BackendValues {
+    this.resident(d);
     if (isFp8Storage(d.storage)) {
       // w = decode(q) · s on the host, as the loader dequantizes a checkpoint on a backend without fp8
       const codes = new Uint8Array(d.size);
@@ -436,13 +601,13 @@ export class CudaBackend extends tf.KernelBackend {
     const d = this.data.get(dataId);
     d.refCount--;
     if (!force && d.refCount > 0) return false;
-    if (d.ptr !== 0) this.deviceFree(d.ptr, d.size * widthOf(d.storage));
-    this.data.delete(dataId);
-    const derived = this.derived.get(dataId);
-    if (derived) {
-      this.derived.delete(dataId);
-      for (const t of derived.values()) this.disposeData(t.dataId, true);
+    this.dropDevice(d);
+    if (d.host !== undefined) {
+      this.native.hostFree(d.host);
+      this.hostHeld -= d.size * widthOf(d.storage);
     }
+    this.data.delete(dataId);
+    this.dropDerived(dataId);
     return true;
   }
 

@@ -41,14 +41,19 @@ export interface CudnnInfo {
   error: string;
 }
 
+/** Direction of NativeCuda.copyAsync. */
+export const CopyDirection = { DEVICE_TO_HOST: 0, HOST_TO_DEVICE: 1 } as const;
+export type CopyDirection = (typeof CopyDirection)[keyof typeof CopyDirection];
+
 /** What a fused linear applies after the product (cuBLASLt epilogues): 0 none, 1 + bias, 2 GELU-tanh, 3 GELU-tanh(· + bias). */
 export const Epilogue = { NONE: 0, BIAS: 1, GELU: 2, GELU_BIAS: 3 } as const;
 
 /**
  * The addon's functions (src/cuda/native/addon.cpp). Pointers are device addresses as numbers;
  * counts, shapes, strides and offsets are in elements of the buffer's stored type (`width` is its
- * byte size where a function only moves elements). Every call is queued on one CUDA stream;
- * download, synchronize and timerStop wait for it.
+ * byte size where a function only moves elements). Every call is queued on one CUDA stream (the
+ * compute stream), but copyAsync, which runs on a second one; download, synchronize and timerStop
+ * wait for the compute stream, synchronize for both.
  */
 export interface NativeCuda {
   readonly unaryOps: readonly string[];
@@ -60,6 +65,19 @@ export interface NativeCuda {
   upload(ptr: number, data: Float32Array | Int32Array | Uint16Array | Uint8Array): void;
   download(ptr: number, out: Float32Array | Int32Array | Uint16Array | Uint8Array): void;
   synchronize(): void;
+  /** `bytes` of page-locked host memory (cudaHostAlloc): its address, or 0 for 0 bytes. */
+  hostAlloc(bytes: number): number;
+  /** Frees a hostAlloc buffer once the copies queued so far have finished. */
+  hostFree(ptr: number): void;
+  /**
+   * Queues a copy of `bytes` between a device buffer and a hostAlloc buffer on the copy stream,
+   * after the work queued on the compute stream so far; returns its event id (ids increase).
+   */
+  copyAsync(dst: number, src: number, bytes: number, direction: CopyDirection): number;
+  /** The compute stream waits for copy `id` before the work queued after this call. */
+  waitEvent(id: number): void;
+  /** Whether copy `id` has finished (never blocks). */
+  eventDone(id: number): boolean;
   memory(): DeviceMemory;
   resetPeak(): void;
   timerStart(): void;

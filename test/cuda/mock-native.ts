@@ -169,6 +169,11 @@ export interface MockNative extends NativeCuda {
   readonly attentionPaths: number[];
   /** Device bytes the stand-in has (undefined: unlimited): alloc beyond it throws the addon's "out of GPU memory" error. */
   capacity: number | undefined;
+  /** Pinned host buffers currently allocated, and their bytes. */
+  readonly liveHostBuffers: number;
+  readonly hostBytes: number;
+  /** Bytes copied by copyAsync so far, each way. */
+  readonly copied: { deviceToHost: number; hostToDevice: number };
 }
 
 export function createMockNative(): MockNative {
@@ -182,6 +187,19 @@ export function createMockNative(): MockNative {
   const binaryOps = Object.keys(BINARY);
   const reduceOps = Object.keys(REDUCE);
   const attentionPaths: number[] = [];
+  const hostBuffers = new Map<number, ArrayBuffer>();
+  let hostBytes = 0;
+  const copied = { deviceToHost: 0, hostToDevice: 0 };
+  /**
+   * Copies queued on the "copy stream", in order: each runs when something waits for it (waitEvent,
+   * eventDone, synchronize, hostFree), so a kernel that reads a prefetched buffer before the compute
+   * stream waited for its copy sees stale bytes, as it could on the device.
+   */
+  const queued: Array<{ id: number; buffers: number[]; run: () => void }> = [];
+  let nextEvent = 1;
+  const runCopies = (upTo: number) => {
+    while (queued.length > 0 && queued[0].id <= upTo) queued.shift()!.run();
+  };
 
   function buf(ptr: number): { buffer: ArrayBuffer; byteOffset: number } {
     const id = Math.floor(ptr / SLOT);
@@ -301,6 +319,13 @@ export function createMockNative(): MockNative {
     get liveBuffers() {
       return buffers.size;
     },
+    get liveHostBuffers() {
+      return hostBuffers.size;
+    },
+    get hostBytes() {
+      return hostBytes;
+    },
+    copied,
     init: () => info,
     alloc(bytes) {
       if (bytes === 0) return 0;
@@ -317,6 +342,8 @@ export function createMockNative(): MockNative {
     },
     free(ptr) {
       const id = Math.floor(ptr / SLOT);
+      // a free is ordered on the compute stream: a copy it has not waited for may still use the buffer
+      if (queued.some((c) => c.buffers.includes(id))) throw new Error(`mock: free of ${ptr} while a copy the compute stream did not wait for still uses it`);
       if (!buffers.delete(id)) throw new Error(`mock: double free of ${ptr}`);
       inUse -= sizes.get(id) ?? 0;
       sizes.delete(id);
@@ -327,7 +354,55 @@ export function createMockNative(): MockNative {
     download(ptr, out) {
       new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(new Uint8Array(buf(ptr).buffer, buf(ptr).byteOffset, out.byteLength));
     },
-    synchronize() {},
+    synchronize() {
+      runCopies(Infinity);
+    },
+    hostAlloc(bytes) {
+      if (bytes === 0) return 0;
+      const id = nextId++;
+      hostBuffers.set(id, new ArrayBuffer(bytes));
+      hostBytes += bytes;
+      return id * SLOT;
+    },
+    hostFree(ptr) {
+      if (ptr === 0) return;
+      runCopies(Infinity);
+      const buffer = hostBuffers.get(ptr / SLOT);
+      if (!buffer) throw new Error(`mock: hostFree of ${ptr}, not a pinned host buffer`);
+      hostBuffers.delete(ptr / SLOT);
+      hostBytes -= buffer.byteLength;
+    },
+    copyAsync(dst, src, bytes, direction) {
+      const toHost = direction === 0;
+      const [deviceId, hostId] = toHost ? [Math.floor(src / SLOT), dst / SLOT] : [Math.floor(dst / SLOT), src / SLOT];
+      if (!buffers.has(deviceId)) throw new Error(`mock: copyAsync: ${toHost ? src : dst} is not a device buffer`);
+      const host = hostBuffers.get(hostId);
+      if (!host || host.byteLength < bytes) throw new Error(`mock: copyAsync: ${toHost ? dst : src} is not a pinned host buffer of ${bytes} bytes`);
+      const id = nextEvent++;
+      queued.push({
+        id,
+        buffers: [deviceId],
+        run: () => {
+          const device = buf(toHost ? src : dst);
+          const d = new Uint8Array(device.buffer, device.byteOffset, bytes);
+          const h = new Uint8Array(host, 0, bytes);
+          if (toHost) h.set(d);
+          else d.set(h);
+        },
+      });
+      if (toHost) copied.deviceToHost += bytes;
+      else copied.hostToDevice += bytes;
+      return id;
+    },
+    waitEvent(id) {
+      if (!(id >= 1 && id < nextEvent)) throw new Error(`mock: waitEvent: ${id} is not a copy id`);
+      runCopies(id);
+    },
+    eventDone(id) {
+      if (!(id >= 1 && id < nextEvent)) throw new Error(`mock: eventDone: ${id} is not a copy id`);
+      runCopies(id);
+      return true;
+    },
     memory: (): DeviceMemory => ({
       inUse,
       peak,

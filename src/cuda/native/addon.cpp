@@ -1,7 +1,8 @@
 // N-API binding of the wan_cuda addon. Device pointers cross into JavaScript as numbers (device
 // addresses fit in 48 bits); every function checks its CUDA calls and throws a JavaScript Error
-// naming the failing step. Memory comes from CUDA's stream-ordered pool on the addon's one stream,
-// so a free right after queueing a kernel that reads the buffer is safe.
+// naming the failing step. Memory comes from CUDA's stream-ordered pool on the addon's compute stream,
+// so a free right after queueing a kernel that reads the buffer is safe; copies to and from pinned
+// host memory run on a second stream (host-offload.cu), ordered against it by events.
 #define NAPI_VERSION 8
 #include <node_api.h>
 
@@ -16,6 +17,7 @@
 #include "cudnn-conv.h"
 #include "cudnn-loader.h"
 #include "gemm-lt.h"
+#include "host-offload.h"
 #include "ops.h"
 
 namespace wan {
@@ -249,7 +251,34 @@ napi_value download(Args& a) {
 
 napi_value synchronize(Args& a) {
   check(cudaStreamSynchronize(stream()), "synchronize");
+  synchronizeCopies();
   return undefined(a.env);
+}
+
+// hostAlloc(bytes) → a pinned host buffer's address; hostFree(ptr) after the copies queued so far.
+napi_value hostAllocFn(Args& a) { return number(a.env, double(uintptr_t(hostAlloc(size_t(a.i64(0)))))); }
+
+napi_value hostFreeFn(Args& a) {
+  hostFree(a.ptr(0));
+  return undefined(a.env);
+}
+
+// copyAsync(dst, src, bytes, direction) → the copy's event id; direction 0 device → host, 1 host → device.
+napi_value copyAsyncFn(Args& a) {
+  int direction = a.i32(3);
+  if (direction != DEVICE_TO_HOST && direction != HOST_TO_DEVICE) throw CudaFailure("copyAsync: direction must be 0 (device to host) or 1 (host to device)");
+  return number(a.env, double(copyAsync(a.ptr(0), a.ptr(1), size_t(a.i64(2)), CopyDirection(direction))));
+}
+
+napi_value waitEventFn(Args& a) {
+  waitEvent(uint64_t(a.i64(0)));
+  return undefined(a.env);
+}
+
+napi_value eventDoneFn(Args& a) {
+  napi_value b;
+  napi_get_boolean(a.env, eventDone(uint64_t(a.i64(0))), &b);
+  return b;
 }
 
 napi_value memory(Args& a) {
@@ -579,6 +608,11 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("upload", upload),
       WAN_METHOD("download", download),
       WAN_METHOD("synchronize", synchronize),
+      WAN_METHOD("hostAlloc", hostAllocFn),
+      WAN_METHOD("hostFree", hostFreeFn),
+      WAN_METHOD("copyAsync", copyAsyncFn),
+      WAN_METHOD("waitEvent", waitEventFn),
+      WAN_METHOD("eventDone", eventDoneFn),
       WAN_METHOD("memory", memory),
       WAN_METHOD("resetPeak", resetPeak),
       WAN_METHOD("timerStart", timerStart),
