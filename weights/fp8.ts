@@ -1,4 +1,4 @@
-import type { Fp8Format } from '../src/backend/precision.js';
+import type { Fp8Format } from '../src/kernels/registry.js';
 import { safeText, shapeText } from '../src/describe.js';
 import { CheckpointError } from '../src/errors.js';
 import { decodeTensorBytes, isFloatDtype, type SafetensorsDtype } from './dtypes.js';

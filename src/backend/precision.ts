@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { StoredFormat } from '../kernels/registry.js';
+import type { Fp8Format, StoredFormat } from '../kernels/registry.js';
 
 /** A backend that takes raw 16-bit floats as they are stored (backend 'cuda'). */
 interface StoredUploader {
@@ -9,9 +9,6 @@ interface StoredUploader {
 function takesStored(b: tf.KernelBackend): b is tf.KernelBackend & StoredUploader {
   return typeof (b as Partial<StoredUploader>).writeStored === 'function';
 }
-
-/** The float8 formats of checkpoint weights: float8_e4m3fn (safetensors F8_E4M3) and float8_e5m2 (F8_E5M2). */
-export type Fp8Format = 'e4m3fn' | 'e5m2';
 
 /** A backend that keeps float8 codes with their per-tensor scale as stored (backend 'cuda' with an addon that dequantizes them). */
 interface Fp8Uploader {

@@ -2,8 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, OutOfMemoryError } from '../errors.js';
 import { decodeTensorBytes } from '../../weights/dtypes.js';
 import { scaleFp8 } from '../../weights/fp8.js';
-import type { Fp8Format } from '../backend/precision.js';
-import { inFp32Island, type AttentionKernel, type Precision, type StoredFormat } from '../kernels/registry.js';
+import { inFp32Island, type AttentionKernel, type Fp8Format, type Precision, type StoredFormat } from '../kernels/registry.js';
 import { CopyDirection, DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
 
 /** One tensor buffer: device memory for numeric dtypes, host bytes for strings. */

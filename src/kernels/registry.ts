@@ -60,6 +60,9 @@ export type AttentionKernel = 'auto' | 'cudnn' | 'flash';
 /** Raw 16-bit float formats a checkpoint stores: bfloat16 and IEEE half. */
 export type StoredFormat = 'bf16' | 'f16';
 
+/** The float8 formats of checkpoint weights: float8_e4m3fn (safetensors F8_E4M3) and float8_e5m2 (F8_E5M2). */
+export type Fp8Format = 'e4m3fn' | 'e5m2';
+
 /** How a backend with a precision policy (backend 'cuda') computes; selectBackend takes these. */
 export interface PrecisionOptions {
   /**

@@ -7,7 +7,8 @@
 // `N passed, N failed` and exits non-zero on a failure.
 import * as tf from '@tensorflow/tfjs-core';
 import { attention, conv3d, layerNorm, layerNormModulate, linear, rmsNorm, rope, storeParam } from '../../src/backend/ops.js';
-import { tensorFromFp8, type Fp8Format } from '../../src/backend/precision.js';
+import { tensorFromFp8 } from '../../src/backend/precision.js';
+import type { Fp8Format } from '../../src/kernels/registry.js';
 import { selectBackend } from '../../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, cudnnInfo, type AttentionKernel } from '../../src/cuda/index.js';
 import { DeviceType } from '../../src/cuda/native.js';
