@@ -26,18 +26,17 @@
  * it is. WAN_LORA_STEPS sets the training steps (default 40). About 40 s on 2 CPU cores (wasm).
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  AutoencoderKLWan, FlowMatchingSampler, ShapesDataset, Trainer, WanPipeline, WanTransformer3DModel, applyLora, captionEn,
+  AutoencoderKLWan, FlowMatchingSampler, ShapesDataset, Trainer, WanPipeline, WanTransformer3DModel, applyLora, captionEn, defaultModelDir,
   flowMatchingBatch, flowMatchingLoss, randn, registerTrainingKernels, saveLora, saveVideo, selectBackend, trainableParams,
 } from 'wan-tfjs';
 
 const outDir = process.argv[2] ? path.resolve(process.argv[2]) : fs.mkdtempSync(path.join(os.tmpdir(), 'wan-lora-'));
-const packageDir = path.dirname(createRequire(import.meta.url).resolve('wan-tfjs/package.json'));
-const modelDir = path.resolve(process.argv[3] ?? path.join(packageDir, 'models', 'toy'));
+// defaultModelDir({}): the package's models/toy, whatever $WAN_MODEL says (the recipe below is the toy's)
+const modelDir = path.resolve(process.argv[3] ?? defaultModelDir({}));
 const steps = Number.parseInt(process.env.WAN_LORA_STEPS ?? '40', 10);
 
 const WORD = 'sable';
