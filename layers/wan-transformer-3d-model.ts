@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { fp32 } from '../src/backend/ops.js';
-import { AbortError, ShapeError } from '../src/errors.js';
+import { offloadingBackend, requireOffloading, type OffloadingBackend } from '../src/backend/offload.js';
+import { AbortError, ConfigError, OutOfMemoryError, ShapeError } from '../src/errors.js';
 import { WAN_TRANSFORMER_FAMILY } from '../weights/families.js';
 import { loadPretrained, type PretrainedOptions } from '../weights/load-pretrained.js';
 import { savePretrained } from '../weights/save-pretrained.js';
 import { FP32LayerNorm } from './fp32-layer-norm.js';
 import { Linear } from './linear.js';
 import { WanModule, type Param } from './module.js';
-import { WanPatchEmbedding, unpatchify } from './wan-patch.js';
+import { WanPatchEmbedding, unpatchify, type TokenGrid } from './wan-patch.js';
 import { WanRotaryPosEmbed } from './wan-rotary-pos-embed.js';
 import { WanTimeTextImageEmbedding } from './wan-time-text-image-embedding.js';
 import { WanTransformerBlock } from './wan-transformer-block.js';
@@ -40,9 +41,22 @@ function yieldToEventLoop(): Promise<void> {
 
 /**
  * Options of WanTransformer3DModel.fromPretrained: `config` overrides the config.json fields, and is
- * required (a preset or a full config) when the checkpoint has no config.json.
+ * required (a preset or a full config) when the checkpoint has no config.json; `offloadBlocks`
+ * streams the first N blocks (see WanTransformer3DModel.offloadBlocks), each block's weights moved
+ * to pinned host memory as soon as they are loaded, so the device never holds them all.
  */
-export type WanTransformerLoadOptions = PretrainedOptions<WanTransformerConfig, never>;
+export type WanTransformerLoadOptions = PretrainedOptions<WanTransformerConfig, never> & { offloadBlocks?: number };
+
+/** The block index of a checkpoint key in either layout (`blocks.3.attn1.to_q.weight`, `model.diffusion_model.blocks.3.…`). */
+function blockOfKey(key: string): number | undefined {
+  const m = /(?:^|\.)blocks\.(\d+)\./.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The DataIds of a module's weights that are set. */
+function weightIds(module: WanModule): tf.DataId[] {
+  return [...module.namedParams().values()].filter((p) => p.isSet).map((p) => p.value.dataId);
+}
 
 /**
  * The Wan diffusion transformer (Diffusers' WanTransformer3DModel, original `WanModel`): patch
@@ -59,6 +73,8 @@ export class WanTransformer3DModel extends WanModule {
   readonly normOut: FP32LayerNorm;
   readonly projOut: Linear;
   readonly scaleShiftTable: Param;
+  /** How many of the first blocks stream from pinned host memory (offloadBlocks). */
+  private streamed = 0;
 
   constructor(config: Partial<WanTransformerConfig> & { name?: string } = {}) {
     super({ name: config.name });
@@ -111,7 +127,77 @@ export class WanTransformer3DModel extends WanModule {
    * config.json). The layout is detected from the keys (weights/families.ts).
    */
   static async fromPretrained(dirOrFile: string, options: WanTransformerLoadOptions = {}): Promise<WanTransformer3DModel> {
-    return loadPretrained(dirOrFile, WAN_TRANSFORMER_FAMILY, WanTransformerConfig, (c) => new WanTransformer3DModel(c), options);
+    const { offloadBlocks = 0, ...rest } = options;
+    const backend = offloadBlocks === 0 ? undefined : requireOffloading(`offloadBlocks: ${offloadBlocks}`);
+    let model: WanTransformer3DModel | undefined;
+    const build = (c: WanTransformerConfig) => {
+      const m = new WanTransformer3DModel(c);
+      m.streamed = checkOffloadBlocks(offloadBlocks, c.numLayers);
+      return (model = m);
+    };
+    return loadPretrained(dirOrFile, WAN_TRANSFORMER_FAMILY, WanTransformerConfig, build, {
+      ...rest,
+      onProgress: (loaded, total, key) => {
+        const i = blockOfKey(key);
+        if (backend && model && i !== undefined && i < model.streamed) backend.offload(weightIds(model.blocks[i]));
+        rest.onProgress?.(loaded, total, key);
+      },
+    });
+  }
+
+  /** How many of the first blocks stream from pinned host memory during a forward (offloadBlocks). */
+  get offloadedBlocks(): number {
+    return this.streamed;
+  }
+
+  /**
+   * Block streaming (ComfyUI's block swap): the weights of the first n blocks live in pinned host
+   * memory. In a forward, block i+1 is copied to the device on the backend's copy stream while
+   * block i computes, and a streamed block's device copy is freed once its kernels are queued, so
+   * at most two streamed blocks are on the device at a time: the device holds (n − min(n, 2)) blocks'
+   * bytes less. Outputs are unchanged (the same bytes are read). n = 0 brings every block back.
+   * Backend 'cuda' only: n > 0 elsewhere is a ConfigError (those backends hold tensors in host memory).
+   */
+  offloadBlocks(n: number): void {
+    checkOffloadBlocks(n, this.blocks.length);
+    const backend = n > 0 ? requireOffloading(`offloadBlocks: ${n}`) : offloadingBackend();
+    for (let i = Math.min(n, this.streamed); i < Math.max(n, this.streamed); i++) {
+      if (i < n) backend?.offload(weightIds(this.blocks[i]));
+      else backend?.prefetch(weightIds(this.blocks[i]));
+    }
+    this.streamed = n;
+  }
+
+  /**
+   * Moves every weight to pinned host memory ('host': the idle expert under residency 'swap'), or
+   * starts bringing them back ('device'), all but the streamed blocks', whose copies the forward
+   * makes. Backend 'cuda' only (ConfigError elsewhere).
+   */
+  moveWeights(where: 'host' | 'device'): void {
+    const backend = requireOffloading(`moving the weights of ${this.name} to the ${where}`);
+    if (where === 'host') {
+      backend.offload(weightIds(this));
+      return;
+    }
+    const streamed = new Set(this.blocks.slice(0, this.streamed).flatMap((b) => weightIds(b)));
+    backend.prefetch(weightIds(this).filter((id) => !streamed.has(id)));
+  }
+
+  /**
+   * `e` with the offloadBlocks that would make it fit, where streaming more blocks can: the least
+   * n > offloadedBlocks with (n − min(n, 2)) − (s − min(s, 2)) ≥ ⌈shortfall / block bytes⌉ blocks
+   * (s = offloadedBlocks, shortfall = needed − available); else `e` as it is.
+   */
+  private withOffloadAdvice(e: OutOfMemoryError, backend: OffloadingBackend): OutOfMemoryError {
+    const block = backend.bytesOf(weightIds(this.blocks[0]));
+    const s = this.streamed;
+    const blocks = Math.ceil(Math.max(1, e.neededBytes - e.availableBytes) / block);
+    const saved = (n: number) => n - Math.min(n, 2);
+    let n = s + 1;
+    while (n <= this.blocks.length && saved(n) - saved(s) < blocks) n++;
+    if (block === 0 || n > this.blocks.length) return e;
+    const own = e.message.slice(e.argument.length + 2);
+    return new OutOfMemoryError('offloadBlocks', e.neededBytes, e.availableBytes, `${own}; or stream blocks from host memory: offloadBlocks: ${n} (--offload-blocks ${n}) keeps ${((saved(n) - saved(s)) * block / 2 ** 30).toFixed(2)} GiB more of this transformer's weights off the device`, e.op === undefined ? undefined : { op: e.op, inUseBytes: e.inUseBytes ?? 0 });
   }
 
   /** Saves the model to folder `dir` in the Diffusers layout (config.json + diffusion_pytorch_model.safetensors, float32), atomically; fromPretrained reads it back. */
@@ -146,7 +232,6 @@ export class WanTransformer3DModel extends WanModule {
    */
   private *stages(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options: WanTransformerForwardOptions): Generator<void, tf.Tensor, void> {
     const c = this.config;
-    const D = this.innerDim;
     if (hiddenStates.rank !== 5 || hiddenStates.shape[1] !== c.inChannels) {
       throw new ShapeError('hiddenStates', `[${hiddenStates.shape}]`, `[B, ${c.inChannels}, F, H, W]`);
     }
@@ -162,7 +247,37 @@ export class WanTransformer3DModel extends WanModule {
     if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== B || (encoderHiddenStates.shape[1] ?? 0) < 1 || encoderHiddenStates.shape[2] !== c.textDim) {
       throw new ShapeError('encoderHiddenStates', `[${encoderHiddenStates.shape}]`, `[${B}, Ltxt ≥ 1, ${c.textDim}]`);
     }
+    const streaming = this.streamed > 0 ? offloadingBackend() : undefined;
+    try {
+      // block 0's copy overlaps the embeddings
+      if (streaming) streaming.prefetch(weightIds(this.blocks[0]));
+      return yield* this.run(hiddenStates, timestep, encoderHiddenStates, grid, options, streaming);
+    } catch (e) {
+      const backend = offloadingBackend();
+      throw e instanceof OutOfMemoryError && backend ? this.withOffloadAdvice(e, backend) : e;
+    } finally {
+      // the streamed blocks' device copies an abort or a failure left behind
+      if (streaming) for (const b of this.blocks.slice(0, this.streamed)) streaming.offload(weightIds(b));
+    }
+  }
+
+  /** The stages after the checks: embeddings, the blocks (streamed ones prefetched one block ahead and dropped after), the output. */
+  private *run(
+    hiddenStates: tf.Tensor,
+    timestep: tf.Tensor,
+    encoderHiddenStates: tf.Tensor,
+    grid: TokenGrid,
+    options: WanTransformerForwardOptions,
+    streaming: OffloadingBackend | undefined,
+  ): Generator<void, tf.Tensor, void> {
     const { debug, signal } = options;
+    const c = this.config;
+    const D = this.innerDim;
+    const B = hiddenStates.shape[0];
+    const [F, H, W] = grid;
+    const L = F * H * W;
+    const Bt = timestep.shape[0];
+    const perToken = timestep.rank === 2;
     // rotary cos/sin [1, L, 1, d]; x [B, L, D]; temb [Bt, D] | [Bt, L, D]; temb6 [Bt, 6, D] | [Bt, L, 6, D]; text [B, Ltxt, D]
     const s = tf.tidy(() => {
       const rotary = this.rope.forward(hiddenStates.shape);
@@ -184,6 +299,7 @@ export class WanTransformer3DModel extends WanModule {
       for (let i = 0; i < this.blocks.length; i++) {
         yield;
         if (signal?.aborted) throw new AbortError('generation was aborted');
+        if (streaming && i + 1 < this.streamed) streaming.prefetch(weightIds(this.blocks[i + 1]));
         const h = x;
         const next = tf.tidy(() => {
           const y = this.blocks[i].forward(h, s.text, s.temb6, { cos: s.cos, sin: s.sin });
@@ -192,6 +308,8 @@ export class WanTransformer3DModel extends WanModule {
         });
         x.dispose();
         x = next;
+        // freed after the block's kernels (stream-ordered); the host copy stays
+        if (streaming && i < this.streamed) streaming.offload(weightIds(this.blocks[i]));
       }
       const h = x;
       return tf.tidy(() => {
@@ -228,6 +346,12 @@ export class WanTransformer3DModel extends WanModule {
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), ...WanTransformerConfig.getConfig(this.config) };
   }
+}
+
+/** n as offloadBlocks of a transformer with `numLayers` blocks: an integer in [0, numLayers], else a ConfigError. */
+function checkOffloadBlocks(n: number, numLayers: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > numLayers) throw new ConfigError(`offloadBlocks: got ${n}, expected an integer in [0, ${numLayers}] (the transformer's blocks)`);
+  return n;
 }
 
 tf.serialization.registerClass(WanTransformer3DModel);
