@@ -2,11 +2,20 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AutoencoderKLWan } from '../layers/autoencoder-kl-wan.js';
+import { applyLora } from '../layers/lora-linear.js';
 import { UMT5EncoderModel } from '../layers/umt5-encoder-model.js';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
+import { CheckpointError, ConfigError } from '../src/errors.js';
+import type { GenerateOptions } from '../src/pipeline/generate-options.js';
+import { readModelIndex } from '../src/pipeline/model-index.js';
+import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
+import { randn } from '../src/random.js';
+import { saveLora } from '../src/train/lora-io.js';
 
 const fixtures = path.join(__dirname, 'fixtures');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-save-pretrained-'));
@@ -37,6 +46,10 @@ function weightsOf(m: Saveable): Map<string, { shape: number[]; data: number[] }
 const listed = (dir: string) => fs.readdirSync(dir).sort();
 
 describe('savePretrained (Diffusers / transformers layout)', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
   for (const c of cases) {
     it(`${c.name}: fromPretrained → savePretrained → fromPretrained gives equal weights and config`, async () => {
       const a = await c.load(path.join(fixtures, c.folder));
@@ -119,5 +132,150 @@ describe('savePretrained (Diffusers / transformers layout)', () => {
     fs.writeFileSync(path.join(parent, 'file'), 'x');
     expect(() => m.savePretrained(path.join(parent, 'file'))).toThrow(/not a folder/);
     m.dispose();
+  });
+});
+
+const TOY = path.join(__dirname, '..', 'models', 'toy');
+const A14B = path.join(fixtures, 'pipeline-a14b');
+
+/** Every file under `dir`, relative, sorted. */
+const tree = (dir: string) => fs.readdirSync(dir, { recursive: true, encoding: 'utf-8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
+const readJson = (file: string): unknown => JSON.parse(fs.readFileSync(file, 'utf8'));
+
+async function frames(pipe: WanPipeline, options: GenerateOptions): Promise<{ data: Float32Array; shape: number[]; settings: Record<string, unknown> }> {
+  const { frames: f, ...settings } = await pipe.textToVideo(options);
+  const out = { data: Float32Array.from(await f.data()), shape: [...f.shape], settings };
+  f.dispose();
+  return out;
+}
+
+describe('WanPipeline.savePretrained (Diffusers pipeline folder)', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+  });
+  it.runIf(fs.existsSync(path.join(TOY, 'model_index.json')))('the toy model (text encoder, tokenizer, one expert): fromPretrained(saved) generates the same frames with the same defaults', async () => {
+    const a = await WanPipeline.fromPretrained(TOY);
+    const options: GenerateOptions = { prompt: 'a green square moving up slowly on a gray background', seed: 5 };
+    const before = await frames(a, options);
+    const out = path.join(root, 'pipelines', 'toy');
+    const tensors = tf.memory().numTensors;
+    await a.savePretrained(out);
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(tree(out)).toEqual([
+      'model_index.json', 'scheduler/scheduler_config.json', 'text_encoder/config.json', 'text_encoder/model.safetensors',
+      'tokenizer/tokenizer.json', 'tokenizer/tokenizer_config.json', 'transformer/config.json', 'transformer/diffusion_pytorch_model.safetensors',
+      'vae/config.json', 'vae/diffusion_pytorch_model.safetensors', 'wan_tfjs.json',
+    ]);
+    expect(fs.readdirSync(path.dirname(out))).toEqual(['toy']);
+    // The components' [library, class] as Diffusers writes them; the sampling defaults those of models/toy/wan_tfjs.json.
+    expect(readJson(path.join(out, 'model_index.json'))).toMatchObject({
+      _class_name: 'WanPipeline', expand_timesteps: false, scheduler: ['diffusers', 'UniPCMultistepScheduler'],
+      text_encoder: ['transformers', 'UMT5EncoderModel'], tokenizer: ['transformers', 'T5TokenizerFast'],
+      transformer: ['diffusers', 'WanTransformer3DModel'], transformer_2: [null, null], vae: ['diffusers', 'AutoencoderKLWan'],
+    });
+    expect(readJson(path.join(out, 'wan_tfjs.json'))).toMatchObject(readJson(path.join(TOY, 'wan_tfjs.json')) as Record<string, unknown>);
+    expect(fs.readFileSync(path.join(out, 'tokenizer', 'tokenizer.json'))).toEqual(fs.readFileSync(path.join(TOY, 'tokenizer', 'tokenizer.json')));
+    expect(readModelIndex(out).defaults).toEqual(readModelIndex(TOY).defaults);
+
+    const b = await WanPipeline.fromPretrained(out);
+    const after = await frames(b, options);
+    expect(after.shape).toEqual(before.shape);
+    expect(after.settings).toEqual(before.settings);
+    expect(after.data).toEqual(before.data);
+    a.dispose();
+    b.dispose();
+  });
+
+  it('two experts (the a14b fixture, no text encoder), one resident at a time: the saved folder gives the same latents', async () => {
+    const a = await WanPipeline.fromPretrained(A14B, { residency: 'active' });
+    const cond = randn([1, 4, a.textDim], 1);
+    const uncond = randn([1, 4, a.textDim], 2);
+    const options: GenerateOptions = { promptEmbeds: cond, negativePromptEmbeds: uncond, height: 32, width: 48, numFrames: 5, numInferenceSteps: 4, seed: 3 };
+    const latents = async (p: WanPipeline) => {
+      const y = await p.generate(options);
+      const data = Float32Array.from(await y.data());
+      y.dispose();
+      return data;
+    };
+    const before = await latents(a);
+    // after the run the low-noise expert is the resident one: saving loads the high-noise one again
+    expect(a.experts.map((e) => e.resident)).toEqual([false, true]);
+    const out = path.join(root, 'pipelines', 'a14b');
+    await a.savePretrained(out);
+    expect(tree(out)).toEqual([
+      'model_index.json', 'scheduler/scheduler_config.json', 'transformer/config.json', 'transformer/diffusion_pytorch_model.safetensors',
+      'transformer_2/config.json', 'transformer_2/diffusion_pytorch_model.safetensors', 'vae/config.json', 'vae/diffusion_pytorch_model.safetensors', 'wan_tfjs.json',
+    ]);
+    expect(readJson(path.join(out, 'model_index.json'))).toMatchObject({ boundary_ratio: 0.875, text_encoder: [null, null], tokenizer: [null, null], transformer_2: ['diffusers', 'WanTransformer3DModel'] });
+    // The experts' weights are the fixture's, key for key.
+    for (const name of ['transformer', 'transformer_2']) {
+      const saved = SafetensorsFile.open(path.join(out, name, 'diffusion_pytorch_model.safetensors'));
+      const original = SafetensorsFile.open(path.join(A14B, name, 'diffusion_pytorch_model.safetensors'));
+      try {
+        expect(saved.keys().sort()).toEqual(original.keys().sort());
+      } finally {
+        saved.close();
+        original.close();
+      }
+    }
+    const b = await WanPipeline.fromPretrained(out);
+    expect(b.boundaryRatio).toBe(0.875);
+    expect(b.defaults).toEqual(a.defaults);
+    expect(await latents(b)).toEqual(before);
+    expect(await latents(a)).toEqual(before);
+    tf.dispose([cond, uncond]);
+    a.dispose();
+    b.dispose();
+  });
+
+  it('refuses a loaded LoRA, an expert with adapters and a folder holding other files; a failure mid-save leaves nothing and an existing folder as it was', async () => {
+    const pipe = await WanPipeline.fromPretrained(A14B);
+    const parent = path.join(root, 'pipelines', 'refusals');
+    const dir = path.join(parent, 'saved');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+    await expect(pipe.savePretrained(dir)).rejects.toThrow(CheckpointError);
+    await expect(pipe.savePretrained(dir)).rejects.toThrow(/holds other files \(notes\.txt\)/);
+    expect(fs.readdirSync(dir)).toEqual(['notes.txt']);
+    fs.rmSync(path.join(dir, 'notes.txt'));
+
+    const dit = await WanTransformer3DModel.fromPretrained(path.join(A14B, 'transformer'));
+    applyLora(dit, { rank: 2, alpha: 2 });
+    const lora = path.join(root, 'pipelines', 'lora.safetensors');
+    saveLora(dit, lora);
+    dit.dispose();
+    await pipe.loadLora(lora);
+    await expect(pipe.savePretrained(dir)).rejects.toThrow(ConfigError);
+    await expect(pipe.savePretrained(dir)).rejects.toThrow(/the LoRA '.*lora\.safetensors' is loaded; call unloadLora\(\) first/);
+    pipe.unloadLora();
+    applyLora((await pipe.experts[1].get()) as WanTransformer3DModel, { rank: 2, alpha: 2 });
+    await expect(pipe.savePretrained(dir)).rejects.toThrow(/transformer_2 has LoRA adapters/);
+    expect(fs.readdirSync(parent)).toEqual(['saved']);
+    expect(fs.readdirSync(dir)).toEqual([]);
+    pipe.dispose();
+
+    // A saved pipeline is replaced by a new save; a write that fails (EIO on the scheduler config) leaves it as it was.
+    const clean = await WanPipeline.fromPretrained(A14B);
+    await clean.savePretrained(dir);
+    const saved = tree(dir);
+    const index = fs.readFileSync(path.join(dir, 'model_index.json'));
+    await clean.savePretrained(dir);
+    expect(tree(dir)).toEqual(saved);
+    const nodeFs = process.getBuiltinModule('node:fs') as typeof fs;
+    const writeFileSync = nodeFs.writeFileSync;
+    nodeFs.writeFileSync = ((file: fs.PathOrFileDescriptor, ...rest: unknown[]) => {
+      if (String(file).endsWith('scheduler_config.json')) throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' });
+      return (writeFileSync as (...a: unknown[]) => void)(file, ...rest);
+    }) as typeof fs.writeFileSync;
+    try {
+      await expect(clean.savePretrained(dir)).rejects.toThrow(/cannot save \(EIO\); nothing was written/);
+      await expect(clean.savePretrained(path.join(parent, 'fresh'))).rejects.toThrow(/cannot save \(EIO\)/);
+    } finally {
+      nodeFs.writeFileSync = writeFileSync;
+    }
+    expect(fs.readdirSync(parent)).toEqual(['saved']);
+    expect(tree(dir)).toEqual(saved);
+    expect(fs.readFileSync(path.join(dir, 'model_index.json'))).toEqual(index);
+    clean.dispose();
   });
 });

@@ -25,6 +25,7 @@ import { checkFloat32 } from './tensor-checks.js';
 import { applyPipelineLora, pipelineLora, removeLora, type PipelineLora, type PipelineLoraOptions } from './pipeline-lora.js';
 import type { LoadedLora } from '../train/lora-io.js';
 import { WanModule } from '../../layers/module.js';
+import { savePipeline } from './save-pipeline.js';
 
 export interface WanPipelineComponents {
   /** The only expert, or the high-noise expert of a two-expert model. */
@@ -110,6 +111,8 @@ export class WanPipeline {
   private lora: PipelineLora | undefined;
   /** Expert models that carry `lora` (a released expert is loaded again without it). */
   private readonly adapted = new WeakSet<PipelineTransformer>();
+  /** The folder or files fromPretrained loaded (savePretrained reads the text encoder's files from it). */
+  private source: ModelIndex | undefined;
 
   constructor(c: WanPipelineComponents) {
     const first = asSlot('transformer', c.transformer);
@@ -184,7 +187,7 @@ export class WanPipeline {
       }
       if (wantVae && index.vae) vae = await AutoencoderKLWan.fromPretrained(index.vae, { onProgress: progress('vae') });
       if (wantText && index.textEncoder) textEncoder = await WanTextEncoder.fromPretrained(index.textEncoder, { tokenizerDir: index.tokenizer, maxLength: index.defaults.maxSequenceLength, onProgress: progress('text_encoder') });
-      return new WanPipeline({
+      const pipe = new WanPipeline({
         transformer: slots[0],
         transformer2: slots[1],
         vae,
@@ -197,6 +200,8 @@ export class WanPipeline {
         defaults: index.defaults,
         residency,
       });
+      pipe.source = index;
+      return pipe;
     } catch (e) {
       for (const slot of slots) slot.dispose();
       vae?.dispose();
@@ -322,6 +327,38 @@ export class WanPipeline {
       if (model) this.adapted.delete(model);
     }
     this.lora = undefined;
+  }
+
+  /**
+   * Writes the pipeline to `dir` as a Diffusers pipeline folder (`DiffusionPipeline.save_pretrained`):
+   * model_index.json, wan_tfjs.json (the sampling defaults), scheduler/, transformer/ (and
+   * transformer_2/), vae/, and text_encoder/ + tokenizer/ when it has a text encoder; every model
+   * in float32. fromPretrained(dir) loads it back to the same outputs. The experts and the VAE are
+   * written as they are in memory (a non-resident expert is loaded as a call would load it); the
+   * text encoder and tokenizer from the files they were loaded from. Atomic: written beside `dir`,
+   * then renamed into place; an existing `dir` holding other files is refused (CheckpointError).
+   * A loaded LoRA is refused (ConfigError): unloadLora() first. Waits for running calls to finish.
+   */
+  async savePretrained(dir: string): Promise<void> {
+    this.checkNotDisposed();
+    await runExclusive(this.scheduler, undefined, () =>
+      savePipeline(
+        {
+          expertCount: this.experts.length,
+          expert: (i) => this.expertSet.get(i),
+          vae: this.vae,
+          textEncoder: this.textEncoder,
+          scheduler: this.scheduler,
+          boundaryRatio: this.boundaryRatio,
+          expandTimesteps: this.expandTimesteps,
+          conditionChannels: this.conditionChannels,
+          defaults: this.defaults,
+          source: this.source,
+          loraFile: this.lora?.file,
+        },
+        dir,
+      ),
+    );
   }
 
   /**
