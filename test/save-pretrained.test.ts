@@ -248,7 +248,7 @@ describe('WanPipeline.savePretrained (Diffusers pipeline folder)', () => {
     await expect(pipe.savePretrained(dir)).rejects.toThrow(ConfigError);
     await expect(pipe.savePretrained(dir)).rejects.toThrow(/the LoRA '.*lora\.safetensors' is loaded; call unloadLora\(\) first/);
     pipe.unloadLora();
-    applyLora((await pipe.experts[1].get()) as WanTransformer3DModel, { rank: 2, alpha: 2 });
+    applyLora((await pipe.experts[1]!.get()) as WanTransformer3DModel, { rank: 2, alpha: 2 });
     await expect(pipe.savePretrained(dir)).rejects.toThrow(/transformer_2 has LoRA adapters/);
     expect(fs.readdirSync(parent)).toEqual(['saved']);
     expect(fs.readdirSync(dir)).toEqual([]);
