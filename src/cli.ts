@@ -75,7 +75,13 @@ generate options:
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
   --precision bf16|fp32    backend cuda: store tensors in bf16 (default, or $WAN_CUDA_PRECISION)
                            or fp32 (the reference's numbers); other backends compute in fp32
-  --experts both|active    two-expert models: keep both loaded, or only the one in use
+  --experts both|swap|active
+                           two-expert models: both on the GPU; both loaded, the idle one in pinned
+                           host memory and swapped at the boundary (cuda); or only the one in use
+                           (the other read from disk again). Default on cuda: planned from the free
+                           GPU memory (one line says what and why); elsewhere both
+  --offload-blocks N       cuda: the first N blocks of each expert live in pinned host memory and
+                           are copied to the GPU one block ahead of use (default: planned; 0 none)
   --image FILE.png         first frame, for image-to-video (TI2V-5B, I2V-A14B); its size is the video's
   --last-image FILE.png    last frame too (I2V-A14B: first-and-last-frame video)
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
@@ -320,6 +326,7 @@ const GENERATE_OPTIONS = {
   backend: { type: 'string' },
   precision: { type: 'string' },
   experts: { type: 'string' },
+  'offload-blocks': { type: 'string' },
   image: { type: 'string' },
   'last-image': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
@@ -357,7 +364,10 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (values.prompt !== undefined && values.prompt.trim() === '') throw new ConfigError('the prompt is empty: give the words of the video as the prompt argument or --prompt');
   if (values['negative-prompt'] !== undefined && values['negative-prompt-embeds'] !== undefined) throw new ConfigError('give --negative-prompt or --negative-prompt-embeds, not both');
   const output = outputFormat(values.out, values.format);
-  if (values.experts !== undefined && values.experts !== 'both' && values.experts !== 'active') throw new ConfigError(`--experts: got "${values.experts}", expected both or active`);
+  const residency = values.experts;
+  if (residency !== undefined && residency !== 'both' && residency !== 'swap' && residency !== 'active') throw new ConfigError(`--experts: got "${residency}", expected both, swap or active`);
+  const offloadBlocks = intFlag('offload-blocks', values['offload-blocks']);
+  if (offloadBlocks !== undefined && offloadBlocks < 0) throw new ConfigError(`--offload-blocks: got ${offloadBlocks}, expected 0 or more blocks`);
   const precision = values.precision;
   if (precision !== undefined && precision !== 'bf16' && precision !== 'fp32') throw new ConfigError(`--precision: got "${precision}", expected bf16 or fp32`);
   const [width, height] = values.size !== undefined ? parseSize(values.size) : [undefined, undefined];
@@ -372,7 +382,6 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   };
   const givenFiles = hasModelFiles(files);
   const modelDir = values.model ?? (givenFiles ? undefined : defaultModelDir(io.env));
-  const residency = values.experts === 'active' ? 'active' : 'both';
   const folder = modelDir === undefined ? undefined : readModelIndex(modelDir);
   const index = folder === undefined || givenFiles ? withModelFiles(folder, files, io.env) : folder;
   const modelName = path.basename(path.resolve(modelDir ?? index.transformer));
@@ -433,7 +442,8 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     const ffmpeg = output.format === 'mp4' ? await findFfmpeg() : undefined;
     if (output.format === 'mp4' && !ffmpeg) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
     const t0 = performance.now();
-    pipe = await WanPipeline.fromPretrained(index, { residency, onProgress: (e) => progress.load(e) });
+    pipe = await WanPipeline.fromPretrained(index, { residency, offloadBlocks, onProgress: (e) => progress.load(e) });
+    if (pipe.memoryPlan) progress.note(pipe.memoryPlan.reason);
     const result = await pipe.textToVideo(call);
     progress.finish();
     // --out -: written in a private folder, then copied to stdout

@@ -336,6 +336,23 @@ describe('wan-tfjs CLI', () => {
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
+  it('--experts and --offload-blocks: a bad value, or streaming on cpu, is one line naming the flag, exit code 1', async () => {
+    const out = path.join(emptyDir('memory-modes'), 'x.gif');
+    const cases: Array<[string[], RegExp]> = [
+      [['--experts', 'sideways'], /^wan-tfjs: --experts: got "sideways", expected both, swap or active$/],
+      [['--offload-blocks', '-1'], /^wan-tfjs: --offload-blocks: got -1, expected 0 or more blocks$/],
+      [['--offload-blocks', 'two'], /^wan-tfjs: --offload-blocks: got "two", expected an integer$/],
+      [['--offload-blocks', '1'], /^wan-tfjs: offloadBlocks: 1: backend 'cpu' keeps every tensor in host memory already/],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--quiet', ...flags, '--out', out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr.trim()).toMatch(message);
+    }
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   it('the file system refusing --out is one line naming the path and what to do, exit code 1, before the model loads', async () => {
     const d = emptyDir('out-refused');
     fs.mkdirSync(path.join(d, 'x.gif'));

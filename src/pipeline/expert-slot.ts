@@ -1,8 +1,12 @@
 import { ConfigError } from '../errors.js';
 import type { PipelineTransformer } from './pipeline-components.js';
 
-/** Whether both A14B experts stay in memory, or only the one in use (the other is freed and reloaded at the boundary). */
-export type ExpertResidency = 'both' | 'active';
+/**
+ * Where the two A14B experts live: 'both' on the device; 'swap' both loaded once, the one not in
+ * use in pinned host memory and copied back at the boundary (backend 'cuda'); 'active' only the one
+ * in use loaded (the other freed and read from disk again at the boundary).
+ */
+export type ExpertResidency = 'both' | 'swap' | 'active';
 
 /** One expert: a loaded model, and (optionally) how to load it again after it was released. */
 export class ExpertSlot {

@@ -1,6 +1,14 @@
+import * as os from 'node:os';
+import type { ComponentFamily } from '../../weights/component-layout.js';
+import { openComponent } from '../../weights/component.js';
+import { UMT5_FAMILY, WAN_TRANSFORMER_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
+import type { OffloadingBackend } from '../backend/offload.js';
 import { ConfigError } from '../errors.js';
 import type { ExpertResidency } from './expert-slot.js';
-import { formatBytes } from './memory-estimate.js';
+import { memoryBudget } from './memory-budget.js';
+import { estimateMemory, formatBytes } from './memory-estimate.js';
+import type { ModelIndex } from './model-index.js';
+import type { PipelineSpec } from './pipeline-spec.js';
 
 /** What the memory planner decides from: device and host bytes, the experts' weights, and the rest of a call. */
 export interface MemoryPlanInput {
@@ -84,4 +92,59 @@ export function planMemory(input: MemoryPlanInput, fixed: MemoryPlanChoice = {})
         ? `${gib(deviceBytes)} (weights ${gib(input.expertBytes.reduce((a, b) => a + b, 0))} + ${gib(input.otherBytes)} for the call) fits the ${free}`
         : `both experts (${gib(planDeviceBytes(input, 'both', 0))}) do not fit the ${free}; one does (${gib(deviceBytes)}), the other ${residency === 'swap' ? 'waits in pinned host memory' : 'is read from disk again'}, swapped at the boundary`;
   return { residency, offloadBlocks, deviceBytes, fits, reason: `memory: ${mode}: ${why}` };
+}
+
+/** Device bytes of a checkpoint as backend 'cuda' stores it, one block's share, and its blocks. */
+export interface CheckpointBytes {
+  total: number;
+  /** Bytes of the tensors under `blocks.0.` (either key layout), and the number of blocks (highest index + 1). */
+  block: number;
+  blocks: number;
+}
+
+/**
+ * Device bytes of the tensors of the component at `location` (from the header: no data read): an
+ * fp8 tensor 1 byte an element, any other `width` (the precision policy's: 2 under 'bf16', 4 under
+ * 'fp32'; the few parameters kept in fp32 are counted at that width too).
+ */
+export function checkpointDeviceBytes(location: string, family: ComponentFamily, width: number): CheckpointBytes {
+  const opened = openComponent(location, family);
+  try {
+    const out: CheckpointBytes = { total: 0, block: 0, blocks: 0 };
+    for (const key of opened.source.keys()) {
+      const info = opened.source.info(key);
+      const bytes = info.shape.reduce((a, d) => a * d, 1) * (info.dtype.startsWith('F8') ? 1 : width);
+      out.total += bytes;
+      const block = /(?:^|\.)blocks\.(\d+)\./.exec(key);
+      if (block) out.blocks = Math.max(out.blocks, Number(block[1]) + 1);
+      if (block?.[1] === '0') out.block += bytes;
+    }
+    return out;
+  } finally {
+    opened.close();
+  }
+}
+
+/**
+ * The planner's input for loading the model `index` now: the backend's free device bytes, the
+ * host's free memory, the experts' and a block's bytes (checkpointDeviceBytes at the policy's
+ * width), and beside them the VAE and text encoder that load (their bytes) and the model's default
+ * call's activations (estimateMemory, decoding included).
+ */
+export function modelMemoryInput(index: ModelIndex, spec: PipelineSpec, load: { vae: boolean; textEncoder: boolean }, backend: OffloadingBackend): MemoryPlanInput {
+  const budget = memoryBudget();
+  const width = budget.bytesPerElement;
+  const experts = [index.transformer, index.transformer2].filter((p): p is string => p !== undefined).map((p) => checkpointDeviceBytes(p, WAN_TRANSFORMER_FAMILY, width));
+  const d = spec.defaults;
+  const activations = estimateMemory(spec, { batch: 1, numFrames: d.numFrames, height: d.height, width: d.width }, { decode: spec.vae !== 'none', task: 'text-to-video' }, budget).bytes;
+  const vae = load.vae && index.vae ? checkpointDeviceBytes(index.vae, WAN_VAE_FAMILY, width).total : 0;
+  const text = load.textEncoder && index.textEncoder ? checkpointDeviceBytes(index.textEncoder, UMT5_FAMILY, width).total : 0;
+  return {
+    freeBytes: backend.freeDeviceBytes(),
+    hostFreeBytes: os.freemem(),
+    expertBytes: experts.map((e) => e.total),
+    blockBytes: Math.max(...experts.map((e) => e.block)),
+    numBlocks: Math.min(...experts.map((e) => e.blocks)),
+    otherBytes: activations + vae + text,
+  };
 }

@@ -19,6 +19,8 @@ export interface PipelineTransformer {
   forward(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options?: { signal?: AbortSignal }): tf.Tensor;
   /** forward, yielding to the event loop between blocks so an abort lands mid-step; the loop prefers it when present. */
   forwardAsync?(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options?: { signal?: AbortSignal }): Promise<tf.Tensor>;
+  /** Moves the weights to pinned host memory, or starts bringing them back (residency 'swap'; WanTransformer3DModel on backend 'cuda'). */
+  moveWeights?(where: 'host' | 'device'): void;
   dispose(): unknown;
 }
 

@@ -5,6 +5,7 @@ import { loadScheduler } from '../../schedulers/index.js';
 import type { FlowScheduler } from '../../schedulers/scheduler.js';
 import { locateComponent, openCheckpoint } from '../../weights/component.js';
 import { UMT5_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
+import { offloadingBackend, requireOffloading } from '../backend/offload.js';
 import { CheckpointError, ConfigError, ShapeError } from '../errors.js';
 import { randn } from '../random.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
@@ -15,6 +16,7 @@ import { ExpertSlot, type ExpertResidency } from './expert-slot.js';
 import type { GenerateOptions, TextToVideoResult } from './generate-options.js';
 import { checkInputValues } from './input-values.js';
 import { latentStats } from './latent-normalization.js';
+import { modelMemoryInput, planMemory, type MemoryPlan } from './memory-plan.js';
 import { defaultModelDir } from './default-model.js';
 import { hasModelFiles, withModelFiles, type ModelFiles } from './model-files.js';
 import { readModelIndex, type ModelIndex, type SamplingDefaults } from './model-index.js';
@@ -44,7 +46,10 @@ export interface WanPipelineComponents {
   expandTimesteps?: boolean;
   numTrainTimesteps?: number;
   defaults?: Partial<SamplingDefaults>;
+  /** Two experts: where they live (default 'both'); 'swap' needs both loaded and backend 'cuda'. */
   residency?: ExpertResidency;
+  /** The memory mode fromPretrained chose, when it chose one. */
+  memoryPlan?: MemoryPlan;
 }
 
 /**
@@ -53,8 +58,19 @@ export interface WanPipelineComponents {
  * replacing the model folder's or, with no folder, making the model (see withModelFiles).
  */
 export interface WanPipelineLoadOptions extends ModelFiles {
-  /** Two-expert models: keep both experts loaded ('both', default) or only the one in use ('active'). */
+  /**
+   * Two-expert models: both experts on the device ('both'); both loaded once, the idle one in
+   * pinned host memory and swapped at the boundary ('swap', backend 'cuda'); or only the one in use
+   * loaded, the other read from disk again at the boundary ('active'). On backend 'cuda' the default
+   * is planned from the free GPU memory (planMemory; `memoryPlan` says what and why); elsewhere 'both'.
+   */
   residency?: ExpertResidency;
+  /**
+   * Block streaming: the first N blocks of each expert live in pinned host memory and are copied to
+   * the device one block ahead of use (WanTransformer3DModel.offloadBlocks). Backend 'cuda' only
+   * (a ConfigError elsewhere, N > 0); on 'cuda' the default is planned with `residency`.
+   */
+  offloadBlocks?: number;
   /** Load the text encoder when the folder has one (default true); without it, pass embeddings. */
   loadTextEncoder?: boolean;
   /** Load the VAE (default true); without it, generate() still returns latents. */
@@ -104,6 +120,8 @@ export class WanPipeline {
   readonly numTrainTimesteps: number;
   readonly defaults: SamplingDefaults;
   readonly residency: ExpertResidency;
+  /** The memory mode fromPretrained planned (backend 'cuda', residency or offloadBlocks not given); `reason` is one line for a log. */
+  readonly memoryPlan: MemoryPlan | undefined;
   /** What settings are resolved against. */
   readonly spec: PipelineSpec;
   private disposed = false;
@@ -111,6 +129,8 @@ export class WanPipeline {
   private lora: PipelineLora | undefined;
   /** Expert models that carry `lora` (a released expert is loaded again without it). */
   private readonly adapted = new WeakSet<PipelineTransformer>();
+  /** Residency 'swap': the expert whose weights are on the device. */
+  private onDevice: 0 | 1 = 0;
   /** The folder or files fromPretrained loaded (savePretrained reads the text encoder's files from it). */
   private source: ModelIndex | undefined;
 
@@ -129,6 +149,13 @@ export class WanPipeline {
     if (this.residency === 'active' && this.experts.length === 2 && !this.experts.every((e) => e.canReload)) {
       throw new ConfigError("residency 'active' needs experts that can be reloaded (ExpertSlot with a loader; fromPretrained makes them)");
     }
+    if (this.residency === 'swap' && this.experts.length === 2) {
+      requireOffloading("residency 'swap'");
+      const idle = this.experts[1].current;
+      if (!idle?.moveWeights || !this.experts[0].current?.moveWeights) throw new ConfigError("residency 'swap' needs both experts loaded, as models that can move their weights (WanTransformer3DModel)");
+      idle.moveWeights('host');
+    }
+    this.memoryPlan = c.memoryPlan;
     const model = first.current ?? this.experts[1]?.current;
     if (!model) throw new ConfigError('at least one expert must be loaded when the pipeline is built');
     this.vae = c.vae;
@@ -173,23 +200,32 @@ export class WanPipeline {
     const spec = readPipelineSpec(index, { loadVae: wantVae, loadTextEncoder: wantText });
     for (const p of [index.transformer, index.transformer2, wantVae ? index.vae : undefined, wantText ? index.textEncoder : undefined]) if (p) openCheckpoint(p).close();
     const progress = (component: string) => (loaded: number, total: number) => options.onProgress?.({ component, loaded, total });
-    const residency = options.residency ?? 'both';
-    const loader = (name: string, p: string) => () => WanTransformer3DModel.fromPretrained(p, { onProgress: progress(name) });
+    const backend = offloadingBackend();
+    const fixed = { residency: options.residency, offloadBlocks: options.offloadBlocks };
+    const memoryPlan = backend && (fixed.residency === undefined || fixed.offloadBlocks === undefined) ? planMemory(modelMemoryInput(index, spec, { vae: wantVae, textEncoder: wantText }, backend), fixed) : undefined;
+    const residency = fixed.residency ?? memoryPlan?.residency ?? 'both';
+    const offloadBlocks = fixed.offloadBlocks ?? memoryPlan?.offloadBlocks ?? 0;
+    if (residency === 'swap' && index.transformer2) requireOffloading("residency 'swap'");
+    const loader = (name: string, p: string) => () => WanTransformer3DModel.fromPretrained(p, { onProgress: progress(name), offloadBlocks });
     const slots: ExpertSlot[] = [];
     let vae: AutoencoderKLWan | undefined;
     let textEncoder: WanTextEncoder | undefined;
     try {
       const scheduler = await loadScheduler(index.scheduler);
-      slots.push(new ExpertSlot('transformer', await loader('transformer', index.transformer)(), loader('transformer', index.transformer)));
-      if (index.transformer2) {
-        const load2 = loader('transformer_2', index.transformer2);
-        slots.push(new ExpertSlot('transformer_2', residency === 'both' ? await load2() : undefined, load2));
-      }
+      const load2 = index.transformer2 ? loader('transformer_2', index.transformer2) : undefined;
+      // 'swap': the low-noise expert loads first and goes to host memory before the other loads
+      const idle = load2 && residency === 'swap' ? new ExpertSlot('transformer_2', await load2(), load2) : undefined;
+      if (idle) slots.push(idle);
+      idle?.current?.moveWeights?.('host');
+      const first = new ExpertSlot('transformer', await loader('transformer', index.transformer)(), loader('transformer', index.transformer));
+      slots.push(first);
+      const second = idle ?? (load2 ? new ExpertSlot('transformer_2', residency === 'both' ? await load2() : undefined, load2) : undefined);
+      if (second && !idle) slots.push(second);
       if (wantVae && index.vae) vae = await AutoencoderKLWan.fromPretrained(index.vae, { onProgress: progress('vae') });
       if (wantText && index.textEncoder) textEncoder = await WanTextEncoder.fromPretrained(index.textEncoder, { tokenizerDir: index.tokenizer, maxLength: index.defaults.maxSequenceLength, onProgress: progress('text_encoder') });
       const pipe = new WanPipeline({
-        transformer: slots[0],
-        transformer2: slots[1],
+        transformer: first,
+        transformer2: second,
         vae,
         vaeScaleFactors: { spatial: spec.scaleFactorSpatial, temporal: spec.scaleFactorTemporal },
         textEncoder,
@@ -199,6 +235,7 @@ export class WanPipeline {
         numTrainTimesteps: index.numTrainTimesteps,
         defaults: index.defaults,
         residency,
+        memoryPlan,
       });
       pipe.source = index;
       return pipe;
@@ -281,6 +318,12 @@ export class WanPipeline {
       const slot = this.experts[i];
       if (!slot) throw new ConfigError(`this pipeline has no expert ${i}`);
       if (this.residency === 'active' && !slot.resident) this.experts[1 - i]?.release();
+      if (this.residency === 'swap' && i !== this.onDevice) {
+        // the idle expert's device memory is freed before the other's copies allocate theirs
+        this.experts[this.onDevice]?.current?.moveWeights?.('host');
+        slot.current?.moveWeights?.('device');
+        this.onDevice = i;
+      }
       const model = await slot.get();
       if (this.lora?.experts.includes(i) && !this.adapted.has(model)) {
         applyPipelineLora(model, this.lora);

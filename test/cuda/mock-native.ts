@@ -407,7 +407,7 @@ export function createMockNative(): MockNative {
       inUse,
       peak,
       reserved: inUse,
-      deviceFree: mock.capacity === undefined ? 0 : mock.capacity - inUse,
+      deviceFree: (mock.capacity ?? info.totalMemory) - inUse,
       deviceTotal: mock.capacity ?? info.totalMemory,
     }),
     resetPeak() {
