@@ -15,6 +15,9 @@ const calls = new Map<string, number>();
 let next = 4096;
 let inUse = 0;
 let peak = 0;
+let copies = 0;
+/** What the null addon reports as the device's memory (an 80 GiB card; WAN_CUDA_MEMORY_LIMIT caps it as on a GPU). */
+const DEVICE_BYTES = 80 * 2 ** 30;
 
 const cudnn: CudnnInfo = { available: true, version: 91900, library: 'null addon', error: '' };
 const overrides: Partial<Record<keyof NativeCuda, unknown>> = {
@@ -33,7 +36,15 @@ const overrides: Partial<Record<keyof NativeCuda, unknown>> = {
   resetPeak: () => {
     peak = inUse;
   },
-  memory: (): DeviceMemory => ({ inUse, peak, reserved: 0, deviceFree: 0, deviceTotal: 0 }),
+  memory: (): DeviceMemory => ({ inUse, peak, reserved: 0, deviceFree: DEVICE_BYTES - inUse, deviceTotal: DEVICE_BYTES }),
+  // pinned host buffers get fake addresses of their own; copies are events that are always done
+  hostAlloc: (bytes: number) => {
+    const p = next;
+    next += Math.ceil(bytes / 256) * 256 + 256;
+    return p;
+  },
+  copyAsync: () => ++copies,
+  eventDone: () => true,
   cudnnLoad: () => cudnn,
   timerStop: () => 0,
   attentionBf16: () => 1,
