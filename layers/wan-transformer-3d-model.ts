@@ -183,6 +183,11 @@ export class WanTransformer3DModel extends WanModule {
     backend.prefetch(weightIds(this).filter((id) => !streamed.has(id)));
   }
 
+  /** Device bytes of every weight when on the device (0 on a backend that does not offload). */
+  weightBytes(): number {
+    return offloadingBackend()?.bytesOf(weightIds(this)) ?? 0;
+  }
+
   /**
    * `e` with the offloadBlocks that would make it fit, where streaming more blocks can: the least
    * n > offloadedBlocks with (n − min(n, 2)) − (s − min(s, 2)) ≥ ⌈shortfall / block bytes⌉ blocks

@@ -9,7 +9,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { offloadingBackend } from '../src/backend/offload.js';
 import { CudaBackend, registerCudaBackendWith } from '../src/cuda/index.js';
-import { ConfigError } from '../src/errors.js';
+import { ConfigError, OutOfMemoryError } from '../src/errors.js';
 import { modelMemoryInput } from '../src/pipeline/memory-plan.js';
 import { readModelIndex } from '../src/pipeline/model-index.js';
 import { readPipelineSpec } from '../src/pipeline/pipeline-spec.js';
@@ -109,6 +109,46 @@ describe("residency 'swap'", () => {
       streamed.dispose();
       tf.dispose(inputs);
     }
+  });
+});
+
+describe('out of memory in a call', () => {
+  it("with both experts resident names residency 'swap' when the idle expert's bytes cover the shortfall, and swap then fits; nothing leaks", async () => {
+    const held = backend.heldBytes;
+    const { call, inputs } = fixtureCall();
+    const both = await WanPipeline.fromPretrained(A14B, { residency: 'both', offloadBlocks: 0 });
+    try {
+      const low = expertBytes(both, 1);
+      (await both.textToVideo(call)).frames.dispose();
+      backend.resetPeak();
+      (await both.textToVideo(call)).frames.dispose();
+      const peak = backend.memory().peakBytesInGPU;
+      backend.memoryLimit = peak - Math.floor(low / 2);
+      const tensors = tf.memory().numTensors;
+      const before = backend.heldBytes;
+      const err = await both.textToVideo(call).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(OutOfMemoryError);
+      const oom = err as OutOfMemoryError;
+      expect(oom.argument).toBe('residency');
+      expect(oom.message).toMatch(/needs .* more, which does not fit \(WAN_CUDA_MEMORY_LIMIT is .*: .* in use, .* free\)/);
+      expect(oom.message).toMatch(/residency 'swap' \(--experts swap\) keeps the idle expert's .* in pinned host memory/);
+      expect(tf.memory().numTensors).toBe(tensors);
+      expect(backend.heldBytes).toBe(before);
+    } finally {
+      both.dispose();
+    }
+    const swap = await WanPipeline.fromPretrained(A14B, { residency: 'swap', offloadBlocks: 0 });
+    try {
+      (await swap.textToVideo(call)).frames.dispose();
+    } finally {
+      swap.dispose();
+      backend.memoryLimit = undefined;
+      tf.dispose(inputs);
+    }
+    expect(backend.heldBytes).toBe(held);
   });
 });
 

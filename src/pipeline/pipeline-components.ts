@@ -21,6 +21,8 @@ export interface PipelineTransformer {
   forwardAsync?(hiddenStates: tf.Tensor, timestep: tf.Tensor, encoderHiddenStates: tf.Tensor, options?: { signal?: AbortSignal }): Promise<tf.Tensor>;
   /** Moves the weights to pinned host memory, or starts bringing them back (residency 'swap'; WanTransformer3DModel on backend 'cuda'). */
   moveWeights?(where: 'host' | 'device'): void;
+  /** Device bytes of the weights (for an OutOfMemoryError's advice; WanTransformer3DModel). */
+  weightBytes?(): number;
   dispose(): unknown;
 }
 

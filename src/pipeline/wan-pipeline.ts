@@ -6,7 +6,7 @@ import type { FlowScheduler } from '../../schedulers/scheduler.js';
 import { locateComponent, openCheckpoint } from '../../weights/component.js';
 import { UMT5_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
 import { offloadingBackend, requireOffloading } from '../backend/offload.js';
-import { CheckpointError, ConfigError, ShapeError } from '../errors.js';
+import { CheckpointError, ConfigError, OutOfMemoryError, ShapeError } from '../errors.js';
 import { randn } from '../random.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
 import { runExclusive } from './call-queue.js';
@@ -16,6 +16,7 @@ import { ExpertSlot, type ExpertResidency } from './expert-slot.js';
 import type { GenerateOptions, TextToVideoResult } from './generate-options.js';
 import { checkInputValues } from './input-values.js';
 import { latentStats } from './latent-normalization.js';
+import { formatBytes } from './memory-estimate.js';
 import { modelMemoryInput, planMemory, type MemoryPlan } from './memory-plan.js';
 import { defaultModelDir } from './default-model.js';
 import { hasModelFiles, withModelFiles, type ModelFiles } from './model-files.js';
@@ -414,7 +415,7 @@ export class WanPipeline {
    * sees [latents, mask, image latents] along the channels at every step.
    */
   async generate(o: GenerateOptions | ResolvedCall): Promise<tf.Tensor> {
-    return this.run(this.callFor(o, false));
+    return this.advising(this.run(this.callFor(o, false)));
   }
 
   // Checks the call's values, then runs it when the scheduler is free.
@@ -464,6 +465,28 @@ export class WanPipeline {
   }
 
   /**
+   * `work`, an OutOfMemoryError from it naming residency 'swap' when both experts are on the device
+   * and moving the idle one (the smaller, to be safe) to host memory frees at least the shortfall
+   * (needed − available).
+   */
+  private async advising<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (e) {
+      throw e instanceof OutOfMemoryError ? this.withResidencyAdvice(e) : e;
+    }
+  }
+
+  private withResidencyAdvice(e: OutOfMemoryError): OutOfMemoryError {
+    if (this.residency !== 'both' || this.experts.length !== 2) return e;
+    const idle = Math.min(...this.experts.map((x) => x.current?.weightBytes?.() ?? 0));
+    if (idle < e.neededBytes - e.availableBytes) return e;
+    const own = e.message.slice(e.argument.length + 2);
+    const advice = `residency 'swap' (--experts swap) keeps the idle expert's ${formatBytes(idle)} in pinned host memory, swapped at the boundary`;
+    return new OutOfMemoryError('residency', e.neededBytes, e.availableBytes, `${own}; or, cheapest, ${advice}`, e.op === undefined ? undefined : { op: e.op, inUseBytes: e.inUseBytes ?? 0 });
+  }
+
+  /**
    * Latents [B, zDim, F', H', W'] → frames [B, F, H, W, 3] in [0, 1] (the caller disposes):
    * z = latents / (1/std) + mean (Diffusers' de-normalisation), VAE decode, clamp(x/2 + 0.5, 0, 1),
    * with at most two video-sized tensors alive at once.
@@ -503,10 +526,10 @@ export class WanPipeline {
   /** Text (or embeddings, and images) → frames [B, F, H, W, 3] in [0, 1], with the settings used. */
   async textToVideo(o: GenerateOptions | ResolvedCall): Promise<TextToVideoResult> {
     const call = this.callFor(o, true);
-    const latents = await this.run(call);
+    const latents = await this.advising(this.run(call));
     try {
       checkAbort(call.options.signal);
-      return { ...call.settings, frames: await this.decodeLatentsAsync(latents, { signal: call.options.signal }) };
+      return { ...call.settings, frames: await this.advising(this.decodeLatentsAsync(latents, { signal: call.options.signal })) };
     } finally {
       latents.dispose();
     }
