@@ -92,18 +92,18 @@ describe("residency 'swap'", () => {
     expect(native.liveHostBuffers).toBe(0);
   });
 
-  it('streams blocks through fromPretrained with the same frames', async () => {
+  it('streams blocks through fromPretrained with the same latents', async () => {
     const { call, inputs } = fixtureCall();
     const p = await WanPipeline.fromPretrained(A14B, { residency: 'both', offloadBlocks: 0 });
-    const want = await p.textToVideo(call);
-    const frames = want.frames.dataSync().slice();
-    want.frames.dispose();
+    const want = await p.generate(call);
+    const latents = want.dataSync().slice();
+    want.dispose();
     p.dispose();
     const streamed = await WanPipeline.fromPretrained(A14B, { residency: 'swap', offloadBlocks: 1 });
     try {
-      const got = await streamed.textToVideo(call);
-      expect(got.frames.dataSync()).toEqual(frames);
-      got.frames.dispose();
+      const got = await streamed.generate(call);
+      expect(got.dataSync()).toEqual(latents);
+      got.dispose();
       expect(backend.offloadStats().demandLoads).toBe(0);
     } finally {
       streamed.dispose();
@@ -119,14 +119,14 @@ describe('out of memory in a call', () => {
     const both = await WanPipeline.fromPretrained(A14B, { residency: 'both', offloadBlocks: 0 });
     try {
       const low = expertBytes(both, 1);
-      (await both.textToVideo(call)).frames.dispose();
+      (await both.generate(call)).dispose();
       backend.resetPeak();
-      (await both.textToVideo(call)).frames.dispose();
+      (await both.generate(call)).dispose();
       const peak = backend.memory().peakBytesInGPU;
       backend.memoryLimit = peak - Math.floor(low / 2);
       const tensors = tf.memory().numTensors;
       const before = backend.heldBytes;
-      const err = await both.textToVideo(call).then(
+      const err = await both.generate(call).then(
         () => undefined,
         (e: unknown) => e,
       );
@@ -142,7 +142,7 @@ describe('out of memory in a call', () => {
     }
     const swap = await WanPipeline.fromPretrained(A14B, { residency: 'swap', offloadBlocks: 0 });
     try {
-      (await swap.textToVideo(call)).frames.dispose();
+      (await swap.generate(call)).dispose();
     } finally {
       swap.dispose();
       backend.memoryLimit = undefined;
