@@ -194,6 +194,7 @@ export class WanTransformer3DModel extends WanModule {
    * (s = offloadedBlocks, shortfall = needed − available); else `e` as it is.
    */
   private withOffloadAdvice(e: OutOfMemoryError, backend: OffloadingBackend): OutOfMemoryError {
+    if (this.blocks.length === 0) return e;
     const block = backend.bytesOf(weightIds(this.blocks[0]));
     const s = this.streamed;
     const blocks = Math.ceil(Math.max(1, e.neededBytes - e.availableBytes) / block);
