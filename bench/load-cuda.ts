@@ -1,0 +1,150 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { PRESETS, WanTransformer3DModel, type WanTransformerPreset } from '../layers/wan-transformer-3d-model.js';
+import { WanTransformerConfig } from '../layers/wan-transformer-config.js';
+import { selectBackend } from '../src/backend/select.js';
+import { CudaBackend } from '../src/cuda/index.js';
+import { float32ToBf16Bits } from '../weights/dtypes.js';
+import { runMain } from './harness.js';
+import { flag } from './gpu-weights.js';
+
+// npx tsx bench/load-cuda.ts [--preset wan2.2-t2v-a14b] [--layers N] [--dir DIR] [--keep]
+// Issue 17, item 1: a load of one bf16 expert against the disk's sequential read bandwidth.
+// Writes a Diffusers transformer folder in DIR (default a new folder under the OS temp dir):
+// config.json and diffusion_pytorch_model.safetensors with every tensor of the preset's published
+// shapes (--layers N keeps N blocks) in BF16, values N(0, 0.02). Then, with the file's pages dropped
+// from the page cache before each read (`dd iflag=nocache count=0`, GNU dd):
+//   dd   — `dd if=FILE of=/dev/null bs=64M`: the disk's sequential read bandwidth;
+//   load — WanTransformer3DModel.fromPretrained(DIR) on backend 'cuda' at precision bf16 (tensors
+//          uploaded as stored), until every weight is on the GPU.
+// Prints one JSON line: bytes, both times and bandwidths, load/dd, whether the cache drop took
+// (a warm dd far faster than the cold one says it did), the host's peak RSS during the load.
+// The folder is removed at the end unless --keep.
+
+const CHUNK_ELEMENTS = 1 << 23; // 16 MiB of bf16 written per call
+
+/** A buffer of bf16 N(0, 0.02) values (Box–Muller), written over and over. */
+function bf16Pool(): Uint16Array {
+  const pool = new Uint16Array(CHUNK_ELEMENTS);
+  let seed = 12345;
+  const uniform = () => {
+    seed = (seed * 1664525 + 1013904223) >>> 0;
+    return (seed + 0.5) / 2 ** 32;
+  };
+  for (let i = 0; i < pool.length; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(uniform())) * 0.02;
+    const a = 2 * Math.PI * uniform();
+    pool[i] = float32ToBf16Bits(r * Math.cos(a));
+    if (i + 1 < pool.length) pool[i + 1] = float32ToBf16Bits(r * Math.sin(a));
+  }
+  return pool;
+}
+
+/** Writes the safetensors file tensor by tensor (never the whole file in memory); returns its size. */
+function writeBf16Checkpoint(file: string, tensors: Array<[string, number[]]>): number {
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const bytes = shape.reduce((a, d) => a * d, 1) * 2;
+    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  const pool = bf16Pool();
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, len);
+    fs.writeSync(fd, json);
+    for (const [, shape] of tensors) {
+      let left = shape.reduce((a, d) => a * d, 1);
+      while (left > 0) {
+        const n = Math.min(left, pool.length);
+        fs.writeSync(fd, pool.subarray(0, n));
+        left -= n;
+      }
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return 8 + Buffer.byteLength(json) + offset;
+}
+
+/** Asks the kernel to drop the file's cached pages (GNU dd's nocache flag with no data copied). */
+function dropCache(file: string): void {
+  execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
+}
+
+/** Wall time of one sequential read of the file with dd (64 MiB blocks). */
+function ddReadMs(file: string): number {
+  const start = performance.now();
+  execFileSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=64M'], { stdio: 'ignore' });
+  return performance.now() - start;
+}
+
+runMain(async () => {
+  const presetName = flag('preset', 'wan2.2-t2v-a14b') as WanTransformerPreset;
+  const preset = PRESETS[presetName];
+  if (!preset) throw new Error(`unknown preset ${presetName}; one of ${Object.keys(PRESETS).join(', ')}`);
+  const layers = process.argv.includes('--layers') ? Number(flag('layers', '0')) : preset.numLayers;
+  const config = { ...preset, numLayers: layers };
+  const dir = process.argv.includes('--dir') ? flag('dir', '') : fs.mkdtempSync(path.join(os.tmpdir(), 'wan-load-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'diffusion_pytorch_model.safetensors');
+  await selectBackend('cuda', { precision: 'bf16' });
+  const backend = tf.backend();
+  if (!(backend instanceof CudaBackend)) throw new Error("backend 'cuda' is not the CudaBackend");
+
+  const shapes = new WanTransformer3DModel(config);
+  const tensors = [...shapes.namedWeights()].map(([k, slot]): [string, number[]] => [k, [...slot.shape]]);
+  shapes.dispose();
+  fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(WanTransformerConfig.toJSON(config), null, 2)}\n`);
+  const t0 = performance.now();
+  const bytes = writeBf16Checkpoint(file, tensors);
+  const writeMs = performance.now() - t0;
+
+  dropCache(file);
+  const ddMs = ddReadMs(file);
+  const warmDdMs = ddReadMs(file);
+  dropCache(file);
+
+  let peakRss = process.memoryUsage().rss;
+  const rssBefore = peakRss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+  const start = performance.now();
+  const model = await WanTransformer3DModel.fromPretrained(dir);
+  backend.synchronize();
+  const loadMs = performance.now() - start;
+  clearInterval(sampler);
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const gpuBytes = backend.memory().numBytesInGPU;
+  model.dispose();
+  if (!process.argv.includes('--keep')) fs.rmSync(dir, { recursive: true, force: true });
+
+  const gbps = (ms: number) => Number((bytes / 1e9 / (ms / 1e3)).toFixed(2));
+  console.log(
+    JSON.stringify({
+      bench: 'load-cuda',
+      preset: presetName,
+      layers,
+      tensors: tensors.length,
+      file_gb: Number((bytes / 1e9).toFixed(2)),
+      write_ms: Math.round(writeMs),
+      dd_ms: Math.round(ddMs),
+      dd_gbps: gbps(ddMs),
+      dd_warm_gbps: gbps(warmDdMs),
+      load_ms: Math.round(loadMs),
+      load_gbps: gbps(loadMs),
+      load_vs_dd: Number((ddMs / loadMs).toFixed(3)),
+      gpu_gib: Number((gpuBytes / 2 ** 30).toFixed(2)),
+      host_rss_growth_gib: Number(((peakRss - rssBefore) / 2 ** 30).toFixed(2)),
+      device: backend.device.name,
+    }),
+  );
+});
