@@ -51,6 +51,11 @@ export interface GenerateOptions {
   shift?: number;
   /** Seed of the initial noise (host-generated, identical on every backend). */
   seed?: number;
+  /**
+   * One seed per sample of a batch, in place of `seed`: sample i's noise is the noise of a single
+   * call with seed `seeds[i]`, so sample i of the batch equals that call up to float rounding.
+   */
+  seeds?: readonly number[];
   /** Initial latents [B, C, F', H', W'] float32 instead of noise (not disposed by the pipeline). */
   latents?: tf.Tensor;
   /**
@@ -90,6 +95,7 @@ export interface ResolvedSettings {
   numInferenceSteps: number;
   guidanceScale: number;
   guidanceScale2: number | undefined;
+  /** The seed of the noise (with `seeds`, the first sample's). */
   seed: number;
   batch: number;
 }

@@ -1,5 +1,6 @@
 import { ConfigError, ShapeError } from '../errors.js';
-import { MAX_SEED, randomSeed } from '../random.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { MAX_SEED, randn, randnHost, randomSeed } from '../random.js';
 import type { CallGeometry, ConditioningStrategy, ImpliedSize } from './conditioning.js';
 import { firstFrameConditioning } from './first-frame-conditioning.js';
 import type { GenerateOptions, ResolvedSettings, TaskName } from './generate-options.js';
@@ -74,6 +75,17 @@ export class ResolvedCall implements ResolvedSettings, CallGeometry {
     checkMemory(this.spec, this, { decode, task: this.task }, budget, sources);
   }
 
+  /** The initial noise [B, C, F', H', W']: from `seed`, or sample i from `options.seeds[i]` (the noise of a single call with that seed). */
+  noise(): tf.Tensor {
+    const seeds = this.options.seeds;
+    if (!seeds) return randn(this.latentShape, this.seed);
+    const sample = [1, ...this.latentShape.slice(1)];
+    const n = sample.reduce((a, d) => a * d, 1);
+    const data = new Float32Array(n * seeds.length);
+    seeds.forEach((seed, i) => data.set(randnHost(sample, seed), i * n));
+    return tf.tensor(data, [...this.latentShape], 'float32');
+  }
+
   /** The settings alone (what textToVideo reports). */
   get settings(): ResolvedSettings {
     const { task, numFrames, height, width, fps, numInferenceSteps, guidanceScale, guidanceScale2, seed, batch } = this;
@@ -132,7 +144,11 @@ export function resolveSettings(spec: PipelineSpec, o: GenerateOptions, options:
   const g2 = twoExperts ? finite('guidanceScale2', o.guidanceScale2 ?? (o.guidanceScale !== undefined ? o.guidanceScale : (d.guidanceScale2 ?? g))) : undefined;
   const fps = o.fps ?? d.fps;
   if (!(Number.isFinite(fps) && fps > 0)) throw new ConfigError(`fps: got ${fps}, expected a positive number`);
-  const seed = o.seed ?? randomSeed();
+  if (o.seed !== undefined && o.seeds !== undefined) throw new ConfigError('give seed or seeds (one per prompt), not both');
+  for (const [i, v] of (o.seeds ?? []).entries()) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(`seeds[${i}]: got ${v}, expected an integer in [0, ${MAX_SEED}]`);
+  }
+  const seed = o.seeds?.[0] ?? o.seed ?? randomSeed();
   if (!Number.isSafeInteger(seed) || seed < 0) throw new ConfigError(`seed: got ${seed}, expected an integer in [0, ${MAX_SEED}]`);
   const shift = o.shift ?? d.shift;
   if (shift !== undefined && !(Number.isFinite(shift) && shift > 0)) throw new ConfigError(`shift: got ${shift}, expected a finite number > 0`);
@@ -191,6 +207,8 @@ export function resolveSettings(spec: PipelineSpec, o: GenerateOptions, options:
     throw new ConfigError(`negativePrompt: got ${o.negativePrompt.length} prompts for a batch of ${batch}; give one string or one per prompt`);
   }
   if (o.latents && o.latents.shape[0] !== batch) throw new ShapeError('latents', `[${o.latents.shape}]`, `batch ${batch} (the number of prompts)`);
+  if (o.seeds !== undefined && o.latents) throw new ConfigError('seeds: the noise is given as latents; give one or the other');
+  if (o.seeds !== undefined && o.seeds.length !== batch) throw new ConfigError(`seeds: got ${o.seeds.length} seeds for a batch of ${batch}; give one per prompt`);
   strategy.checkCall(spec, o, batch, numFrames);
   if (g > 1 && o.negativePromptEmbeds === undefined && !spec.hasTextEncoder) {
     throw new ConfigError(

@@ -7,7 +7,6 @@ import { locateComponent, openCheckpoint } from '../../weights/component.js';
 import { UMT5_FAMILY, WAN_VAE_FAMILY } from '../../weights/families.js';
 import { offloadingBackend, requireOffloading } from '../backend/offload.js';
 import { CheckpointError, ConfigError, OutOfMemoryError, ShapeError } from '../errors.js';
-import { randn } from '../random.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
 import { runExclusive } from './call-queue.js';
 import type { Conditioning } from './conditioning.js';
@@ -308,7 +307,7 @@ export class WanPipeline {
   private callFor(o: GenerateOptions | ResolvedCall, decode: boolean): ResolvedCall {
     this.checkNotDisposed();
     if (!(o instanceof ResolvedCall)) return resolveSettings(this.spec, o, { decode });
-    if (!sameSpec(o.spec, this.spec)) return resolveSettings(this.spec, { ...o.options, seed: o.seed }, { decode });
+    if (!sameSpec(o.spec, this.spec)) return resolveSettings(this.spec, { ...o.options, seed: o.options.seeds ? undefined : o.seed }, { decode });
     o.checkMemory(decode);
     return o;
   }
@@ -453,7 +452,7 @@ export class WanPipeline {
         cond,
         uncond,
         conditioning,
-        latents: o.latents ? o.latents.clone() : randn(call.latentShape, call.seed),
+        latents: o.latents ? o.latents.clone() : call.noise(),
         signal: o.signal,
         onStep: o.onStep,
         checkFinite: o.checkFinite,
