@@ -13,6 +13,7 @@ export {
 } from './safetensors.js';
 export { describeFp8, findFp8Scales, isFp8Dtype, type Fp8Description, type Fp8Scales } from './fp8.js';
 export { ShardedCheckpoint } from './sharded.js';
+export { safetensorsHeaderSha256 } from './header-hash.js';
 export { readJsonFile } from './read-json.js';
 export {
   detectComponentLayout,

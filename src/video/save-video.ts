@@ -7,6 +7,8 @@ import { GifPaletteBuilder, GifWriter } from './gif-encoder.js';
 import { Mp4PcmWriter, type Mp4Tags } from './mp4-writer.js';
 import { betweenFrames, outputError, removeQuietly, replaceFolder, syncFile, syncFolder, tempNames, tidyOutputFolder, writeAll, writeFileDurably, type TempNames } from './output-file.js';
 import { encodePng } from './png-encoder.js';
+import { contentSha256, metadataJson, sidecarPath, type Provenance, type ProvenanceInput, type ProvenanceSidecar } from './provenance.js';
+import { promptBlocklist, runSafetyChecker, type SafetyChecker } from './safety.js';
 import { VideoEncoderError } from './video-error.js';
 
 export type VideoFormat = 'mp4' | 'gif' | 'png';
@@ -49,6 +51,16 @@ export interface SaveVideoOptions {
   ffmpegPath?: string;
   /** x264 CRF for MP4 through ffmpeg (default 18). */
   crf?: number;
+  /**
+   * The clip's provenance: completed with the sizes written and the time, embedded in the file's
+   * metadata JSON (field `provenance`) and written beside it as `<file>.json` with the content hash.
+   */
+  provenance?: ProvenanceInput;
+  /**
+   * Looks at the frames and the prompt (provenance's, else metadata's) before anything is written; a
+   * flagged clip is a SafetyError and nothing is written. Default: promptBlocklist(); false: none.
+   */
+  safetyChecker?: SafetyChecker | false;
 }
 
 export interface SavedVideo {
@@ -62,6 +74,8 @@ export interface SavedVideo {
   bytes: number;
   /** What wrote the file: ffmpeg (MP4 only) or this library's own encoder. */
   encoder: 'ffmpeg' | 'builtin';
+  /** With options.provenance: the sidecar written beside the clip and what it holds. */
+  sidecar?: { path: string; content: ProvenanceSidecar };
 }
 
 /** Random access to frames as rgb24 [H, W, 3] uint8. */
@@ -154,13 +168,13 @@ async function writeCounted(file: string, write: (put: (b: Uint8Array) => void, 
   return bytes;
 }
 
-async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
+async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, comment: string | undefined): Promise<number> {
   const builder = new GifPaletteBuilder();
   for (let i = 0; i < src.count; i++) {
     await betweenFrames(o.signal);
     builder.add(await src.frame(i));
   }
-  const writer = new GifWriter(src.width, src.height, builder.build(), { fps: o.fps, comment: Object.keys(meta).length ? JSON.stringify(meta) : undefined });
+  const writer = new GifWriter(src.width, src.height, builder.build(), { fps: o.fps, comment });
   return writeCounted(tmp, async (put) => {
     put(writer.header());
     for (let i = 0; i < src.count; i++) {
@@ -171,11 +185,11 @@ async function writeGif(tmp: string, src: FrameSource, o: SaveVideoOptions, meta
   });
 }
 
-function pngText(meta: Record<string, string>): Record<string, string> {
+function pngText(meta: Record<string, string>, comment: string | undefined): Record<string, string> {
   const text: Record<string, string> = {};
   if (meta.prompt) text.Description = meta.prompt;
   if (meta.software) text.Software = meta.software;
-  if (Object.keys(meta).length) text.Comment = JSON.stringify(meta);
+  if (comment !== undefined) text.Comment = comment;
   return text;
 }
 
@@ -205,13 +219,13 @@ async function ffmpegForMp4(o: SaveVideoOptions): Promise<string | undefined> {
 }
 
 /** PNG frames into the new folder `tmp` as frame-00000.png, …, flushed to the disk; returns the bytes written. */
-async function writePngFolder(tmp: string, src: FrameSource, o: SaveVideoOptions, meta: Record<string, string>): Promise<number> {
+async function writePngFolder(tmp: string, src: FrameSource, o: SaveVideoOptions, text: Record<string, string>): Promise<number> {
   fs.mkdirSync(tmp);
   const digits = Math.max(5, String(src.count - 1).length);
   let bytes = 0;
   for (let i = 0; i < src.count; i++) {
     await betweenFrames(o.signal);
-    const png = encodePng(await src.frame(i), src.width, src.height, { ...pngText(meta), 'Frame rate': String(o.fps) });
+    const png = encodePng(await src.frame(i), src.width, src.height, { ...text, 'Frame rate': String(o.fps) });
     writeFileDurably(path.join(tmp, `frame-${String(i).padStart(digits, '0')}.png`), png);
     bytes += png.length;
   }
@@ -236,7 +250,10 @@ function installFolder(names: TempNames, target: string): void {
  * of uncompressed H.264; see `encoder`), 'gif' (pure JS, 256-colour global palette) or 'png' (one
  * PNG per frame in a folder `file`, or a single file when there is one frame and `file` ends in
  * .png). Metadata (prompt, seed, model, library version …) goes into the container: MP4 title/comment
- * tags, a GIF comment, PNG text chunks.
+ * tags, a GIF comment, PNG text chunks; the comment is JSON of the metadata and, with
+ * `options.provenance`, the provenance record, which is also written beside the clip as `<file>.json`
+ * (ProvenanceSidecar) with the clip's content hash, renamed into place right after the clip. The
+ * safety checker (default promptBlocklist()) runs before anything is written.
  *
  * The output is written under a short temporary name beside `file` (`.wan-tfjs-<8 hex>.tmp`), flushed
  * to the disk and renamed into place when complete, so a name up to the file system's limit (255
@@ -257,20 +274,27 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
   if (!(Number.isFinite(options.fps) && options.fps > 0)) throw new ConfigError(`fps: got ${options.fps}, expected a positive number`);
   const src = frameSource(frames);
   checkAbort(options.signal);
+  const meta = metadataStrings(options.metadata);
+  const prompt = options.provenance?.prompt ?? meta.prompt;
+  if (options.safetyChecker !== false) await runSafetyChecker(options.safetyChecker ?? promptBlocklist(), { frames: src, prompt });
+  checkAbort(options.signal);
   const target = path.resolve(file);
   const dir = path.dirname(target);
-  const meta = metadataStrings(options.metadata);
+  const record: Provenance | undefined = options.provenance && { ...options.provenance, numFrames: src.count, width: src.width, height: src.height, fps: options.fps, createdAt: new Date().toISOString() };
+  const comment = record || Object.keys(meta).length ? metadataJson(meta, record) : undefined;
   const singlePng = format === 'png' && src.count === 1 && implied === 'png';
   const ffmpeg = format === 'mp4' ? await ffmpegForMp4(options) : undefined;
   const names = tempNames(dir);
+  const sidecarTmp = tempNames(dir).tmp;
+  let sidecar: SavedVideo['sidecar'];
   let bytes = 0;
   try {
     fs.mkdirSync(dir, { recursive: true });
     tidyOutputFolder(dir);
     if (format === 'mp4') {
       const tags: Mp4Tags = {};
-      if (meta.prompt) tags.title = meta.prompt;
-      if (Object.keys(meta).length) tags.comment = JSON.stringify(meta);
+      if (prompt) tags.title = prompt;
+      if (comment !== undefined) tags.comment = comment;
       if (ffmpeg) {
         // Created here, so the file system's refusals are ours to report; ffmpeg overwrites it (-y).
         fs.closeSync(fs.openSync(names.tmp, 'wx'));
@@ -281,21 +305,35 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
         bytes = await writeBuiltinMp4(names.tmp, src, options, tags);
       }
     } else if (format === 'gif') {
-      bytes = await writeGif(names.tmp, src, options, meta);
+      bytes = await writeGif(names.tmp, src, options, comment);
     } else if (singlePng) {
-      const png = encodePng(await src.frame(0), src.width, src.height, pngText(meta));
+      const png = encodePng(await src.frame(0), src.width, src.height, pngText(meta, comment));
       writeFileDurably(names.tmp, png);
       bytes = png.length;
     } else {
-      bytes = await writePngFolder(names.tmp, src, options, meta);
+      bytes = await writePngFolder(names.tmp, src, options, pngText(meta, comment));
+    }
+    if (record) {
+      sidecar = { path: sidecarPath(target), content: { format, sha256: contentSha256(names.tmp), provenance: record } };
+      writeFileDurably(sidecarTmp, new TextEncoder().encode(`${JSON.stringify(sidecar.content, null, 2)}\n`));
     }
     checkAbort(options.signal);
     if (format === 'png' && !singlePng) installFolder(names, target);
     else fs.renameSync(names.tmp, target);
+    if (sidecar) {
+      try {
+        fs.renameSync(sidecarTmp, sidecar.path);
+      } catch (e) {
+        // A clip without its sidecar is not left behind.
+        removeQuietly(target);
+        throw e;
+      }
+    }
     syncFolder(dir);
   } catch (e) {
     removeQuietly(names.tmp);
+    removeQuietly(sidecarTmp);
     throw outputError(e, target);
   }
-  return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes, encoder: ffmpeg ? 'ffmpeg' : 'builtin' };
+  return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes, encoder: ffmpeg ? 'ffmpeg' : 'builtin', sidecar };
 }
