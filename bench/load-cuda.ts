@@ -21,7 +21,8 @@ import { flag } from './gpu-weights.js';
 //   load — WanTransformer3DModel.fromPretrained(DIR) on backend 'cuda' at precision bf16 (tensors
 //          uploaded as stored), until every weight is on the GPU.
 // Prints one JSON line: bytes, both times and bandwidths, load/dd, whether the cache drop took
-// (a warm dd far faster than the cold one says it did), the host's peak RSS during the load.
+// (a warm dd far faster than the cold one says it did), and how far the load raised the process's
+// peak RSS (0 when it stayed under the peak the file writing had already reached).
 // The folder is removed at the end unless --keep.
 
 const CHUNK_ELEMENTS = 1 << 23; // 16 MiB of bf16 written per call
@@ -114,15 +115,13 @@ runMain(async () => {
   const warmDdMs = ddReadMs(file);
   dropCache(file);
 
-  let peakRss = process.memoryUsage().rss;
-  const rssBefore = peakRss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+  // The load runs synchronously between its awaits, so the host peak is the process's high-water mark (maxRSS, KiB).
+  const maxRssBefore = process.resourceUsage().maxRSS;
   const start = performance.now();
   const model = await WanTransformer3DModel.fromPretrained(dir);
   backend.synchronize();
   const loadMs = performance.now() - start;
-  clearInterval(sampler);
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const maxRssGrowth = (process.resourceUsage().maxRSS - maxRssBefore) * 1024;
   const gpuBytes = backend.memory().numBytesInGPU;
   model.dispose();
   if (!process.argv.includes('--keep')) fs.rmSync(dir, { recursive: true, force: true });
@@ -143,7 +142,7 @@ runMain(async () => {
       load_gbps: gbps(loadMs),
       load_vs_dd: Number((ddMs / loadMs).toFixed(3)),
       gpu_gib: Number((gpuBytes / 2 ** 30).toFixed(2)),
-      host_rss_growth_gib: Number(((peakRss - rssBefore) / 2 ** 30).toFixed(2)),
+      host_max_rss_growth_gib: Number((maxRssGrowth / 2 ** 30).toFixed(2)),
       device: backend.device.name,
     }),
   );
