@@ -28,6 +28,10 @@ export { DEFAULT_NEGATIVE_PROMPT } from './text/default-negative-prompt.js';
 
 export { MP4_ENCODERS, VIDEO_FORMATS, saveVideo, type Mp4Encoder, type SaveVideoOptions, type SavedVideo, type VideoFormat, type VideoFrames, type VideoMetadata } from './video/save-video.js';
 export { OutputFileError, VideoEncoderError, VideoFormatError } from './video/video-error.js';
+export { contentSha256, embeddedProvenance, readSidecar, sidecarPath, verifyClip, type CheckpointIdentity, type ModelIdentity, type Provenance, type ProvenanceInput, type ProvenanceSidecar, type VerifyResult } from './video/provenance.js';
+export { blockedTerms, promptBlocklist, promptVerdict, SafetyError, type BlocklistOptions, type SafetyChecker, type SafetyFrames, type SafetyInput, type SafetyVerdict } from './video/safety.js';
+export { DEFAULT_BLOCKLIST } from './video/blocklist.js';
+export { modelIdentity } from './pipeline/model-identity.js';
 export { probeMp4, type VideoInfo } from './video/mp4-probe.js';
 export { decodeGif, type DecodedGif, type GifFrame } from './video/gif-decoder.js';
 export { decodePng, MAX_PNG_PIXELS, pngToImage, type DecodePngOptions, type DecodedPng } from './video/png-decoder.js';

@@ -138,7 +138,7 @@ const snippetOf = (marker: string): string => {
 };
 
 /** The examples the packed test runs (below). */
-const EXAMPLES = ['finetune-lora.ts', 'generate.ts', 'reuse-attention.ts', 'write-video.ts'];
+const EXAMPLES = ['finetune-lora.ts', 'generate.ts', 'reuse-attention.ts', 'safety-classifier.ts', 'write-video.ts'];
 
 describe('what the packed test covers', () => {
   it('each ```ts block of the README is one of the snippets it runs', () => {
@@ -190,6 +190,13 @@ describe.runIf(built).concurrent('the packed tarball installed in a new project'
     const m = /fine-tuning loss: ([\d.]+) -> ([\d.]+)/.exec(r.stdout);
     expect(m).not.toBeNull();
     expect(Number(m![2])).toBeLessThan(Number(m![1]) / 2);
+  }, RUN_TIMEOUT_MS);
+
+  it('runs examples/safety-classifier.ts: without @huggingface/transformers (not a dependency) it says how to install it, exit 0, nothing written', async ({ expect }) => {
+    const r = await runInProject('safety-classifier.mts', fs.readFileSync(path.join(root, 'examples/safety-classifier.ts'), 'utf-8'));
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('examples/safety-classifier.ts needs @huggingface/transformers, which wan-tfjs does not depend on: npm install @huggingface/transformers');
+    expect(fs.existsSync(path.join(project, 'wan-safety-example.gif'))).toBe(false);
   }, RUN_TIMEOUT_MS);
 
   it('runs examples/write-video.ts with its default folder', async ({ expect }) => {
