@@ -4,6 +4,7 @@ import type { CheckpointConfig, ComponentFamily } from './component-layout.js';
 import { openComponent, type OpenedComponent } from './component.js';
 import { filePaths } from './file-system.js';
 import { loadWeights, type HasNamedWeights } from './load.js';
+import { filesOf, startReadAhead } from './read-ahead.js';
 
 /** Options of a model's fromPretrained. */
 export interface PretrainedOptions<C, P extends string> {
@@ -39,7 +40,8 @@ function resolveConfig<F extends Fields, P extends string>(
 /**
  * Loads a pretrained model of `family` from a file or folder: opens the component (openComponent),
  * resolves its config against `schema`, builds the model with `build` and fills every weight
- * through the layout's key rename. The files are closed either way; the model is disposed on failure.
+ * through the layout's key rename, the files read ahead on a worker thread (read-ahead.ts). The files
+ * are closed either way; the model is disposed on failure.
  */
 export function loadPretrained<F extends Fields, P extends string, M extends HasNamedWeights & { dispose(): unknown }>(
   dirOrFile: string,
@@ -53,7 +55,20 @@ export function loadPretrained<F extends Fields, P extends string, M extends Has
   try {
     const config = resolveConfig(component, family, schema, options.config);
     model = build(config);
-    loadWeights(model, component.source, { rename: component.layout.rename(component.source, schema.toJSON(config)), onProgress: options.onProgress });
+    const readAhead = startReadAhead(filesOf(component.source));
+    try {
+      const source = component.source;
+      loadWeights(model, source, {
+        rename: component.layout.rename(source, schema.toJSON(config)),
+        onProgress: (loaded, total, key) => {
+          const info = source.info(key);
+          readAhead?.consumed(info.end - info.begin);
+          options.onProgress?.(loaded, total, key);
+        },
+      });
+    } finally {
+      readAhead?.stop();
+    }
     return model;
   } catch (e) {
     model?.dispose();
