@@ -21,29 +21,28 @@ import { MAX_SEED, randomSeed } from './random.js';
 import { findFfmpeg, killEncoders } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
+import { newTempRemover } from './video/temp-files.js';
+import { generatePromptList } from './jobs/prompt-list-command.js';
+import { serveCommand, workerCommand } from './serve/commands.js';
+import { promptVerdict, throwIfFlagged } from './video/safety.js';
+import { modelIdentity } from './pipeline/model-identity.js';
+import { verifyCommand } from './verify.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { hostToTensor } from '../weights/load.js';
+import type { CliIO } from './cli-io.js';
+export type { CliIO } from './cli-io.js';
 
-/** Where the CLI writes, and what it reads from its environment (a test passes its own). */
-export interface CliIO {
-  stdout: { write(data: string | Uint8Array): unknown };
-  stderr: { write(text: string): unknown; isTTY?: boolean; columns?: number };
-  env: Readonly<Record<string, string | undefined>>;
-  /** Aborts a running generation (the CLI wires Ctrl-C, SIGTERM and SIGHUP to it). */
-  signal?: AbortSignal;
-  /**
-   * While generate writes its output, a function here removes, synchronously, the temporary files
-   * of that write (the forced exit of a second signal calls them, as it cannot wait for saveVideo).
-   */
-  cleanups?: Set<() => void>;
-}
 
 const USAGE = `wan-tfjs — Wan2.x text-to-video in TypeScript (tfjs)
 
 Usage:
   wan-tfjs generate "PROMPT" | --prompt "…" [--model DIR] [--out FILE] [options]
+  wan-tfjs generate --prompts FILE.jsonl --out-dir DIR [--batch N] [options]
   wan-tfjs inspect <checkpoint file or folder> [--tensors] [--all] [--json]
+  wan-tfjs verify <clip>                 check a clip against its provenance sidecar <clip>.json
   wan-tfjs build-cuda [--compile-only]   build backend 'cuda''s addon in place (wan-tfjs build-cuda --help)
+  wan-tfjs serve [--port N] [--api-key K]  the job queue over HTTP (wan-tfjs serve --help)
+  wan-tfjs worker [--batch N]             runs the queue's jobs, the model loaded once (wan-tfjs worker --help)
   wan-tfjs --version | --help
 
 generate options:
@@ -87,6 +86,15 @@ generate options:
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
   --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
   --quiet                  no progress output
+
+prompt lists (in place of a prompt and --out):
+  --prompts FILE           JSONL, one object a line: {"prompt": "…"} and any of negative_prompt,
+                           seed, size ("WxH"), frames, steps, guidance, name (the clip's file name;
+                           default NNNN-<prompt words>.<--format>); the flags above are the defaults
+  --out-dir DIR            the clips' folder (created); a clip already there is not made again,
+                           so a stopped run resumes where it stopped
+  --batch N                prompts of equal settings per call (default: from the memory estimate,
+                           at most 4); exit code 1 when a clip failed (the summary says why)
 
 Exit codes: 0 done, 1 a reported error, 2 an internal error; interrupted (nothing written):
   130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP. The first signal stops the generation or the
@@ -284,23 +292,6 @@ function checkOutputFolder(file: string): void {
   if (!fs.existsSync(dir)) throw new ConfigError(`--out ${file}: the folder ${dir} does not exist; create it first`);
 }
 
-/** Temporary entries saveVideo creates in `dir` (`.wan-tfjs-<hex>.tmp`). */
-function tempEntries(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir).filter((n) => /^\.wan-tfjs-[0-9a-f]+\.tmp$/.test(n));
-  } catch {
-    return [];
-  }
-}
-
-/** A function removing the temporary entries that appear in `dir` after now (those of the write about to start). */
-function newTempRemover(dir: string): () => void {
-  const before = new Set(tempEntries(dir));
-  return () => {
-    for (const n of tempEntries(dir)) if (!before.has(n)) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
-  };
-}
-
 const GENERATE_OPTIONS = {
   model: { type: 'string' },
   transformer: { type: 'string' },
@@ -330,6 +321,9 @@ const GENERATE_OPTIONS = {
   image: { type: 'string' },
   'last-image': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  prompts: { type: 'string' },
+  'out-dir': { type: 'string' },
+  batch: { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 /** The flags of `options` that take a value. */
@@ -353,6 +347,9 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     allowPositionals: true,
     options: GENERATE_OPTIONS,
   });
+  if (values.prompts !== undefined || values['out-dir'] !== undefined || values.batch !== undefined) {
+    return await generatePromptList(values, positionals, io, new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true), libraryVersion());
+  }
   // The prompt may also be given as the one positional argument: wan-tfjs generate "a red circle moving right".
   if (positionals.length > 1) throw new ConfigError(`generate takes one prompt argument, got ${positionals.length}: quote the prompt`);
   if (positionals.length === 1) {
@@ -363,6 +360,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (values.prompt !== undefined && values['prompt-embeds'] !== undefined) throw new ConfigError('give --prompt or --prompt-embeds, not both');
   if (values.prompt !== undefined && values.prompt.trim() === '') throw new ConfigError('the prompt is empty: give the words of the video as the prompt argument or --prompt');
   if (values['negative-prompt'] !== undefined && values['negative-prompt-embeds'] !== undefined) throw new ConfigError('give --negative-prompt or --negative-prompt-embeds, not both');
+  throwIfFlagged(promptVerdict(values.prompt));
   const output = outputFormat(values.out, values.format);
   const residency = values.experts;
   if (residency !== undefined && residency !== 'both' && residency !== 'swap' && residency !== 'active') throw new ConfigError(`--experts: got "${residency}", expected both, swap or active`);
@@ -470,6 +468,16 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
           lastImage: values['last-image'] !== undefined ? path.basename(values['last-image']) : undefined,
           model: modelName,
           software: `wan-tfjs ${libraryVersion()}`,
+        },
+        provenance: {
+          prompt: values.prompt,
+          negativePrompt: values['negative-prompt'],
+          seed: result.seed,
+          steps: result.numInferenceSteps,
+          guidance: result.guidanceScale,
+          guidance2: result.guidanceScale2,
+          libraryVersion: libraryVersion(),
+          model: await modelIdentity(index),
         },
       });
       if (privateDir) io.stdout.write(fs.readFileSync(saved.path));
@@ -586,6 +594,12 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
         return inspect(rest, io);
       case 'build-cuda':
         return await buildCuda(rest, io);
+      case 'serve':
+        return await serveCommand(rest, io);
+      case 'worker':
+        return await workerCommand(rest, io, libraryVersion());
+      case 'verify':
+        return verifyCommand(rest, io);
       case '--version':
       case '-v':
         io.stdout.write(`${libraryVersion()}\n`);
@@ -597,7 +611,7 @@ export async function main(argv: readonly string[], io: CliIO): Promise<number> 
         io.stdout.write(USAGE);
         return 0;
       default:
-        throw new ConfigError(`unknown command "${command}"; use generate, inspect or build-cuda (wan-tfjs --help)`);
+        throw new ConfigError(`unknown command "${command}"; use generate, inspect, verify or build-cuda (wan-tfjs --help)`);
     }
   } catch (e) {
     if (e instanceof AbortError) {

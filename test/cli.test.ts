@@ -313,7 +313,7 @@ describe('wan-tfjs CLI', () => {
       expect(r.code, extra.join(' ')).toBe(1);
       expect(r.stderr).toMatch(message);
     }
-    expect(fs.readdirSync(d)).toEqual(['clip.gif']);
+    expect(fs.readdirSync(d).sort()).toEqual(['clip.gif', 'clip.gif.json']);
   });
 
   it('without --model: $WAN_MODEL, else the bundled models/toy, else a clear message', () => {

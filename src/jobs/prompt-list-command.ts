@@ -10,7 +10,7 @@ import { readModelIndex } from '../pipeline/model-index.js';
 import { readPipelineSpec } from '../pipeline/pipeline-spec.js';
 import { WanPipeline } from '../pipeline/wan-pipeline.js';
 import { MAX_SEED } from '../random.js';
-import type { CliIO } from '../cli.js';
+import type { CliIO } from '../cli-io.js';
 import { findFfmpeg } from '../video/ffmpeg.js';
 import { VIDEO_FORMATS, type VideoFormat } from '../video/save-video.js';
 import { readPromptList } from './prompt-list.js';
