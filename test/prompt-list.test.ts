@@ -11,6 +11,7 @@ import { formatSummary, planPromptList, runPromptList, type ClipEvent } from '..
 import { readModelIndex } from '../src/pipeline/model-index.js';
 import { readPipelineSpec } from '../src/pipeline/pipeline-spec.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
+import { verifyClip } from '../src/video/provenance.js';
 
 const TOY = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'models', 'toy');
 const FAST = { numInferenceSteps: 1, seed: 5 };
@@ -174,13 +175,18 @@ describe('generate --prompts', () => {
     }
   });
 
-  it('writes the clips, prints a line per clip and the summary; a second run makes nothing', async () => {
+  it('writes the clips with their provenance sidecars, prints a line per clip and the summary; a second run makes nothing', async () => {
     const file = path.join(tmp, 'two.jsonl');
     fs.writeFileSync(file, '{"prompt":"a red ball","seed":1}\n{"prompt":"a blue cube","seed":2}\n');
     const out = path.join(tmp, 'cli-clips');
     const c = cli();
     expect(await main(['generate', '--prompts', file, '--out-dir', out, '--format', 'gif', '--steps', '1', '--backend', 'cpu'], c.io)).toBe(0);
-    expect(fs.readdirSync(out).sort()).toEqual(['0001-a-red-ball.gif', '0002-a-blue-cube.gif']);
+    expect(fs.readdirSync(out).sort()).toEqual(['0001-a-red-ball.gif', '0001-a-red-ball.gif.json', '0002-a-blue-cube.gif', '0002-a-blue-cube.gif.json']);
+    for (const [name, prompt, seed] of [['0001-a-red-ball.gif', 'a red ball', 1], ['0002-a-blue-cube.gif', 'a blue cube', 2]] as const) {
+      const report = verifyClip(path.join(out, name));
+      expect(report.differences, name).toEqual([]);
+      expect(report.sidecar.provenance).toMatchObject({ prompt, seed, steps: 1 });
+    }
     expect(c.err()).toMatch(/\[1\/2\] line 1: wrote .*0001-a-red-ball\.gif \(seed 1/);
     expect(c.out()).toMatch(/^made 2, skipped 0 \(already done\), failed 0;/);
     const again = cli();

@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js';
 import { defaultModelDir, packageRoot } from '../pipeline/default-model.js';
 import type { StepInfo } from '../pipeline/generate-options.js';
 import { hasModelFiles, withModelFiles } from '../pipeline/model-files.js';
+import { modelIdentity } from '../pipeline/model-identity.js';
 import { readModelIndex } from '../pipeline/model-index.js';
 import { readPipelineSpec } from '../pipeline/pipeline-spec.js';
 import { WanPipeline } from '../pipeline/wan-pipeline.js';
@@ -153,6 +154,7 @@ export async function generatePromptList(values: PromptListFlags, positionals: r
       cleanups: io.cleanups,
       ffmpegPath: ffmpeg,
       metadata: { model: path.basename(path.resolve(modelDir ?? index.transformer)), software: `wan-tfjs ${version}` },
+      provenance: { libraryVersion: version, model: await modelIdentity(index) },
       onStep: (s) => progress.step(s),
       onBatch: (b) => {
         const c = b[0].call;

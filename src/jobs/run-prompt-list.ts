@@ -8,6 +8,7 @@ import type { PipelineSpec } from '../pipeline/pipeline-spec.js';
 import { resolveSettings, type ResolvedCall } from '../pipeline/resolve-settings.js';
 import type { WanPipeline } from '../pipeline/wan-pipeline.js';
 import { randomSeed } from '../random.js';
+import type { ProvenanceInput } from '../video/provenance.js';
 import { formatFromPath, saveVideo, type VideoMetadata } from '../video/save-video.js';
 import { newTempRemover } from '../video/temp-files.js';
 import { atLine, isFinished, type PromptJob } from './prompt-list.js';
@@ -125,6 +126,8 @@ export interface PromptListRunOptions {
   ffmpegPath?: string;
   /** Written into every clip with the job's prompt, negative prompt, seed, steps and guidance. */
   metadata?: VideoMetadata;
+  /** The library and model of every clip's provenance record (embedded and in its sidecar), beside the job's settings. */
+  provenance?: Pick<ProvenanceInput, 'libraryVersion' | 'model' | 'submitter'>;
   onClip?: (e: ClipEvent, done: number, total: number) => void;
   onStep?: (s: StepInfo) => void;
   onBatch?: (jobs: readonly PlannedJob[]) => void;
@@ -216,6 +219,19 @@ export async function runPromptList(pipe: WanPipeline, plan: PromptListPlan, opt
                 shift: c.options.shift,
                 ...options.metadata,
               },
+              ...(options.provenance
+                ? {
+                    provenance: {
+                      prompt: job.prompt,
+                      negativePrompt: typeof c.options.negativePrompt === 'string' ? c.options.negativePrompt : undefined,
+                      seed: job.seed,
+                      steps: c.numInferenceSteps,
+                      guidance: c.guidanceScale,
+                      guidance2: c.guidanceScale2,
+                      ...options.provenance,
+                    },
+                  }
+                : {}),
             });
             summary.made++;
             options.onClip?.({ status: 'made', job, path: saved.path, ms, batch: jobs.length }, ++done, total);
