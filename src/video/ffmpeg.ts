@@ -72,14 +72,29 @@ export interface Mp4EncodeOptions {
   crf?: number;
   signal?: AbortSignal;
   ffmpegPath?: string;
+  /** An audio file (any format ffmpeg reads) muxed as AAC, cut to the video's length. */
+  audio?: string;
+  /** Subtitles burned into the frames: the file's name relative to `cwd`, of the characters [A-Za-z0-9._-] only (it goes into a filter graph unquoted). */
+  subtitles?: string;
+  /** ffmpeg's working folder (where `subtitles` is found). */
+  cwd?: string;
 }
 
-/** The ffmpeg command line for raw rgb24 frames on stdin → H.264 yuv420p MP4 at `out`. */
-export function ffmpegArgs(out: string, o: Mp4EncodeOptions): string[] {
+/**
+ * The ffmpeg command line for `frameCount` raw rgb24 frames on stdin → H.264 yuv420p MP4 at `out`,
+ * with `o.subtitles` burned in and `o.audio` as an AAC track cut to the video's length.
+ */
+export function ffmpegArgs(out: string, o: Mp4EncodeOptions, frameCount: number): string[] {
   const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${o.width}x${o.height}`, '-r', String(o.fps), '-i', 'pipe:0'];
+  if (o.audio !== undefined) args.push('-i', path.resolve(o.audio));
+  if (o.subtitles !== undefined && !/^[A-Za-z0-9._-]+$/.test(o.subtitles)) throw new VideoEncoderError(`subtitles: the file name given to ffmpeg's filter must be of [A-Za-z0-9._-], got ${JSON.stringify(o.subtitles)}`);
+  const filters: string[] = [];
   // yuv420p subsamples chroma 2×2, so x264 needs even sides: pad the odd ones by one pixel.
-  if (o.width % 2 || o.height % 2) args.push('-vf', 'pad=ceil(iw/2)*2:ceil(ih/2)*2');
+  if (o.width % 2 || o.height % 2) filters.push('pad=ceil(iw/2)*2:ceil(ih/2)*2');
+  if (o.subtitles !== undefined) filters.push(`subtitles=${o.subtitles}`);
+  if (filters.length) args.push('-vf', filters.join(','));
   args.push('-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', String(o.crf ?? 18), '-movflags', '+faststart');
+  if (o.audio !== undefined) args.push('-map', '0:v:0', '-map', '1:a:0', '-c:a', 'aac', '-t', String(frameCount / o.fps));
   for (const [k, v] of Object.entries(o.metadata ?? {})) args.push('-metadata', `${k}=${v}`);
   args.push('-f', 'mp4', out);
   return args;
@@ -124,7 +139,7 @@ export function killEncoders(): void {
 export async function encodeMp4(out: string, frameCount: number, frame: (i: number) => Promise<Uint8Array>, o: Mp4EncodeOptions): Promise<void> {
   const bin = o.ffmpegPath ?? (await findFfmpeg());
   if (!bin) throw new VideoEncoderError(FFMPEG_MISSING);
-  const child = spawn(bin, ffmpegArgs(out, o), { stdio: ['pipe', 'ignore', 'pipe'] });
+  const child = spawn(bin, ffmpegArgs(out, o, frameCount), { stdio: ['pipe', 'ignore', 'pipe'], cwd: o.cwd });
   running.add(child);
   child.once('exit', () => running.delete(child));
   child.once('error', () => running.delete(child));

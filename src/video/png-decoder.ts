@@ -10,6 +10,8 @@ export interface DecodedPng {
   width: number;
   height: number;
   rgb: Uint8Array;
+  /** The alpha samples [height, width] (0–255) of a grey + alpha or RGBA image; absent for the other colour types. */
+  alpha?: Uint8Array;
   text: Record<string, string>;
 }
 
@@ -128,8 +130,8 @@ function checkImageData(idat: readonly Uint8Array[], expected: number, header: P
 
 /**
  * Decodes non-interlaced PNGs to 8-bit RGB with fast-png: grey, RGB, grey + alpha and RGBA at 8 or
- * 16 bits (16-bit samples keep their high byte), and 8-bit palette images. Alpha is dropped, as
- * PIL's convert('RGB') does. Checks every chunk's CRC, refuses images over `maxPixels` from the
+ * 16 bits (16-bit samples keep their high byte), and 8-bit palette images. `rgb` drops alpha, as
+ * PIL's convert('RGB') does; grey + alpha and RGBA images also give their alpha samples as `alpha`. Checks every chunk's CRC, refuses images over `maxPixels` from the
  * header and inflates no more than the header declares. Text comes from tEXt and iTXt chunks.
  * Every error is a VideoFormatError whose message starts with `label` (the file, or the argument
  * and file).
@@ -155,7 +157,9 @@ export function decodePng(bytes: Uint8Array, label = 'PNG', options: DecodePngOp
   if (colour === 2 && bytesPerSample === 1) return { width, height, rgb: new Uint8Array(data.buffer, data.byteOffset, data.length), text };
   const shift = 8 * (bytesPerSample - 1);
   const rgb = new Uint8Array(width * height * 3);
+  const alpha = colour === 4 || colour === 6 ? new Uint8Array(width * height) : undefined;
   for (let i = 0; i < width * height; i++) {
+    if (alpha) alpha[i] = data[i * channels + channels - 1] >> shift;
     if (colour === 3) {
       const k = data[i];
       const entry = palette?.[k];
@@ -171,7 +175,7 @@ export function decodePng(bytes: Uint8Array, label = 'PNG', options: DecodePngOp
       rgb[i * 3 + 2] = data[i * channels + 2] >> shift;
     }
   }
-  return { width, height, rgb, text };
+  return alpha ? { width, height, rgb, alpha, text } : { width, height, rgb, text };
 }
 
 /** A decoded PNG as an image tensor [H, W, 3], float32 in [0, 1]: the layout of the pipeline's frames and of its `image` option. */

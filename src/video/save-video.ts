@@ -10,6 +10,7 @@ import { encodePng } from './png-encoder.js';
 import { contentSha256, metadataJson, sidecarPath, type Provenance, type ProvenanceInput, type ProvenanceSidecar } from './provenance.js';
 import { promptBlocklist, runSafetyChecker, type SafetyChecker } from './safety.js';
 import { VideoEncoderError } from './video-error.js';
+import { blendLayers, watermarkLayers, type Watermark } from './watermark.js';
 
 export type VideoFormat = 'mp4' | 'gif' | 'png';
 
@@ -61,6 +62,18 @@ export interface SaveVideoOptions {
    * flagged clip is a SafetyError and nothing is written. Default: promptBlocklist(); false: none.
    */
   safetyChecker?: SafetyChecker | false;
+  /**
+   * The hook for an upscaler or frame-rate converter of your own: gets the frames as a float32
+   * tensor [F, H, W, 3] in [0, 1] and returns the frames to write, [F', H', W', 3] (saveVideo
+   * disposes both; set `fps` to the rate of what it returns). Runs first, before the watermark.
+   */
+  transformFrames?: (frames: tf.Tensor4D) => tf.Tensor4D | Promise<tf.Tensor4D>;
+  /** A logo blended into every frame (any format, no ffmpeg needed), before the safety checker and the writing. */
+  watermark?: Watermark;
+  /** An .srt file whose subtitles ffmpeg burns into the frames (MP4 through ffmpeg only). */
+  subtitles?: string;
+  /** An audio file (any format ffmpeg reads) added as an AAC track cut to the clip's length (MP4 through ffmpeg only). */
+  audio?: string;
 }
 
 export interface SavedVideo {
@@ -106,7 +119,10 @@ function frameShape(shape: readonly number[]): [number, number, number] {
   return [s[0], s[1], s[2]];
 }
 
-function frameSource(frames: VideoFrames): FrameSource {
+/** A change to each frame [1, H, W, 3] (float32 in [0, 1]) as it is read: the watermark's blend. */
+type FrameEdit = (frame: tf.Tensor4D) => tf.Tensor4D;
+
+function frameSource(frames: VideoFrames, edit?: FrameEdit): FrameSource {
   const [count, height, width] = frameShape(frames.shape);
   const size = height * width * 3;
   if (frames instanceof tf.Tensor) {
@@ -118,9 +134,12 @@ function frameSource(frames: VideoFrames): FrameSource {
       height,
       width,
       async frame(i) {
-        const one = tf.tidy(() => tf.slice(tf.reshape(x, [count, height, width, 3]), [i, 0, 0, 0], [1, height, width, 3]));
+        const one = tf.tidy(() => {
+          const f = tf.slice(tf.reshape(x, [count, height, width, 3]), [i, 0, 0, 0], [1, height, width, 3]);
+          return edit ? edit((float ? f : tf.div(tf.cast(f, 'float32'), 255)) as tf.Tensor4D) : f;
+        });
         try {
-          return toUint8(await one.data(), float);
+          return toUint8(await one.data(), float || edit !== undefined);
         } finally {
           one.dispose();
         }
@@ -130,7 +149,61 @@ function frameSource(frames: VideoFrames): FrameSource {
   const { data } = frames;
   if (data.length !== count * size) throw new ShapeError('frames.data', `${data.length} values`, `${count * size} (the product of shape [${frames.shape.join(', ')}])`);
   const float = data instanceof Float32Array;
-  return { count, height, width, frame: async (i) => toUint8(data.subarray(i * size, (i + 1) * size), float) };
+  return {
+    count,
+    height,
+    width,
+    async frame(i) {
+      const own = data.subarray(i * size, (i + 1) * size);
+      if (!edit) return toUint8(own, float);
+      const one = tf.tidy(() => {
+        const f = tf.tensor4d(asTensorData(own), [1, height, width, 3], 'float32');
+        return edit(float ? f : tf.div<tf.Tensor4D>(f, 255));
+      });
+      try {
+        return toUint8(await one.data(), true);
+      } finally {
+        one.dispose();
+      }
+    },
+  };
+}
+
+/** Host frames as a typed array tf takes (a Uint8ClampedArray viewed as a Uint8Array). */
+function asTensorData(a: RawVideo['data']): Uint8Array | Float32Array {
+  return a instanceof Uint8ClampedArray ? new Uint8Array(a.buffer, a.byteOffset, a.length) : a;
+}
+
+/** The frames as a new float32 tensor [F, H, W, 3] in [0, 1] (int32 and uint8 frames divided by 255). */
+function videoTensor(frames: VideoFrames): tf.Tensor4D {
+  const [count, height, width] = frameShape(frames.shape);
+  if (frames instanceof tf.Tensor) {
+    if (frames.dtype !== 'float32' && frames.dtype !== 'int32') throw new ShapeError('frames', `a ${frames.dtype} tensor`, 'a float32 tensor in [0, 1] or an int32 tensor in 0–255');
+    const x = frames;
+    return tf.tidy(() => {
+      const f = tf.reshape(x, [count, height, width, 3]);
+      return (x.dtype === 'float32' ? tf.clone(f) : tf.div(tf.cast(f, 'float32'), 255)) as tf.Tensor4D;
+    });
+  }
+  const size = count * height * width * 3;
+  if (frames.data.length !== size) throw new ShapeError('frames.data', `${frames.data.length} values`, `${size} (the product of shape [${frames.shape.join(', ')}])`);
+  const { data } = frames;
+  return tf.tidy(() => {
+    const f = tf.tensor4d(asTensorData(data), [count, height, width, 3], 'float32');
+    return data instanceof Float32Array ? f : tf.div<tf.Tensor4D>(f, 255);
+  });
+}
+
+/** The extra inputs of an MP4 through ffmpeg, each an existing file; a ConfigError naming the option otherwise. */
+function ffmpegInputs(o: SaveVideoOptions): Array<['subtitles' | 'audio', string]> {
+  const inputs: Array<['subtitles' | 'audio', string]> = [];
+  for (const key of ['subtitles', 'audio'] as const) {
+    const file = o[key];
+    if (file === undefined) continue;
+    if (typeof file !== 'string' || !fs.existsSync(file) || !fs.statSync(file).isFile()) throw new ConfigError(`${key}: ${String(file)} is not a file`);
+    inputs.push([key, file]);
+  }
+  return inputs;
 }
 
 /** The format a file name implies (.mp4, .gif, .png), if any. */
@@ -272,7 +345,34 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
   if (!VIDEO_FORMATS.includes(format)) throw new ConfigError(`format: got '${format}', expected one of ${VIDEO_FORMATS.join(', ')}`);
   if (implied && implied !== format) throw new ConfigError(`format '${format}' does not match the file name ${file} (a .${implied} file); change one of them`);
   if (!(Number.isFinite(options.fps) && options.fps > 0)) throw new ConfigError(`fps: got ${options.fps}, expected a positive number`);
-  const src = frameSource(frames);
+  const inputs = ffmpegInputs(options);
+  if (inputs.length && format !== 'mp4') throw new ConfigError(`${inputs[0][0]}: needs MP4 output through ffmpeg; this clip is written as ${format}`);
+  const owned: tf.Tensor[] = [];
+  try {
+    let input = frames;
+    if (options.transformFrames) {
+      const x = videoTensor(frames);
+      owned.push(x);
+      checkAbort(options.signal);
+      const y = await options.transformFrames(x);
+      if (!(y instanceof tf.Tensor)) throw new ConfigError(`transformFrames: returned ${typeof y}, expected a tensor [F, H, W, 3] in [0, 1]`);
+      if (y !== x) owned.push(y);
+      input = y;
+    }
+    let edit: FrameEdit | undefined;
+    if (options.watermark) {
+      const [, height, width] = frameShape(input.shape);
+      const layers = watermarkLayers(options.watermark, height, width);
+      owned.push(layers.colour, layers.weight);
+      edit = (f) => blendLayers(f, layers);
+    }
+    return await writeVideo(frameSource(input, edit), file, format, implied, inputs, options);
+  } finally {
+    for (const t of owned) t.dispose();
+  }
+}
+
+async function writeVideo(src: FrameSource, file: string, format: VideoFormat, implied: VideoFormat | undefined, inputs: Array<['subtitles' | 'audio', string]>, options: SaveVideoOptions): Promise<SavedVideo> {
   checkAbort(options.signal);
   const meta = metadataStrings(options.metadata);
   const prompt = options.provenance?.prompt ?? meta.prompt;
@@ -284,7 +384,13 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
   const comment = record || Object.keys(meta).length ? metadataJson(meta, record) : undefined;
   const singlePng = format === 'png' && src.count === 1 && implied === 'png';
   const ffmpeg = format === 'mp4' ? await ffmpegForMp4(options) : undefined;
+  if (inputs.length && !ffmpeg) {
+    const why = (options.encoder ?? 'auto') === 'builtin' ? 'encoder is "builtin"' : 'no ffmpeg was found (install it, set WAN_FFMPEG or ffmpegPath)';
+    throw new ConfigError(`${inputs[0][0]}: needs ffmpeg to write the MP4, and ${why}`);
+  }
   const names = tempNames(dir);
+  // The subtitles go to ffmpeg's filter as a copy under a plain temporary name in `dir`.
+  const subtitlesTmp = options.subtitles !== undefined ? tempNames(dir).tmp : undefined;
   const sidecarTmp = tempNames(dir).tmp;
   let sidecar: SavedVideo['sidecar'];
   let bytes = 0;
@@ -298,7 +404,19 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
       if (ffmpeg) {
         // Created here, so the file system's refusals are ours to report; ffmpeg overwrites it (-y).
         fs.closeSync(fs.openSync(names.tmp, 'wx'));
-        await encodeMp4(names.tmp, src.count, (i) => src.frame(i), { width: src.width, height: src.height, fps: options.fps, metadata: { ...tags }, signal: options.signal, ffmpegPath: ffmpeg, crf: options.crf });
+        if (subtitlesTmp !== undefined && options.subtitles !== undefined) fs.copyFileSync(options.subtitles, subtitlesTmp, fs.constants.COPYFILE_EXCL);
+        await encodeMp4(names.tmp, src.count, (i) => src.frame(i), {
+          width: src.width,
+          height: src.height,
+          fps: options.fps,
+          metadata: { ...tags },
+          signal: options.signal,
+          ffmpegPath: ffmpeg,
+          crf: options.crf,
+          audio: options.audio,
+          subtitles: subtitlesTmp && path.basename(subtitlesTmp),
+          cwd: dir,
+        });
         syncFile(names.tmp);
         bytes = fs.statSync(names.tmp).size;
       } else {
@@ -334,6 +452,8 @@ export async function saveVideo(frames: VideoFrames, file: string, options: Save
     removeQuietly(names.tmp);
     removeQuietly(sidecarTmp);
     throw outputError(e, target);
+  } finally {
+    if (subtitlesTmp !== undefined) removeQuietly(subtitlesTmp);
   }
   return { path: target, format, frameCount: src.count, width: src.width, height: src.height, fps: options.fps, bytes, encoder: ffmpeg ? 'ffmpeg' : 'builtin', sidecar };
 }
