@@ -1,6 +1,7 @@
 // Acceptance of issue 19's job queue: `wan-tfjs serve` and two `wan-tfjs worker` processes on the
 // embedded queue, 20 toy jobs over HTTP, one worker killed (SIGKILL) while it runs a job; every clip
-// arrives exactly once with its metadata. The same against a real redis-server when one is installed.
+// arrives exactly once with its metadata and provenance record (embedded, and the sidecar that
+// `wan-tfjs verify` checks). The same against a real redis-server when one is installed.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -8,17 +9,26 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodeGif } from '../src/video/gif-decoder.js';
+import { modelIdentity } from '../src/pipeline/model-identity.js';
+import { readModelIndex } from '../src/pipeline/model-index.js';
 import type { JobRecord } from '../src/serve/job-queue.js';
+import { embeddedProvenance, verifyClip, type ModelIdentity } from '../src/video/provenance.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const CLI = path.join(ROOT, 'src', 'cli.ts');
 const KEY = 'test-key-0123456789';
+const TOY = path.join(ROOT, 'models', 'toy');
 const JOBS = 20;
 
+const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf-8')) as { version: string }).version;
+
 let tmp: string;
+/** The workers' model (the bundled toy) as provenance names it. */
+let TOY_IDENTITY: ModelIdentity;
 const children: ChildProcess[] = [];
-beforeAll(() => {
+beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-serve-'));
+  TOY_IDENTITY = await modelIdentity(readModelIndex(TOY));
 });
 afterAll(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -26,7 +36,7 @@ afterAll(() => {
 });
 
 function start(args: string[], env: Record<string, string>, log: string): ChildProcess {
-  const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, WAN_MODEL: TOY, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = fs.createWriteStream(log);
   p.stdout?.pipe(out);
   p.stderr?.pipe(out);
@@ -78,9 +88,9 @@ async function events(url: string, id: string): Promise<JobRecord[]> {
 
 /**
  * serve + two workers on `env`'s queue; 20 jobs submitted, the worker 'doomed' killed while it holds
- * a job, then every clip checked. Returns the seconds from the first submission to the last clip.
+ * a job, then every clip checked. Returns the seconds from the first submission to the last clip, and the finished jobs.
  */
-async function acceptance(name: string, queueArgs: string[], env: Record<string, string>): Promise<number> {
+async function acceptance(name: string, queueArgs: string[], env: Record<string, string>): Promise<{ seconds: number; finished: JobRecord[] }> {
   const server = start(['serve', '--port', '0', '--api-key', KEY, ...queueArgs], env, path.join(tmp, `${name}-serve.log`));
   const url = await listening(server);
   const worker = (id: string) => start(['worker', ...queueArgs, '--backend', 'cpu', '--lease', '2', '--batch', '2', '--id', id], env, path.join(tmp, `${name}-${id}.log`));
@@ -119,11 +129,11 @@ async function acceptance(name: string, queueArgs: string[], env: Record<string,
   const seconds = (performance.now() - t0) / 1000;
   expect(all.filter((j) => j.state !== 'done').map((j) => `${j.id}: ${j.error}`)).toEqual([]);
 
-  // each job: one clip, its metadata naming it, its prompt and seed; the killed ones run again
+  // each job: one clip, its metadata naming it, its prompt, seed, submitter and the model's identity; the killed ones run again
   const clips = new Set<string>();
   for (const job of all) {
     const want = submitted.get(job.id)!;
-    expect(job.result?.metadata).toMatchObject({ jobId: job.id, prompt: want.prompt, seed: want.seed, steps: 2, numFrames: 5, width: 32, height: 32, model: 'toy' });
+    expect(job.result?.metadata).toMatchObject({ jobId: job.id, prompt: want.prompt, seed: want.seed, steps: 2, numFrames: 5, width: 32, height: 32, submitter: 'api-key', model: TOY_IDENTITY });
     const res = await api(`${url}/jobs/${job.id}/result`);
     expect(res.status).toBe(200);
     const bytes = new Uint8Array(await res.arrayBuffer());
@@ -145,19 +155,28 @@ async function acceptance(name: string, queueArgs: string[], env: Record<string,
   expect((await api(`${url}/jobs/nope`)).status).toBe(404);
   survivor.kill('SIGTERM');
   server.kill('SIGTERM');
-  return seconds;
+  return { seconds, finished: all };
 }
 
 describe('serve and workers', () => {
-  it('embedded queue: 20 jobs through HTTP, a worker killed mid-job, every clip exactly once with its metadata', async () => {
+  it('embedded queue: 20 jobs through HTTP, a worker killed mid-job, every clip exactly once with its provenance record and sidecar', async () => {
     const dir = path.join(tmp, 'queue');
-    const seconds = await acceptance('embedded', ['--queue', dir], { REDIS_URL: '' });
+    const { seconds, finished } = await acceptance('embedded', ['--queue', dir], { REDIS_URL: '' });
     const results = fs.readdirSync(path.join(dir, 'results')).filter((f) => !f.startsWith('.'));
-    expect(results.filter((f) => f.endsWith('.gif'))).toHaveLength(JOBS);
-    expect(results.filter((f) => f.endsWith('.json'))).toHaveLength(JOBS);
-    for (const f of results.filter((n) => n.endsWith('.json'))) {
-      const meta = JSON.parse(fs.readFileSync(path.join(dir, 'results', f), 'utf-8')) as { jobId: string };
-      expect(`${meta.jobId}.json`).toBe(f);
+    const gifs = results.filter((f) => f.endsWith('.gif'));
+    expect(gifs).toHaveLength(JOBS);
+    expect(results.filter((f) => f.endsWith('.json')).sort()).toEqual(gifs.map((f) => `${f}.json`).sort());
+    expect(fs.readdirSync(path.join(dir, 'results', '.scratch'))).toEqual([]);
+    // each clip carries its job's provenance record, embedded and in its sidecar, and verifies against it
+    const byId = new Map(finished.map((j) => [j.id, j]));
+    for (const f of gifs) {
+      const clip = path.join(dir, 'results', f);
+      const { ok, differences, sidecar } = verifyClip(clip);
+      expect(differences).toEqual([]);
+      expect(ok).toBe(true);
+      const job = byId.get(path.basename(f, '.gif'))!;
+      expect(sidecar.provenance).toMatchObject({ prompt: job.spec.prompt, seed: job.spec.seed, steps: 2, guidance: 1, numFrames: 5, width: 32, height: 32, submitter: 'api-key', libraryVersion: VERSION, model: TOY_IDENTITY });
+      expect(embeddedProvenance(clip, 'gif')).toEqual(sidecar.provenance);
     }
     console.log(`embedded queue: ${JOBS} toy jobs in ${seconds.toFixed(1)} s`);
   }, 240_000);
@@ -169,7 +188,7 @@ describe('serve and workers', () => {
     const server = spawn(redis!, ['--port', String(port), '--save', '', '--appendonly', 'no', '--dir', tmp], { stdio: 'ignore' });
     children.push(server);
     await until('redis-server', async () => (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf-8' }).stdout.trim() === 'PONG' ? true : undefined), 10_000);
-    const seconds = await acceptance('redis', [], { REDIS_URL: `redis://127.0.0.1:${port}` });
+    const { seconds } = await acceptance('redis', [], { REDIS_URL: `redis://127.0.0.1:${port}` });
     console.log(`BullMQ on redis-server: ${JOBS} toy jobs in ${seconds.toFixed(1)} s`);
     server.kill('SIGTERM');
   }, 240_000);

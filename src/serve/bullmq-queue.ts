@@ -172,7 +172,8 @@ export class BullQueue implements JobQueue {
         return false;
       }
     } finally {
-      await fs.promises.rm(clip.tempFile, { force: true });
+      // the sidecar's content is the result's metadata, stored with the job
+      await Promise.all([clip.tempFile, clip.sidecarFile].map((f) => fs.promises.rm(f, { force: true })));
     }
   }
 

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/select.js';
 import { ConfigError, OutOfMemoryError } from '../errors.js';
 import { defaultModelDir, packageRoot } from '../pipeline/default-model.js';
+import { modelIdentity } from '../pipeline/model-identity.js';
 import { readModelIndex } from '../pipeline/model-index.js';
 import { readPipelineSpec } from '../pipeline/pipeline-spec.js';
 import { resolveSettings } from '../pipeline/resolve-settings.js';
@@ -35,7 +36,8 @@ Usage:
 
 The queue: Redis through BullMQ when $REDIS_URL is set (any number of machines), else the
 embedded queue in --queue DIR (default $WAN_QUEUE_DIR, else ./wan-queue): a journal on disk
-shared by the server and the workers of one machine, clips and their sidecar JSON in DIR/results.
+shared by the server and the workers of one machine, clips and their provenance sidecars
+(<clip>.json, which wan-tfjs verify checks) in DIR/results.
 
 serve options:
   --port N                 default 8000 (0: any free port); it prints "listening on URL"
@@ -160,6 +162,7 @@ export async function workerCommand(args: readonly string[], io: CommandIO, vers
     tf.enableProdMode();
     const backend = await selectBackend(values.backend);
     pipe = await WanPipeline.fromPretrained(index);
+    const identity = await modelIdentity(index);
     const id = values.id ?? `${os.hostname()}-${process.pid}`;
     log(`worker ${id}: ${path.basename(path.resolve(modelDir))} loaded on backend ${backend}; jobs from ${where}`);
     await runWorker({
@@ -168,6 +171,7 @@ export async function workerCommand(args: readonly string[], io: CommandIO, vers
       pipe,
       model: path.basename(path.resolve(modelDir)),
       software: `wan-tfjs ${version}`,
+      provenance: { libraryVersion: version, model: identity },
       id,
       batch,
       leaseMs: lease * 1000,

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError } from '../errors.js';
+import { sidecarPath } from '../video/provenance.js';
 import { batchKey, isFinished, type Claim, type ClaimOptions, type FinishedClip, type JobQueue, type JobRecord, type JobSpec } from './job-queue.js';
 
 /** A job as the journal holds it: the record and the lease of its current claim. */
@@ -91,7 +92,7 @@ async function moveDurably(from: string, to: string): Promise<void> {
  * it again is harmless, as each line replaces a record). Every operation holds `lock` (created
  * with O_EXCL; a lock whose holder died is taken over once it is `staleLockMs` old, or at once
  * when its process is gone) while it reads the state and appends. Clips land in `results/` as
- * `<id>.<format>` with `<id>.json` beside them, renamed into place under the lock by the claim
+ * `<id>.<format>` with their provenance sidecar `<id>.<format>.json` beside them, renamed into place under the lock by the claim
  * that still holds the job.
  */
 export class EmbeddedQueue implements JobQueue {
@@ -299,13 +300,21 @@ export class EmbeddedQueue implements JobQueue {
         const finishedAt = new Date().toISOString();
         if (e.cancelRequested) return { changed: [{ ...EmbeddedQueue.record(e), state: 'cancelled', finishedAt }], value: false };
         const target = path.join(this.resultsDir, file);
-        await writeAtomic(path.join(this.resultsDir, `${id}.json`), `${JSON.stringify(clip.metadata, null, 2)}\n`);
-        await moveDurably(clip.tempFile, target);
+        // the sidecar first: a clip in the results always has its sidecar beside it
+        const sidecar = sidecarPath(target);
+        await moveDurably(clip.sidecarFile, sidecar);
+        try {
+          await moveDurably(clip.tempFile, target);
+        } catch (err) {
+          // the job stays undone: no sidecar is left without its clip
+          await fs.promises.rm(sidecar, { force: true });
+          throw err;
+        }
         const bytes = (await fs.promises.stat(target)).size;
         return { changed: [{ ...EmbeddedQueue.record(e), state: 'done', finishedAt, result: { file, bytes, metadata: clip.metadata } }], value: true };
       });
     } finally {
-      await fs.promises.rm(clip.tempFile, { force: true });
+      await Promise.all([clip.tempFile, clip.sidecarFile].map((f) => fs.promises.rm(f, { force: true })));
     }
   }
 

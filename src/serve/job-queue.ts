@@ -18,12 +18,12 @@ export interface JobSpec {
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
-/** A finished job's clip and its sidecar JSON, as the queue stores them. */
+/** A finished job's clip and its provenance sidecar (`<file>.json`), as the queue stores them. */
 export interface JobResult {
-  /** File name of the clip (`<id>.mp4` / `<id>.gif`). */
+  /** File name of the clip (`<id>.mp4` / `<id>.gif`); its sidecar is `<file>.json`. */
   readonly file: string;
   readonly bytes: number;
-  /** The sidecar's content: what made the clip. */
+  /** What made the clip: the job (jobId, worker, attempt, submittedAt), the sidecar's format and content hash, and its provenance record's fields. */
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
@@ -59,9 +59,11 @@ export interface ClaimOptions {
   readonly leaseMs: number;
 }
 
-/** The clip written by a worker, in a temporary file, and its sidecar's content. */
+/** The clip written by a worker, in a temporary file, with the provenance sidecar saveVideo wrote beside it, and the job's result metadata. */
 export interface FinishedClip {
   readonly tempFile: string;
+  /** The sidecar `<tempFile>.json`: delivered unchanged as the result's `<file>.json`. */
+  readonly sidecarFile: string;
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
@@ -78,7 +80,7 @@ export interface JobQueue {
   /** Renews the leases of `claims`; returns the ids among them that are no longer this worker's to run (cancelled, or claimed again). */
   heartbeat(claims: readonly Claim[], leaseMs: number): Promise<string[]>;
   progress(claim: Claim, step: number, total: number): Promise<void>;
-  /** Moves the clip into the results and marks the job done; false (and the temp file removed) when the claim was lost. */
+  /** Moves the clip and its sidecar into the results and marks the job done; false (and the temp files removed) when the claim was lost. */
   complete(claim: Claim, clip: FinishedClip): Promise<boolean>;
   fail(claim: Claim, error: string): Promise<void>;
   /** A queued job is cancelled at once; a running one is asked to stop. Undefined for an unknown id. */

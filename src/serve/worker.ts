@@ -1,9 +1,11 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { AbortError, WanError } from '../errors.js';
 import type { WanPipeline } from '../pipeline/wan-pipeline.js';
 import { randnHost } from '../random.js';
 import { WanTextEncoder } from '../text/text-encoder.js';
+import { readSidecar, sidecarPath, type ProvenanceInput } from '../video/provenance.js';
 import { saveVideo } from '../video/save-video.js';
 import type { EmbeddingStore } from './embedding-store.js';
 import type { Claim, JobQueue } from './job-queue.js';
@@ -14,9 +16,11 @@ export interface WorkerOptions {
   readonly scratchDir: string;
   /** Loaded once; every job runs on it. */
   readonly pipe: WanPipeline;
-  /** The model's name in each clip's metadata. */
+  /** The model's name in each clip's embedded metadata. */
   readonly model: string;
   readonly software: string;
+  /** The library version and the model's identity (computed once) in each clip's provenance record. */
+  readonly provenance: Pick<ProvenanceInput, 'libraryVersion' | 'model'>;
   readonly id: string;
   /** Most compatible jobs run as one batch. */
   readonly batch: number;
@@ -49,9 +53,10 @@ function message(e: unknown): string {
 /**
  * Claims jobs until `signal` aborts: up to `batch` compatible jobs (same settings but prompt and
  * seed) run as one pipeline call, each sample's noise that of a single call with its job's seed;
- * each clip is written with its metadata and handed to the queue. Leases are renewed every third
- * of `leaseMs`; when none of the batch's claims is still this worker's (cancelled, or claimed again
- * after a stall), the batch is aborted. A failure fails the jobs it concerns and the worker goes on.
+ * each clip is written with its provenance record (embedded, and the sidecar `<clip>.json`) and
+ * both are handed to the queue. Leases are renewed every third of `leaseMs`; when none of the
+ * batch's claims is still this worker's (cancelled, or claimed again after a stall), the batch is
+ * aborted. A failure fails the jobs it concerns and the worker goes on.
  */
 export async function runWorker(o: WorkerOptions): Promise<void> {
   const cache = o.pipe.textEncoder instanceof WanTextEncoder ? o.pipe.textEncoder.cache : null;
@@ -164,30 +169,12 @@ interface Made {
   readonly guidanceScale2?: number;
 }
 
-/** Writes sample `i` of `frames` with its sidecar and hands it to the queue; a failure fails this job only. */
+/**
+ * Writes sample `i` of `frames` with its provenance record (embedded and as the sidecar saveVideo
+ * writes beside it) and hands both to the queue; a failure fails this job only.
+ */
 async function publish(o: WorkerOptions, claim: Claim, frames: tf.Tensor, i: number, made: Made): Promise<void> {
   const { job, token } = claim;
-  const metadata = {
-    jobId: job.id,
-    prompt: job.spec.prompt,
-    negativePrompt: job.spec.negativePrompt ?? '',
-    seed: job.spec.seed,
-    steps: made.numInferenceSteps,
-    guidance: made.guidanceScale,
-    ...(made.guidanceScale2 !== undefined ? { guidance2: made.guidanceScale2 } : {}),
-    numFrames: made.numFrames,
-    width: made.width,
-    height: made.height,
-    fps: made.fps,
-    format: job.spec.format,
-    model: o.model,
-    software: o.software,
-    worker: o.id,
-    attempt: job.attempts,
-    ...(job.submitter !== undefined ? { submitter: job.submitter } : {}),
-    submittedAt: job.submittedAt,
-    createdAt: new Date().toISOString(),
-  };
   const one = tf.tidy(() => tf.slice(frames, [i, 0, 0, 0, 0], [1, ...frames.shape.slice(1)]));
   const tempFile = path.join(o.scratchDir, `${token}.${job.spec.format}`);
   try {
@@ -195,13 +182,28 @@ async function publish(o: WorkerOptions, claim: Claim, frames: tf.Tensor, i: num
       fps: made.fps,
       format: job.spec.format,
       ...(job.spec.format === 'mp4' ? (o.ffmpegPath ? { ffmpegPath: o.ffmpegPath } : { encoder: 'builtin' as const }) : {}),
-      metadata: { prompt: metadata.prompt, negativePrompt: metadata.negativePrompt, seed: metadata.seed, steps: metadata.steps, guidance: metadata.guidance, model: o.model, software: o.software, job: job.id },
+      metadata: { model: o.model, software: o.software, job: job.id },
+      provenance: {
+        prompt: job.spec.prompt,
+        negativePrompt: job.spec.negativePrompt,
+        seed: job.spec.seed,
+        steps: made.numInferenceSteps,
+        guidance: made.guidanceScale,
+        guidance2: made.guidanceScale2,
+        ...o.provenance,
+        submitter: job.submitter,
+      },
     });
-    const kept = await o.queue.complete(claim, { tempFile, metadata });
+    const sidecarFile = sidecarPath(tempFile);
+    const { format, sha256, provenance } = readSidecar(tempFile);
+    const metadata = { jobId: job.id, worker: o.id, attempt: job.attempts, submittedAt: job.submittedAt, software: o.software, format, sha256, ...provenance };
+    const kept = await o.queue.complete(claim, { tempFile, sidecarFile, metadata });
     o.log(`worker ${o.id}: job ${job.id} ${kept ? 'done' : 'was no longer this worker\'s; its clip was dropped'}`);
   } catch (e) {
     o.log(`worker ${o.id}: job ${job.id} failed: ${message(e)}`);
     await o.queue.fail(claim, `writing the clip failed: ${message(e)}`);
+    // nothing of this job stays in the scratch folder (complete removes both files too)
+    await Promise.all([tempFile, sidecarPath(tempFile)].map((f) => fs.promises.rm(f, { force: true })));
   } finally {
     one.dispose();
   }
