@@ -21,6 +21,7 @@ import { MAX_SEED, randomSeed } from './random.js';
 import { findFfmpeg, killEncoders } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
 import { formatFromPath, saveVideo, VIDEO_FORMATS, type VideoFormat } from './video/save-video.js';
+import { checkWatermark, watermarkPlacement, type OptionName, type Watermark, type WatermarkPosition } from './video/watermark.js';
 import { newTempRemover } from './video/temp-files.js';
 import { generatePromptList } from './jobs/prompt-list-command.js';
 import { serveCommand, workerCommand } from './serve/commands.js';
@@ -85,6 +86,14 @@ generate options:
   --last-image FILE.png    last frame too (I2V-A14B: first-and-last-frame video)
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
   --negative-prompt-embeds FILE[:TENSOR]  (for models without a text encoder)
+  --watermark FILE.png     a logo blended into every frame (PNG, its alpha kept; no ffmpeg needed)
+  --watermark-position P   top-left | top-right | bottom-left | bottom-right (default bottom-right),
+                           8 pixels from the edges
+  --watermark-scale S      the logo's width as a fraction of the video's width (default 0.2)
+  --watermark-opacity O    0–1, multiplies the logo's alpha (default 1)
+  --subtitles FILE.srt     subtitles burned into the frames (mp4 through ffmpeg only)
+  --audio FILE             an audio track (any file ffmpeg reads), cut to the clip's length
+                           (mp4 through ffmpeg only)
   --quiet                  no progress output
 
 prompt lists (in place of a prompt and --out):
@@ -168,7 +177,7 @@ export function parseSize(v: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-/** A frame for --image / --last-image: a PNG file, decoded to RGB. */
+/** A frame for --image / --last-image, or the logo of --watermark: a PNG file, decoded to RGB (and alpha). */
 function readImage(file: string, flag: string): DecodedPng {
   if (!/\.png$/i.test(file)) throw new ConfigError(`--${flag}: got "${file}", expected a .png file (convert other formats to PNG first)`);
   if (!fs.existsSync(file)) throw new ConfigError(`--${flag}: no file ${file}`);
@@ -179,6 +188,31 @@ function readImage(file: string, flag: string): DecodedPng {
     throw new ConfigError(`--${flag}: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
   return decodePng(bytes, `--${flag} ${file}`);
+}
+
+/** generate's post-processing flags (one clip only). */
+const POST_FLAGS = ['watermark', 'watermark-position', 'watermark-scale', 'watermark-opacity', 'subtitles', 'audio'] as const;
+
+/** How errors name the watermark's options: by their flags (the margin is fixed, so its errors name --watermark). */
+function watermarkFlagName(file: string): OptionName {
+  return (o) => (o === 'image' || o === 'margin' ? `--watermark ${file}` : `--watermark-${o}`);
+}
+
+/** --watermark and its settings, checked (errors name the flag); undefined without --watermark. */
+function watermarkFlags(values: Partial<Record<(typeof POST_FLAGS)[number], string>>): Watermark | undefined {
+  if (values.watermark === undefined) {
+    const stray = POST_FLAGS.find((f) => f.startsWith('watermark-') && values[f] !== undefined);
+    if (stray) throw new ConfigError(`--${stray} goes with --watermark FILE.png`);
+    return undefined;
+  }
+  const w: Watermark = {
+    image: readImage(values.watermark, 'watermark'),
+    position: values['watermark-position'] as WatermarkPosition | undefined,
+    scale: numFlag('watermark-scale', values['watermark-scale']),
+    opacity: numFlag('watermark-opacity', values['watermark-opacity']),
+  };
+  checkWatermark(w, watermarkFlagName(values.watermark));
+  return w;
 }
 
 /** A tensor from "file.safetensors[:name]" (the only tensor when no name is given). */
@@ -320,6 +354,12 @@ const GENERATE_OPTIONS = {
   'offload-blocks': { type: 'string' },
   image: { type: 'string' },
   'last-image': { type: 'string' },
+  watermark: { type: 'string' },
+  'watermark-position': { type: 'string' },
+  'watermark-scale': { type: 'string' },
+  'watermark-opacity': { type: 'string' },
+  subtitles: { type: 'string' },
+  audio: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   prompts: { type: 'string' },
   'out-dir': { type: 'string' },
@@ -348,6 +388,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     options: GENERATE_OPTIONS,
   });
   if (values.prompts !== undefined || values['out-dir'] !== undefined || values.batch !== undefined) {
+    for (const flag of POST_FLAGS) if (values[flag] !== undefined) throw new ConfigError(`--${flag} goes with one clip (--prompt and --out), not with --prompts`);
     return await generatePromptList(values, positionals, io, new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true), libraryVersion());
   }
   // The prompt may also be given as the one positional argument: wan-tfjs generate "a red circle moving right".
@@ -387,6 +428,13 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   const image = values.image !== undefined ? readImage(values.image, 'image') : undefined;
   const lastImage = values['last-image'] !== undefined ? readImage(values['last-image'], 'last-image') : undefined;
   if (lastImage && !image) throw new ConfigError('--last-image needs --image (the first frame) too');
+  const watermark = watermarkFlags(values);
+  for (const flag of ['subtitles', 'audio'] as const) {
+    const file = values[flag];
+    if (file === undefined) continue;
+    if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new ConfigError(`--${flag}: no file ${file}`);
+    if (output.format !== 'mp4') throw new ConfigError(`--${flag} needs an mp4 written by ffmpeg, not ${output.format}`);
+  }
 
   const progress = new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true);
   // Production mode: no debug checks, and no console banner from the backends.
@@ -424,6 +472,8 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       signal: io.signal,
       onStep: (s: StepInfo) => progress.step(s),
     });
+    // A logo too large for the frame is refused now, before the model loads.
+    if (watermark && values.watermark !== undefined) watermarkPlacement(watermark, call.height, call.width, watermarkFlagName(values.watermark));
     const toStdout = output.file === STDOUT;
     const singlePng = output.format === 'png' && call.numFrames === 1 && formatFromPath(output.file) === 'png';
     if (!toStdout) {
@@ -438,6 +488,8 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
         `${call.guidanceScale2 !== undefined ? ` / ${call.guidanceScale2}` : ''}, seed ${call.seed}`,
     );
     const ffmpeg = output.format === 'mp4' ? await findFfmpeg() : undefined;
+    const needsFfmpeg = values.subtitles !== undefined ? 'subtitles' : values.audio !== undefined ? 'audio' : undefined;
+    if (needsFfmpeg && !ffmpeg) throw new ConfigError(`--${needsFfmpeg} needs ffmpeg, which was not found: install it (apt install ffmpeg, brew install ffmpeg, or npm install @ffmpeg-installer/ffmpeg) or set WAN_FFMPEG`);
     if (output.format === 'mp4' && !ffmpeg) progress.note('ffmpeg not found: the MP4 is written uncompressed by the built-in writer (install ffmpeg for a much smaller file)');
     const t0 = performance.now();
     pipe = await WanPipeline.fromPretrained(index, { residency, offloadBlocks, onProgress: (e) => progress.load(e) });
@@ -456,6 +508,9 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
         format: output.format,
         signal: io.signal,
         ...(output.format === 'mp4' ? (ffmpeg ? { ffmpegPath: ffmpeg } : { encoder: 'builtin' as const }) : {}),
+        watermark,
+        subtitles: values.subtitles,
+        audio: values.audio,
         metadata: {
           prompt: values.prompt ?? `(embeddings ${values['prompt-embeds']})`,
           negativePrompt: values['negative-prompt'],

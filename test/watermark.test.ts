@@ -6,10 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { encode as encodeRgbaPng } from 'fast-png';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main, type CliIO } from '../src/cli.js';
 import { ConfigError } from '../src/errors.js';
 import { findOnPath } from '../src/video/ffmpeg.js';
 import { decodePng } from '../src/video/png-decoder.js';
 import { saveVideo } from '../src/video/save-video.js';
+import { fixtureDir } from './helpers/fixtures.js';
 import { applyWatermark, watermarkPlacement, WATERMARK_POSITIONS, type Watermark, type WatermarkImage } from '../src/video/watermark.js';
 
 /** ffmpeg on PATH, else the binary of the @ffmpeg-installer platform package when it is installed. */
@@ -108,7 +110,7 @@ describe('watermark', () => {
       [{ opacity: 2 }, /watermark\.opacity: got 2/],
       [{ margin: -1 }, /watermark\.margin: got -1/],
       [{ margin: 1.5 }, /watermark\.margin/],
-      [{ scale: 1, margin: 8 }, /watermark\.scale \/ watermark\.margin: a 20×20 logo with a 8-pixel margin does not fit a 20×16 frame/],
+      [{ scale: 1, margin: 8 }, /watermark\.scale: a 20×20 logo with a 8-pixel margin does not fit a 20×16 frame/],
     ];
     for (const [o, re] of bad) {
       const before = tf.memory().numTensors;
@@ -223,5 +225,63 @@ describe('watermark', () => {
     expect(changedTop).toBe(0);
     // The subtitles' temporary copy is gone.
     expect(fs.readdirSync(d).sort()).toEqual(["it's: both.mp4", 'plain.mp4', 'subs.srt', 'tone.wav']);
+  });
+});
+
+describe('wan-tfjs generate --watermark, --subtitles, --audio', () => {
+  const T2V = fixtureDir('pipeline-t2v');
+  const IO_FILE = path.join(T2V, 'io.safetensors');
+  const BASE = ['generate', '--model', T2V, '--prompt-embeds', `${IO_FILE}:input.prompt_embeds`, '--negative-prompt-embeds', `${IO_FILE}:input.negative_prompt_embeds`, '--backend', 'cpu', '--size', '48x32', '--frames', '5', '--steps', '2', '--seed', '5', '--quiet'];
+
+  async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const io: CliIO = { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t), isTTY: false, columns: 100 }, env: {} };
+    const code = await main(argv, io);
+    return { code, stdout, stderr };
+  }
+
+  it('blends the logo into every frame written', async () => {
+    const white = path.join(dir, 'white.png');
+    fs.writeFileSync(white, encodeRgbaPng({ width: 4, height: 4, data: new Uint8Array(64).fill(255), channels: 4, depth: 8 }));
+    const out = path.join(dir, 'cli-frames');
+    const r = await run([...BASE, '--format', 'png', '--out', out, '--watermark', white, '--watermark-position', 'top-left', '--watermark-scale', '0.25']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const names = fs.readdirSync(out);
+    expect(names).toHaveLength(5);
+    for (const name of names) {
+      const png = decodePng(fs.readFileSync(path.join(out, name)));
+      // A 12×12 white square 8 pixels from the top-left corner.
+      for (const [y, x] of [[8, 8], [13, 14], [19, 19]]) expect(Array.from(png.rgb.subarray((y * 48 + x) * 3, (y * 48 + x) * 3 + 3))).toEqual([255, 255, 255]);
+    }
+  });
+
+  it('bad post-processing flags: one line naming the flag, exit code 1, nothing written', async () => {
+    const logoFile = path.join(dir, 'logo.png');
+    fs.writeFileSync(logoFile, logoPng());
+    const d = path.join(dir, 'cli-refusals');
+    fs.mkdirSync(d);
+    const cases: Array<[string[], RegExp]> = [
+      [['--watermark', logoFile, '--watermark-scale', '2'], /^wan-tfjs: --watermark-scale: got 2, expected a fraction/],
+      [['--watermark', logoFile, '--watermark-position', 'middle'], /^wan-tfjs: --watermark-position: got 'middle', expected one of top-left/],
+      [['--watermark', logoFile, '--watermark-opacity', 'half'], /^wan-tfjs: --watermark-opacity: got "half", expected a number/],
+      [['--watermark', logoFile, '--watermark-scale', '1'], /^wan-tfjs: --watermark-scale: a 48×48 logo .* does not fit a 48×32 frame/],
+      [['--watermark-opacity', '0.5'], /^wan-tfjs: --watermark-opacity goes with --watermark FILE\.png/],
+      [['--watermark', path.join(dir, 'none.png')], /^wan-tfjs: --watermark: no file/],
+      [['--subtitles', logoFile], /^wan-tfjs: --subtitles needs an mp4 written by ffmpeg, not gif/],
+      [['--audio', path.join(dir, 'none.wav')], /^wan-tfjs: --audio: no file/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = await run([...BASE, '--out', path.join(d, 'clip.gif'), ...extra]);
+      expect(r.code, extra.join(' ')).toBe(1);
+      expect(r.stderr.trim().split('\n'), extra.join(' ')).toHaveLength(1);
+      expect(r.stderr, extra.join(' ')).toMatch(message);
+    }
+    const list = path.join(dir, 'jobs.jsonl');
+    fs.writeFileSync(list, '{"prompt": "a fox"}\n');
+    const r = await run(['generate', '--prompts', list, '--out-dir', path.join(d, 'clips'), '--watermark', logoFile]);
+    expect(r.stderr).toMatch(/^wan-tfjs: --watermark goes with one clip \(--prompt and --out\), not with --prompts/);
+    expect(fs.readdirSync(d)).toEqual([]);
   });
 });

@@ -29,24 +29,39 @@ export interface WatermarkPlacement {
   width: number;
 }
 
-/** Checks a watermark's options (each error names the option) and places it in a frame of `height` × `width`. */
-export function watermarkPlacement(w: Watermark, height: number, width: number): WatermarkPlacement {
+/** How an error names a watermark option (saveVideo's `watermark.scale`, the CLI's `--watermark-scale`). */
+export type OptionName = (option: 'position' | 'scale' | 'opacity' | 'margin' | 'image') => string;
+
+/**
+ * Checks a watermark's options apart from its fit in the frame: each error is a ConfigError naming
+ * the option as `name(option)` gives it (default `watermark.<option>`).
+ */
+export function checkWatermark(w: Watermark, name: OptionName = (o) => `watermark.${o}`): void {
   const { image } = w;
   const position = w.position ?? 'bottom-right';
   const scale = w.scale ?? 0.2;
   const opacity = w.opacity ?? 1;
   const margin = w.margin ?? 8;
-  if (!WATERMARK_POSITIONS.includes(position)) throw new ConfigError(`watermark.position: got '${String(position)}', expected one of ${WATERMARK_POSITIONS.join(', ')}`);
-  if (!(scale > 0 && scale <= 1)) throw new ConfigError(`watermark.scale: got ${scale}, expected a fraction of the frame's width in (0, 1]`);
-  if (!(opacity >= 0 && opacity <= 1)) throw new ConfigError(`watermark.opacity: got ${opacity}, expected a number in [0, 1]`);
-  if (!(Number.isInteger(margin) && margin >= 0)) throw new ConfigError(`watermark.margin: got ${margin}, expected an integer ≥ 0 (pixels)`);
-  if (!(Number.isInteger(image.width) && Number.isInteger(image.height) && image.width > 0 && image.height > 0)) throw new ConfigError(`watermark.image: got ${image.width}×${image.height}, expected positive integer sides`);
-  if (image.rgb.length !== image.width * image.height * 3) throw new ConfigError(`watermark.image: rgb has ${image.rgb.length} values, expected ${image.width}×${image.height}×3`);
-  if (image.alpha && image.alpha.length !== image.width * image.height) throw new ConfigError(`watermark.image: alpha has ${image.alpha.length} values, expected ${image.width}×${image.height}`);
+  if (!WATERMARK_POSITIONS.includes(position)) throw new ConfigError(`${name('position')}: got '${String(position)}', expected one of ${WATERMARK_POSITIONS.join(', ')}`);
+  if (!(scale > 0 && scale <= 1)) throw new ConfigError(`${name('scale')}: got ${scale}, expected a fraction of the frame's width in (0, 1]`);
+  if (!(opacity >= 0 && opacity <= 1)) throw new ConfigError(`${name('opacity')}: got ${opacity}, expected a number in [0, 1]`);
+  if (!(Number.isInteger(margin) && margin >= 0)) throw new ConfigError(`${name('margin')}: got ${margin}, expected an integer ≥ 0 (pixels)`);
+  if (!(Number.isInteger(image.width) && Number.isInteger(image.height) && image.width > 0 && image.height > 0)) throw new ConfigError(`${name('image')}: got ${image.width}×${image.height}, expected positive integer sides`);
+  if (image.rgb.length !== image.width * image.height * 3) throw new ConfigError(`${name('image')}: rgb has ${image.rgb.length} values, expected ${image.width}×${image.height}×3`);
+  if (image.alpha && image.alpha.length !== image.width * image.height) throw new ConfigError(`${name('image')}: alpha has ${image.alpha.length} values, expected ${image.width}×${image.height}`);
+}
+
+/** Checks a watermark's options (checkWatermark, errors named by `name`) and places it in a frame of `height` × `width`. */
+export function watermarkPlacement(w: Watermark, height: number, width: number, name?: OptionName): WatermarkPlacement {
+  checkWatermark(w, name);
+  const { image } = w;
+  const position = w.position ?? 'bottom-right';
+  const scale = w.scale ?? 0.2;
+  const margin = w.margin ?? 8;
   const logoWidth = Math.max(1, Math.round(scale * width));
   const logoHeight = Math.max(1, Math.round((logoWidth * image.height) / image.width));
   if (logoWidth + 2 * margin > width || logoHeight + 2 * margin > height) {
-    throw new ConfigError(`watermark.scale / watermark.margin: a ${logoWidth}×${logoHeight} logo with a ${margin}-pixel margin does not fit a ${width}×${height} frame; lower the scale or the margin`);
+    throw new ConfigError(`${(name ?? ((o) => `watermark.${o}`))('scale')}: a ${logoWidth}×${logoHeight} logo with a ${margin}-pixel margin does not fit a ${width}×${height} frame; lower the scale or the margin`);
   }
   const top = position.startsWith('top') ? margin : height - margin - logoHeight;
   const left = position.endsWith('left') ? margin : width - margin - logoWidth;
