@@ -35,6 +35,7 @@ export { modelIdentity } from './pipeline/model-identity.js';
 export { probeMp4, type VideoInfo } from './video/mp4-probe.js';
 export { decodeGif, type DecodedGif, type GifFrame } from './video/gif-decoder.js';
 export { decodePng, MAX_PNG_PIXELS, pngToImage, type DecodePngOptions, type DecodedPng } from './video/png-decoder.js';
+export { applyWatermark, checkWatermark, WATERMARK_POSITIONS, watermarkPlacement, type OptionName as WatermarkOptionName, type Watermark, type WatermarkImage, type WatermarkPlacement, type WatermarkPosition } from './video/watermark.js';
 
 export { CUDA_KERNEL_NAMES, CudaBackend, checkKernels, kernelsUsedBy, missingKernels, registerCudaBackend, type DeviceInfo } from './cuda/index.js';
 
