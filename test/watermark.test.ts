@@ -204,7 +204,8 @@ describe('watermark', () => {
     const plain = path.join(d, 'plain.mp4');
     const both = path.join(d, "it's: both.mp4");
     await saveVideo(video, plain, { fps: 8, ffmpegPath: FFMPEG });
-    const saved = await saveVideo(video, both, { fps: 8, ffmpegPath: FFMPEG, audio: wav, subtitles: srt });
+    // A relative ffmpeg path stays the caller's while ffmpeg runs in the output's folder.
+    const saved = await saveVideo(video, both, { fps: 8, ffmpegPath: path.relative(process.cwd(), FFMPEG!), audio: wav, subtitles: srt });
     expect(saved.encoder).toBe('ffmpeg');
     const info = spawnSync(FFMPEG!, ['-hide_banner', '-i', both], { encoding: 'utf-8' }).stderr;
     expect(info).toMatch(/Audio: aac/);

@@ -139,7 +139,9 @@ export function killEncoders(): void {
 export async function encodeMp4(out: string, frameCount: number, frame: (i: number) => Promise<Uint8Array>, o: Mp4EncodeOptions): Promise<void> {
   const bin = o.ffmpegPath ?? (await findFfmpeg());
   if (!bin) throw new VideoEncoderError(FFMPEG_MISSING);
-  const child = spawn(bin, ffmpegArgs(out, o, frameCount), { stdio: ['pipe', 'ignore', 'pipe'], cwd: o.cwd });
+  // A relative path to the binary is the caller's, not relative to `o.cwd`.
+  const command = o.cwd !== undefined && /[\\/]/.test(bin) ? path.resolve(bin) : bin;
+  const child = spawn(command, ffmpegArgs(out, o, frameCount), { stdio: ['pipe', 'ignore', 'pipe'], cwd: o.cwd });
   running.add(child);
   child.once('exit', () => running.delete(child));
   child.once('error', () => running.delete(child));

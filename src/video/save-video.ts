@@ -326,7 +326,10 @@ function installFolder(names: TempNames, target: string): void {
  * tags, a GIF comment, PNG text chunks; the comment is JSON of the metadata and, with
  * `options.provenance`, the provenance record, which is also written beside the clip as `<file>.json`
  * (ProvenanceSidecar) with the clip's content hash, renamed into place right after the clip. The
- * safety checker (default promptBlocklist()) runs before anything is written.
+ * safety checker (default promptBlocklist()) runs before anything is written. Post-processing, in
+ * this order: `transformFrames` (a user's upscaler or frame-rate converter, on the whole clip), the
+ * `watermark` blended into each frame as it is read, and for an MP4 through ffmpeg `subtitles`
+ * burned in and an `audio` track.
  *
  * The output is written under a short temporary name beside `file` (`.wan-tfjs-<8 hex>.tmp`), flushed
  * to the disk and renamed into place when complete, so a name up to the file system's limit (255
@@ -415,7 +418,7 @@ async function writeVideo(src: FrameSource, file: string, format: VideoFormat, i
           crf: options.crf,
           audio: options.audio,
           subtitles: subtitlesTmp && path.basename(subtitlesTmp),
-          cwd: dir,
+          cwd: subtitlesTmp && dir,
         });
         syncFile(names.tmp);
         bytes = fs.statSync(names.tmp).size;
