@@ -6,11 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
-import { CudaBackend, registerCudaBackendWith } from '../src/cuda/index.js';
+import type { CudaBackend } from '../src/cuda/index.js';
 import { ConfigError, OutOfMemoryError } from '../src/errors.js';
 import { hostToTensor } from '../weights/load.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
-import { createMockNative, type MockNative } from './cuda/mock-native.js';
+import type { MockNative } from './cuda/mock-native.js';
+import { registerMockCuda } from './helpers/mock-cuda.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 const T2V = fixtureDir('wan-transformer-t2v');
@@ -19,10 +20,7 @@ let native: MockNative;
 let backend: CudaBackend;
 
 beforeAll(async () => {
-  native = createMockNative();
-  registerCudaBackendWith(native, native.init(), []);
-  await tf.setBackend('cuda');
-  backend = tf.backend() as CudaBackend;
+  ({ native, backend } = await registerMockCuda());
 });
 
 afterEach(() => {

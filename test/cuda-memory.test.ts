@@ -6,19 +6,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Linear } from '../layers/linear.js';
-import { CudaBackend, memoryLimitFromEnv, registerCudaBackendWith } from '../src/cuda/index.js';
+import { CudaBackend, memoryLimitFromEnv } from '../src/cuda/index.js';
 import { parseMemorySize } from '../src/cuda/backend.js';
 import { BackendError, OutOfMemoryError } from '../src/errors.js';
-import { createMockNative, type MockNative } from './cuda/mock-native.js';
+import type { MockNative } from './cuda/mock-native.js';
+import { registerMockCuda } from './helpers/mock-cuda.js';
 
 let native: MockNative;
 let backend: CudaBackend;
 
 beforeAll(async () => {
-  native = createMockNative();
-  registerCudaBackendWith(native, native.init(), []);
-  await tf.setBackend('cuda');
-  backend = tf.backend() as CudaBackend;
+  ({ native, backend } = await registerMockCuda());
 });
 
 afterEach(() => {

@@ -8,20 +8,18 @@ import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tensorFromFp8, tensorFromStored } from '../src/backend/precision.js';
-import { CudaBackend, registerCudaBackendWith } from '../src/cuda/index.js';
+import type { CudaBackend } from '../src/cuda/index.js';
 import { DeviceType } from '../src/cuda/native.js';
 import { OutOfMemoryError } from '../src/errors.js';
 import { decodeTensorBytes, float32ToBf16Bits } from '../weights/dtypes.js';
-import { createMockNative, type MockNative } from './cuda/mock-native.js';
+import type { MockNative } from './cuda/mock-native.js';
+import { registerMockCuda } from './helpers/mock-cuda.js';
 
 let native: MockNative;
 let backend: CudaBackend;
 
 beforeAll(async () => {
-  native = createMockNative();
-  registerCudaBackendWith(native, native.init(), []);
-  await tf.setBackend('cuda');
-  backend = tf.backend() as CudaBackend;
+  ({ native, backend } = await registerMockCuda());
 });
 
 afterEach(() => {

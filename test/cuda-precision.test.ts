@@ -15,22 +15,20 @@ import { RMSNorm } from '../layers/rms-norm.js';
 import { attention, conv3d, fp32, layerNormModulate, linear, rmsNorm, rope } from '../src/backend/ops.js';
 import { tensorFromStored } from '../src/backend/precision.js';
 import { selectBackend } from '../src/backend/select.js';
-import { CudaBackend, configureCudaBackend, defaultPrecision, registerCudaBackendWith } from '../src/cuda/index.js';
+import { CudaBackend, configureCudaBackend, defaultPrecision } from '../src/cuda/index.js';
 import { DeviceType } from '../src/cuda/native.js';
 import { BackendError } from '../src/errors.js';
 import { loadWeights } from '../weights/load.js';
 import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
-import { createMockNative, roundBf16, type MockNative } from './cuda/mock-native.js';
+import { roundBf16, type MockNative } from './cuda/mock-native.js';
+import { registerMockCuda } from './helpers/mock-cuda.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 let native: MockNative;
 let backend: CudaBackend;
 
 beforeAll(async () => {
-  native = createMockNative();
-  registerCudaBackendWith(native, native.init(), []);
-  await tf.setBackend('cuda');
-  backend = tf.backend() as CudaBackend;
+  ({ native, backend } = await registerMockCuda());
 });
 
 afterEach(async () => {

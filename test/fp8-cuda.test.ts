@@ -15,12 +15,13 @@ import { RMSNorm } from '../layers/rms-norm.js';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { linear } from '../src/backend/ops.js';
 import { tensorFromFp8 } from '../src/backend/precision.js';
-import { CudaBackend, configureCudaBackend, registerCudaBackendWith } from '../src/cuda/index.js';
+import { CudaBackend, configureCudaBackend } from '../src/cuda/index.js';
 import { DeviceType } from '../src/cuda/native.js';
 import { decodeTensorBytes, float32ToBf16Bits } from '../weights/dtypes.js';
 import { READ_CHUNK_BYTES, loadWeights } from '../weights/load.js';
 import { SafetensorsFile, writeSafetensors, type HostTensor, type RawTensorToWrite, type TensorInfo, type TensorSource, type TensorToWrite } from '../weights/safetensors.js';
-import { createMockNative, roundBf16, type MockNative } from './cuda/mock-native.js';
+import { roundBf16, type MockNative } from './cuda/mock-native.js';
+import { registerMockCuda } from './helpers/mock-cuda.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 let native: MockNative;
@@ -28,10 +29,7 @@ let backend: CudaBackend;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wan-fp8-cuda-'));
 
 beforeAll(async () => {
-  native = createMockNative();
-  registerCudaBackendWith(native, native.init(), []);
-  await tf.setBackend('cuda');
-  backend = tf.backend() as CudaBackend;
+  ({ native, backend } = await registerMockCuda());
 });
 
 afterEach(async () => {

@@ -8,7 +8,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { offloadingBackend } from '../src/backend/offload.js';
-import { CudaBackend, registerCudaBackendWith } from '../src/cuda/index.js';
+import type { CudaBackend } from '../src/cuda/index.js';
 import { ConfigError, OutOfMemoryError } from '../src/errors.js';
 import { modelMemoryInput } from '../src/pipeline/memory-plan.js';
 import { readModelIndex } from '../src/pipeline/model-index.js';
@@ -16,7 +16,8 @@ import { readPipelineSpec } from '../src/pipeline/pipeline-spec.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
 import { hostToTensor } from '../weights/load.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
-import { createMockNative, type MockNative } from './cuda/mock-native.js';
+import type { MockNative } from './cuda/mock-native.js';
+import { registerMockCuda } from './helpers/mock-cuda.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 const A14B = fixtureDir('pipeline-a14b');
@@ -25,10 +26,7 @@ let native: MockNative;
 let backend: CudaBackend;
 
 beforeAll(async () => {
-  native = createMockNative();
-  registerCudaBackendWith(native, native.init(), []);
-  await tf.setBackend('cuda');
-  backend = tf.backend() as CudaBackend;
+  ({ native, backend } = await registerMockCuda());
 });
 
 afterEach(() => {
