@@ -4,14 +4,8 @@ import { AbortError, ConfigError, WanError } from '../errors.js';
 import { MAX_SEED } from '../random.js';
 import { VIDEO_FORMATS, formatFromPath, type VideoFormat } from '../video/save-video.js';
 
-/**
- * One line of a prompt list (JSONL): the prompt, and what the line sets of negative prompt, seed,
- * size, frames, steps, guidance and output name. Fields a line leaves out take the run's defaults.
- */
-export interface PromptJob {
-  /** 1-based line number in the file. */
-  line: number;
-  prompt: string;
+/** The settings a prompt-list line may set, each also a run-wide default (PromptListDefaults). */
+export interface PromptLineSettings {
   negativePrompt?: string;
   seed?: number;
   width?: number;
@@ -19,6 +13,16 @@ export interface PromptJob {
   numFrames?: number;
   numInferenceSteps?: number;
   guidanceScale?: number;
+}
+
+/**
+ * One line of a prompt list (JSONL): the prompt, and what the line sets of negative prompt, seed,
+ * size, frames, steps, guidance and output name. Fields a line leaves out take the run's defaults.
+ */
+export interface PromptJob extends PromptLineSettings {
+  /** 1-based line number in the file. */
+  line: number;
+  prompt: string;
   /** The output's name inside the output folder: the line's `name`, else outputName(line, prompt, format). */
   name: string;
 }

@@ -11,17 +11,10 @@ import { randomSeed } from '../random.js';
 import type { ProvenanceInput } from '../video/provenance.js';
 import { formatFromPath, saveVideo, type VideoMetadata } from '../video/save-video.js';
 import { newTempRemover } from '../video/temp-files.js';
-import { atLine, isFinished, type PromptJob } from './prompt-list.js';
+import { atLine, isFinished, type PromptJob, type PromptLineSettings } from './prompt-list.js';
 
 /** What a line that leaves a setting out gets (the CLI's flags); the model's defaults for the rest. */
-export interface PromptListDefaults {
-  negativePrompt?: string;
-  seed?: number;
-  width?: number;
-  height?: number;
-  numFrames?: number;
-  numInferenceSteps?: number;
-  guidanceScale?: number;
+export interface PromptListDefaults extends PromptLineSettings {
   guidanceScale2?: number;
   shift?: number;
   fps?: number;
@@ -203,35 +196,23 @@ export async function runPromptList(pipe: WanPipeline, plan: PromptListPlan, opt
           const cleanup = newTempRemover(plan.outDir);
           options.cleanups?.add(cleanup);
           const clip = tf.slice(frames, [k], [1]);
+          // what made the clip, in its metadata and in its provenance record
+          const settings = {
+            prompt: job.prompt,
+            negativePrompt: typeof c.options.negativePrompt === 'string' ? c.options.negativePrompt : undefined,
+            seed: job.seed,
+            steps: c.numInferenceSteps,
+            guidance: c.guidanceScale,
+            guidance2: c.guidanceScale2,
+          };
           try {
             const saved = await saveVideo(clip, target, {
               fps: c.fps,
               format,
               signal: options.signal,
               ...(format === 'mp4' ? (options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : { encoder: 'builtin' as const }) : {}),
-              metadata: {
-                prompt: job.prompt,
-                negativePrompt: typeof c.options.negativePrompt === 'string' ? c.options.negativePrompt : undefined,
-                seed: job.seed,
-                steps: c.numInferenceSteps,
-                guidance: c.guidanceScale,
-                guidance2: c.guidanceScale2,
-                shift: c.options.shift,
-                ...options.metadata,
-              },
-              ...(options.provenance
-                ? {
-                    provenance: {
-                      prompt: job.prompt,
-                      negativePrompt: typeof c.options.negativePrompt === 'string' ? c.options.negativePrompt : undefined,
-                      seed: job.seed,
-                      steps: c.numInferenceSteps,
-                      guidance: c.guidanceScale,
-                      guidance2: c.guidanceScale2,
-                      ...options.provenance,
-                    },
-                  }
-                : {}),
+              metadata: { ...settings, shift: c.options.shift, ...options.metadata },
+              ...(options.provenance ? { provenance: { ...settings, ...options.provenance } } : {}),
             });
             summary.made++;
             options.onClip?.({ status: 'made', job, path: saved.path, ms, batch: jobs.length }, ++done, total);
