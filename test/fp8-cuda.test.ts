@@ -19,7 +19,8 @@ import { CudaBackend, configureCudaBackend } from '../src/cuda/index.js';
 import { DeviceType } from '../src/cuda/native.js';
 import { decodeTensorBytes, float32ToBf16Bits } from '../weights/dtypes.js';
 import { READ_CHUNK_BYTES, loadWeights } from '../weights/load.js';
-import { SafetensorsFile, writeSafetensors, type HostTensor, type RawTensorToWrite, type TensorInfo, type TensorSource, type TensorToWrite } from '../weights/safetensors.js';
+import { SafetensorsFile, writeSafetensors, type RawTensorToWrite, type TensorToWrite } from '../weights/safetensors.js';
+import { CountingSource } from './helpers/counting-source.js';
 import { roundBf16, type MockNative } from './cuda/mock-native.js';
 import { registerMockCuda } from './helpers/mock-cuda.js';
 import { fixtureDir } from './helpers/fixtures.js';
@@ -308,45 +309,6 @@ describe('a Linear with an fp8-resident weight', () => {
     b.dispose();
   });
 });
-
-/** A TensorSource that records the distinct host buffers its reads fill or return. */
-class CountingSource implements TensorSource {
-  private readonly buffers = new Set<ArrayBufferLike>();
-  constructor(private readonly inner: TensorSource) {}
-  /** Host bytes of the buffers read into, each counted once. */
-  get bytes(): number {
-    return [...this.buffers].reduce((a, b) => a + b.byteLength, 0);
-  }
-  get label(): string {
-    return this.inner.label;
-  }
-  keys(): string[] {
-    return this.inner.keys();
-  }
-  has(name: string): boolean {
-    return this.inner.has(name);
-  }
-  info(name: string): TensorInfo & { readonly file: string } {
-    return this.inner.info(name);
-  }
-  read(name: string): HostTensor {
-    const t = this.inner.read(name);
-    this.buffers.add(t.data.buffer);
-    return t;
-  }
-  readRaw(name: string): Uint8Array {
-    const raw = this.inner.readRaw(name);
-    this.buffers.add(raw.buffer);
-    return raw;
-  }
-  readRawInto(name: string, dest: Uint8Array, offset?: number): void {
-    this.buffers.add(dest.buffer);
-    this.inner.readRawInto(name, dest, offset);
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
 
 describe('loading an fp8 weight streams', () => {
   it('holds the codes alone on the host for cuda, and float32 + one read chunk (≤ 1.1×) on cpu', async () => {

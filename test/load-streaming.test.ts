@@ -15,42 +15,8 @@ import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { float32ToBf16Bits } from '../weights/dtypes.js';
 import { READ_CHUNK_BYTES, loadWeights, type HasNamedWeights, type WeightSlot } from '../weights/load.js';
-import { SafetensorsFile, writeSafetensors, type HostTensor, type TensorInfo, type TensorSource } from '../weights/safetensors.js';
-
-/** A TensorSource that records the host buffers each read fills or returns. */
-class CountingSource implements TensorSource {
-  readonly buffers = new Set<ArrayBufferLike>();
-  constructor(private readonly inner: TensorSource) {}
-  get label(): string {
-    return this.inner.label;
-  }
-  keys(): string[] {
-    return this.inner.keys();
-  }
-  has(name: string): boolean {
-    return this.inner.has(name);
-  }
-  info(name: string): TensorInfo & { readonly file: string } {
-    return this.inner.info(name);
-  }
-  read(name: string): HostTensor {
-    const t = this.inner.read(name);
-    this.buffers.add(t.data.buffer);
-    return t;
-  }
-  readRaw(name: string): Uint8Array {
-    const raw = this.inner.readRaw(name);
-    this.buffers.add(raw.buffer);
-    return raw;
-  }
-  readRawInto(name: string, dest: Uint8Array, offset?: number): void {
-    this.buffers.add(dest.buffer);
-    this.inner.readRawInto(name, dest, offset);
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
+import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
+import { CountingSource } from './helpers/counting-source.js';
 
 const SHAPES: Record<string, number[]> = { big32: [1024, 2048], bigBf16: [1536, 2048], half: [300], small: [64] };
 
