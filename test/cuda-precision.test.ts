@@ -22,6 +22,7 @@ import { loadWeights } from '../weights/load.js';
 import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
 import { roundBf16, type MockNative } from './cuda/mock-native.js';
 import { registerMockCuda } from './helpers/mock-cuda.js';
+import { valuesWithOutliers as values } from './helpers/test-values.js';
 import { fixtureDir } from './helpers/fixtures.js';
 
 let native: MockNative;
@@ -36,18 +37,6 @@ afterEach(async () => {
   configureCudaBackend(backend, { precision: 'bf16', attention: 'auto' });
   native.cudnn = { available: false, version: 0, library: '', error: 'mock: no cuDNN' };
 });
-
-/** A deterministic float32 array in [−2, 2) with a few outliers of ±40 (never all zeros). */
-function values(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a * 1664525 + 1013904223) >>> 0;
-    out[i] = (a / 2 ** 32) * 4 - 2;
-    if (i % 97 === 13) out[i] *= 20;
-  }
-  return out;
-}
 
 const storage = (t: tf.Tensor) => backend.storage(t);
 

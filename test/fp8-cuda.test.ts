@@ -21,6 +21,7 @@ import { decodeTensorBytes, float32ToBf16Bits } from '../weights/dtypes.js';
 import { READ_CHUNK_BYTES, loadWeights } from '../weights/load.js';
 import { SafetensorsFile, writeSafetensors, type RawTensorToWrite, type TensorToWrite } from '../weights/safetensors.js';
 import { CountingSource } from './helpers/counting-source.js';
+import { valuesWithOutliers as values } from './helpers/test-values.js';
 import { roundBf16, type MockNative } from './cuda/mock-native.js';
 import { registerMockCuda } from './helpers/mock-cuda.js';
 import { fixtureDir } from './helpers/fixtures.js';
@@ -42,18 +43,6 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const E4M3 = decodeTensorBytes('F8_E4M3', Uint8Array.from({ length: 256 }, (_, i) => i));
 const E5M2 = decodeTensorBytes('F8_E5M2', Uint8Array.from({ length: 256 }, (_, i) => i));
-
-/** A deterministic float32 array in [−2, 2) with one in 97 scaled by 20 (outliers; never all zeros). */
-function values(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a * 1664525 + 1013904223) >>> 0;
-    out[i] = (a / 2 ** 32) * 4 - 2;
-    if (i % 97 === 13) out[i] *= 20;
-  }
-  return out;
-}
 
 /**
  * w quantized as ComfyUI's fp8_scaled files are: s = max|w| / 448 (float32), q = the e4m3fn code
