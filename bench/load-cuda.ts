@@ -11,11 +11,13 @@ import { float32ToBf16Bits } from '../weights/dtypes.js';
 import { runMain } from './harness.js';
 import { flag } from './gpu-weights.js';
 
-// npx tsx bench/load-cuda.ts [--preset wan2.2-t2v-a14b] [--layers N] [--dir DIR] [--keep]
-// Issue 17, item 1: a load of one bf16 expert against the disk's sequential read bandwidth.
+// npx tsx bench/load-cuda.ts [--preset wan2.2-t2v-a14b] [--layers N] [--dtype bf16|fp8] [--dir DIR] [--keep]
+// Issue 17, item 1: a load of one expert against the disk's sequential read bandwidth.
 // Writes a Diffusers transformer folder in DIR (default a new folder under the OS temp dir):
 // config.json and diffusion_pytorch_model.safetensors with every tensor of the preset's published
-// shapes (--layers N keeps N blocks) in BF16, values N(0, 0.02). Then, with the file's pages dropped
+// shapes (--layers N keeps N blocks) in BF16, values N(0, 0.02); with --dtype fp8 the blocks' 2-D
+// weights as ComfyUI's fp8_scaled files store them (F8_E4M3 codes, a float32 `<layer>.scale_weight`
+// and the `scaled_fp8` marker), the rest BF16. Then, with the file's pages dropped
 // from the page cache before each read (`dd iflag=nocache count=0`, GNU dd):
 //   dd   — `dd if=FILE of=/dev/null bs=64M`: the disk's sequential read bandwidth;
 //   load — WanTransformer3DModel.fromPretrained(DIR) on backend 'cuda' at precision bf16 (tensors
@@ -44,25 +46,55 @@ function bf16Pool(): Uint16Array {
   return pool;
 }
 
+/** e4m3fn codes of N(0, 1)-like magnitudes (exponent field 4–8), the NaN codes 0x7f/0xff never drawn. */
+function fp8Pool(): Uint8Array {
+  const pool = new Uint8Array(CHUNK_ELEMENTS);
+  let seed = 67890;
+  for (let i = 0; i < pool.length; i++) {
+    seed = (seed * 1664525 + 1013904223) >>> 0;
+    const sign = (seed >>> 31) << 7;
+    const exponent = 4 + ((seed >>> 24) % 5);
+    pool[i] = sign | (exponent << 3) | ((seed >>> 16) & 7);
+  }
+  return pool;
+}
+
+type StoredTensor = { name: string; shape: number[]; dtype: 'BF16' | 'F8_E4M3' | 'F32' };
+
+/** The checkpoint's tensors: every weight in BF16, or with fp8 the blocks' 2-D weights as F8_E4M3 with a float32 scale_weight each, and the scaled_fp8 marker. */
+function storedTensors(weights: Array<[string, number[]]>, fp8: boolean): StoredTensor[] {
+  const out: StoredTensor[] = [];
+  for (const [name, shape] of weights) {
+    const quantized = fp8 && name.startsWith('blocks.') && name.endsWith('.weight') && shape.length === 2;
+    out.push({ name, shape, dtype: quantized ? 'F8_E4M3' : 'BF16' });
+    if (quantized) out.push({ name: `${name.slice(0, -'.weight'.length)}.scale_weight`, shape: [], dtype: 'F32' });
+  }
+  if (fp8) out.push({ name: 'scaled_fp8', shape: [0], dtype: 'F8_E4M3' });
+  return out;
+}
+
+const BYTES: Record<StoredTensor['dtype'], number> = { BF16: 2, F8_E4M3: 1, F32: 4 };
+
 /** Writes the safetensors file tensor by tensor (never the whole file in memory); returns its size. */
-function writeBf16Checkpoint(file: string, tensors: Array<[string, number[]]>): number {
+function writeCheckpoint(file: string, tensors: StoredTensor[]): number {
   const header: Record<string, unknown> = {};
   let offset = 0;
-  for (const [name, shape] of tensors) {
-    const bytes = shape.reduce((a, d) => a * d, 1) * 2;
-    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
+  for (const { name, shape, dtype } of tensors) {
+    const bytes = shape.reduce((a, d) => a * d, 1) * BYTES[dtype];
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  const pool = bf16Pool();
+  const pools = { BF16: bf16Pool(), F8_E4M3: fp8Pool(), F32: new Float32Array([0.02]) };
   const fd = fs.openSync(file, 'w');
   try {
     fs.writeSync(fd, len);
     fs.writeSync(fd, json);
-    for (const [, shape] of tensors) {
+    for (const { shape, dtype } of tensors) {
+      const pool = pools[dtype];
       let left = shape.reduce((a, d) => a * d, 1);
       while (left > 0) {
         const n = Math.min(left, pool.length);
@@ -95,6 +127,8 @@ runMain(async () => {
   if (!preset) throw new Error(`unknown preset ${presetName}; one of ${Object.keys(PRESETS).join(', ')}`);
   const layers = process.argv.includes('--layers') ? Number(flag('layers', '0')) : preset.numLayers;
   const config = { ...preset, numLayers: layers };
+  const dtype = flag('dtype', 'bf16');
+  if (dtype !== 'bf16' && dtype !== 'fp8') throw new Error(`--dtype: '${dtype}' is not bf16 or fp8`);
   const dir = process.argv.includes('--dir') ? flag('dir', '') : fs.mkdtempSync(path.join(os.tmpdir(), 'wan-load-'));
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'diffusion_pytorch_model.safetensors');
@@ -103,11 +137,14 @@ runMain(async () => {
   if (!(backend instanceof CudaBackend)) throw new Error("backend 'cuda' is not the CudaBackend");
 
   const shapes = new WanTransformer3DModel(config);
-  const tensors = [...shapes.namedWeights()].map(([k, slot]): [string, number[]] => [k, [...slot.shape]]);
+  const tensors = storedTensors(
+    [...shapes.namedWeights()].map(([k, slot]): [string, number[]] => [k, [...slot.shape]]),
+    dtype === 'fp8',
+  );
   shapes.dispose();
   fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(WanTransformerConfig.toJSON(config), null, 2)}\n`);
   const t0 = performance.now();
-  const bytes = writeBf16Checkpoint(file, tensors);
+  const bytes = writeCheckpoint(file, tensors);
   const writeMs = performance.now() - t0;
 
   dropCache(file);
@@ -132,6 +169,7 @@ runMain(async () => {
       bench: 'load-cuda',
       preset: presetName,
       layers,
+      dtype,
       tensors: tensors.length,
       file_gb: Number((bytes / 1e9).toFixed(2)),
       write_ms: Math.round(writeMs),
