@@ -98,8 +98,10 @@ generate options:
 
 prompt lists (in place of a prompt and --out):
   --prompts FILE           JSONL, one object a line: {"prompt": "…"} and any of negative_prompt,
-                           seed, size ("WxH"), frames, steps, guidance, name (the clip's file name;
-                           default NNNN-<prompt words>.<--format>); the flags above are the defaults
+                           seed, size ("WxH"), frames, steps, guidance, subtitles, audio (files,
+                           relative to FILE's folder), name (the clip's file name; default
+                           NNNN-<prompt words>.<--format>); the flags above are the defaults
+                           (--watermark, --subtitles, --audio: every clip)
   --out-dir DIR            the clips' folder (created); a clip already there is not made again,
                            so a stopped run resumes where it stopped
   --batch N                prompts of equal settings per call (default: from the memory estimate,
@@ -190,7 +192,7 @@ function readImage(file: string, flag: string): DecodedPng {
   return decodePng(bytes, `--${flag} ${file}`);
 }
 
-/** generate's post-processing flags (one clip only). */
+/** generate's post-processing flags (one clip, or every clip of a prompt list). */
 const POST_FLAGS = ['watermark', 'watermark-position', 'watermark-scale', 'watermark-opacity', 'subtitles', 'audio'] as const;
 
 /** How errors name the watermark's options: by their flags (the margin is fixed, so its errors name --watermark). */
@@ -388,8 +390,9 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
     options: GENERATE_OPTIONS,
   });
   if (values.prompts !== undefined || values['out-dir'] !== undefined || values.batch !== undefined) {
-    for (const flag of POST_FLAGS) if (values[flag] !== undefined) throw new ConfigError(`--${flag} goes with one clip (--prompt and --out), not with --prompts`);
-    return await generatePromptList(values, positionals, io, new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true), libraryVersion());
+    // the post-processing flags apply to every clip of the list: the logo read and checked here, the files per line there
+    const post = { watermark: watermarkFlags(values), watermarkName: values.watermark !== undefined ? watermarkFlagName(values.watermark) : undefined };
+    return await generatePromptList(values, positionals, io, new ProgressReporter(io.stderr, io.stderr.isTTY === true, values.quiet === true), libraryVersion(), post);
   }
   // The prompt may also be given as the one positional argument: wan-tfjs generate "a red circle moving right".
   if (positionals.length > 1) throw new ConfigError(`generate takes one prompt argument, got ${positionals.length}: quote the prompt`);

@@ -3,7 +3,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { encode as encodePng } from 'fast-png';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main, type CliIO } from '../src/cli.js';
 import { AbortError, ConfigError } from '../src/errors.js';
 import { outputName, parsePromptList, slug } from '../src/jobs/prompt-list.js';
@@ -11,7 +13,43 @@ import { formatSummary, planPromptList, runPromptList, type ClipEvent } from '..
 import { readModelIndex } from '../src/pipeline/model-index.js';
 import { readPipelineSpec } from '../src/pipeline/pipeline-spec.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
+import { findOnPath } from '../src/video/ffmpeg.js';
+import { decodeGif } from '../src/video/gif-decoder.js';
 import { verifyClip } from '../src/video/provenance.js';
+
+/**
+ * node:fs wrapped so a test can make the output's writes fail like a full or read-only disk:
+ * `openFails(path)` gives the errno code for an openSync of that path, `writeFails` one for every
+ * writeSync while it is set. Without them every call is the real one.
+ */
+const fault = vi.hoisted(() => ({
+  openFails: undefined as ((file: string) => string | undefined) | undefined,
+  writeFails: undefined as string | undefined,
+}));
+
+vi.mock('node:fs', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs')>();
+  const failure = (code: string, syscall: string, target: unknown) => Object.assign(new Error(`${code}: injected, ${syscall} '${String(target)}'`), { code, syscall, path: String(target) });
+  const openSync = (...args: Parameters<typeof real.openSync>): number => {
+    const code = fault.openFails?.(String(args[0]));
+    if (code) throw failure(code, 'open', args[0]);
+    return real.openSync(...args);
+  };
+  const writeSync = (...args: Parameters<typeof real.writeSync>): number => {
+    if (fault.writeFails) throw failure(fault.writeFails, 'write', args[0]);
+    return (real.writeSync as (...a: Parameters<typeof real.writeSync>) => number)(...args);
+  };
+  const mocked = { ...real, openSync, writeSync };
+  return { ...mocked, default: mocked };
+});
+
+afterEach(() => {
+  fault.openFails = undefined;
+  fault.writeFails = undefined;
+});
+
+/** ffmpeg as the CLI finds it (the test setup puts the devDependency's first on PATH). */
+const FFMPEG = findOnPath('ffmpeg');
 
 const TOY = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'models', 'toy');
 const FAST = { numInferenceSteps: 1, seed: 5 };
@@ -74,6 +112,13 @@ describe('parsePromptList', () => {
     expect(parseError('{"prompt":"a","name":"../x.gif"}')).toMatch(/name: got "\.\.\/x\.gif", expected a file name without folders/);
     expect(parseError('{"prompt":"a","name":"x.avi"}')).toMatch(/name: got "x\.avi", expected a name ending in \.mp4, \.gif, \.png/);
     expect(parseError('\n\n')).toMatch(/^jobs\.jsonl: no prompts/);
+  });
+
+  it("subtitles and audio: file paths, a relative one resolved against the list's folder", () => {
+    const jobs = parsePromptList('{"prompt":"a","subtitles":"subs/a.srt","audio":"/music/t.wav"}', path.join('/lists', 'jobs.jsonl'), 'mp4');
+    expect(jobs[0]).toMatchObject({ subtitles: path.resolve('/lists/subs/a.srt'), audio: path.resolve('/music/t.wav') });
+    expect(parseError('{"prompt":"a","audio":3}')).toMatch(/^jobs\.jsonl:1: audio: got 3, expected a file path/);
+    expect(parseError('{"prompt":"a","subtitles":" "}')).toMatch(/^jobs\.jsonl:1: subtitles: got " ", expected a file path/);
   });
 
   it('refuses two lines with one output name, naming both lines', () => {
@@ -192,5 +237,165 @@ describe('generate --prompts', () => {
     const again = cli();
     expect(await main(['generate', '--prompts', file, '--out-dir', out, '--format', 'gif', '--backend', 'cpu'], again.io)).toBe(0);
     expect(again.err()).toMatch(/2 already in .*, 0 to make/);
+  });
+
+  /** A 4×4 opaque white PNG. */
+  function whiteLogo(file: string): string {
+    fs.writeFileSync(file, encodePng({ width: 4, height: 4, data: new Uint8Array(64).fill(255), channels: 4, depth: 8 }));
+    return file;
+  }
+
+  it('post-processing flags and line files are checked before the model loads: one line naming the flag or line, exit 1, nothing made', async () => {
+    const d = path.join(tmp, 'post-refusals');
+    fs.mkdirSync(d);
+    const logo = whiteLogo(path.join(d, 'white.png'));
+    const srt = path.join(d, 'subs.srt');
+    fs.writeFileSync(srt, '1\n00:00:00,000 --> 00:00:05,000\nHELLO\n');
+    const wav = path.join(d, 'track.wav');
+    fs.writeFileSync(wav, 'RIFF');
+    const list = (name: string, text: string) => {
+      fs.writeFileSync(path.join(d, name), text);
+      return path.join(d, name);
+    };
+    const good = list('good.jsonl', '{"prompt":"a red ball"}\n');
+    const cases: Array<[string[], RegExp]> = [
+      [['--prompts', good, '--watermark', path.join(d, 'none.png')], /^wan-tfjs: --watermark: no file .*none\.png$/],
+      [['--prompts', good, '--watermark', logo, '--watermark-scale', '2'], /^wan-tfjs: --watermark-scale: got 2, expected a fraction/],
+      [['--prompts', good, '--watermark-opacity', '0.5'], /^wan-tfjs: --watermark-opacity goes with --watermark FILE\.png/],
+      [['--prompts', good, '--watermark', logo, '--watermark-scale', '1'], /^wan-tfjs: .*good\.jsonl:1: --watermark-scale: a 32×32 logo .* does not fit a 32×32 frame/],
+      [['--prompts', good, '--subtitles', path.join(d, 'none.srt')], /^wan-tfjs: --subtitles: no file .*none\.srt$/],
+      [['--prompts', good, '--audio', path.join(d, 'none.wav')], /^wan-tfjs: --audio: no file .*none\.wav$/],
+      [['--prompts', list('line-subs.jsonl', '{"prompt":"a"}\n{"prompt":"b","subtitles":"gone.srt"}\n')], /^wan-tfjs: .*line-subs\.jsonl:2: subtitles: no file .*post-refusals\/gone\.srt$/],
+      [['--prompts', list('gif-line.jsonl', '{"prompt":"a"}\n{"prompt":"b","name":"b.gif"}\n'), '--audio', wav], /^wan-tfjs: .*gif-line\.jsonl:2: audio \(the run's default\): needs an mp4 written by ffmpeg, and this line's clip b\.gif is a gif/],
+      [['--prompts', list('gif-subs.jsonl', '{"prompt":"a","subtitles":"subs.srt"}\n'), '--format', 'gif'], /^wan-tfjs: .*gif-subs\.jsonl:1: subtitles: needs an mp4 .* 0001-a\.gif is a gif/],
+      [['--prompts', list('blocked.jsonl', '{"prompt":"a red ball"}\n{"prompt":"a nude figure"}\n')], /^wan-tfjs: .*blocked\.jsonl:2: prompt: the prompt contains the blocked term "nude"; nothing was run$/],
+    ];
+    for (const [args, message] of cases) {
+      const c = cli();
+      const out = path.join(d, 'clips');
+      expect(await main(['generate', ...args, '--out-dir', out, '--backend', 'cpu'], c.io), args.join(' ')).toBe(1);
+      expect(c.err().trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(c.err().trim(), args.join(' ')).toMatch(message);
+      expect(fs.existsSync(out), args.join(' ')).toBe(false);
+    }
+  });
+
+  it('without ffmpeg, --subtitles / --audio / a line\'s audio are a ConfigError naming the flag or the line before the model loads', async () => {
+    const d = path.join(tmp, 'no-ffmpeg');
+    fs.mkdirSync(d);
+    const srt = path.join(d, 'subs.srt');
+    fs.writeFileSync(srt, '1\n00:00:00,000 --> 00:00:05,000\nHELLO\n');
+    fs.writeFileSync(path.join(d, 'track.wav'), 'RIFF');
+    const plain = path.join(d, 'plain.jsonl');
+    fs.writeFileSync(plain, '{"prompt":"a red ball"}\n');
+    const withAudio = path.join(d, 'audio.jsonl');
+    fs.writeFileSync(withAudio, '{"prompt":"a red ball"}\n{"prompt":"a blue cube","audio":"track.wav"}\n');
+    const saved = { PATH: process.env.PATH, WAN_FFMPEG: process.env.WAN_FFMPEG };
+    // no ffmpeg on PATH, none named by WAN_FFMPEG (and @ffmpeg-installer/ffmpeg is not a dependency)
+    process.env.PATH = '';
+    delete process.env.WAN_FFMPEG;
+    try {
+      for (const [args, message] of [
+        [['--prompts', plain, '--subtitles', srt], /^wan-tfjs: --subtitles needs ffmpeg, which was not found: install it/],
+        [['--prompts', withAudio], /^wan-tfjs: .*audio\.jsonl:2: audio needs ffmpeg, which was not found/],
+      ] as const) {
+        const c = cli();
+        const out = path.join(d, 'clips');
+        expect(await main(['generate', ...args, '--out-dir', out, '--backend', 'cpu'], c.io)).toBe(1);
+        expect(c.err().trim()).toMatch(message);
+        expect(fs.existsSync(out)).toBe(false);
+      }
+    } finally {
+      process.env.PATH = saved.PATH;
+      if (saved.WAN_FFMPEG !== undefined) process.env.WAN_FFMPEG = saved.WAN_FFMPEG;
+    }
+  });
+
+  it('--watermark is blended into every clip of the list (no ffmpeg needed); the provenance sidecars verify', async () => {
+    const d = path.join(tmp, 'watermark');
+    fs.mkdirSync(d);
+    const logo = whiteLogo(path.join(d, 'white.png'));
+    const file = path.join(d, 'jobs.jsonl');
+    fs.writeFileSync(file, '{"prompt":"a red ball","seed":1}\n{"prompt":"a blue cube","seed":2}\n');
+    const out = path.join(d, 'clips');
+    const c = cli();
+    const args = ['generate', '--prompts', file, '--out-dir', out, '--format', 'gif', '--steps', '1', '--backend', 'cpu', '--watermark', logo, '--watermark-position', 'top-left', '--watermark-scale', '0.25'];
+    expect(await main(args, c.io), c.err()).toBe(0);
+    for (const name of ['0001-a-red-ball.gif', '0002-a-blue-cube.gif']) {
+      const gif = decodeGif(new Uint8Array(fs.readFileSync(path.join(out, name))));
+      expect(gif.frames.length).toBe(5);
+      // an 8×8 white square (a quarter of the 32-pixel width) 8 pixels from the top-left corner, in every frame
+      for (const frame of gif.frames) {
+        for (const [y, x] of [[8, 8], [11, 12], [15, 15]]) expect(Array.from(frame.rgb.subarray((y * 32 + x) * 3, (y * 32 + x) * 3 + 3)), name).toEqual([255, 255, 255]);
+      }
+      expect(verifyClip(path.join(out, name)).differences, name).toEqual([]);
+    }
+  });
+
+  it.runIf(FFMPEG)('--audio for every clip and a line\'s own subtitles, through ffmpeg', async () => {
+    const d = path.join(tmp, 'audio-subs');
+    fs.mkdirSync(d);
+    const wav = path.join(d, 'tone.wav');
+    execFileSync(FFMPEG!, ['-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:duration=3', wav]);
+    fs.writeFileSync(path.join(d, 'subs.srt'), '1\n00:00:00,000 --> 00:00:05,000\nHI\n');
+    const file = path.join(d, 'jobs.jsonl');
+    fs.writeFileSync(file, '{"prompt":"a red ball","seed":1}\n{"prompt":"a blue cube","seed":2,"subtitles":"subs.srt"}\n');
+    const out = path.join(d, 'clips');
+    const c = cli();
+    expect(await main(['generate', '--prompts', file, '--out-dir', out, '--steps', '1', '--backend', 'cpu', '--audio', wav], c.io), c.err()).toBe(0);
+    expect(fs.readdirSync(out).sort()).toEqual(['0001-a-red-ball.mp4', '0001-a-red-ball.mp4.json', '0002-a-blue-cube.mp4', '0002-a-blue-cube.mp4.json']);
+    for (const name of ['0001-a-red-ball.mp4', '0002-a-blue-cube.mp4']) {
+      expect(spawnSync(FFMPEG!, ['-hide_banner', '-i', path.join(out, name)], { encoding: 'utf-8' }).stderr, name).toMatch(/Audio: aac/);
+      expect(verifyClip(path.join(out, name)).differences, name).toEqual([]);
+    }
+  });
+
+  it('a clip that cannot be written (a folder in the way, a full disk) fails alone: nothing half-written, the next clips made, exit 1 with the failures in the summary', async () => {
+    const d = path.join(tmp, 'write-failures');
+    const out = path.join(d, 'clips');
+    fs.mkdirSync(path.join(out, 'taken.gif'), { recursive: true });
+    fs.writeFileSync(path.join(out, 'taken.gif', 'keep'), 'mine');
+    const file = path.join(d, 'jobs.jsonl');
+    fs.writeFileSync(file, ['{"prompt":"a red ball","seed":1}', '{"prompt":"a blue cube","seed":2,"name":"taken.gif"}', '{"prompt":"green waves","seed":3}', '{"prompt":"a yellow star","seed":4}'].join('\n'));
+    const c = cli();
+    // the disk is "full" while line 3 is written: from the report of clip 2 to that of clip 3
+    const io: CliIO = {
+      ...c.io,
+      stderr: {
+        write: (t: string) => {
+          if (t.startsWith('[2/4]')) fault.writeFails = 'ENOSPC';
+          if (t.startsWith('[3/4]')) fault.writeFails = undefined;
+          return c.io.stderr.write(t);
+        },
+      },
+    };
+    expect(await main(['generate', '--prompts', file, '--out-dir', out, '--format', 'gif', '--steps', '1', '--batch', '1', '--backend', 'cpu'], io)).toBe(1);
+    expect(c.err()).toMatch(/\[2\/4\] line 2: failed: cannot write .*taken\.gif/);
+    expect(c.err()).toMatch(/\[3\/4\] line 3: failed: cannot write .*0003-green-waves\.gif: no space left on the device/);
+    expect(c.err()).toMatch(/\[4\/4\] line 4: wrote /);
+    const summary = c.out().trim().split('\n');
+    expect(summary[0]).toMatch(/^made 2, skipped 0 \(already done\), failed 2;/);
+    expect(summary.slice(1)).toEqual([expect.stringMatching(/^ {2}failed line 2 \(taken\.gif\): cannot write /), expect.stringMatching(/^ {2}failed line 3 \(0003-green-waves\.gif\): cannot write .*\(ENOSPC in write\)$/)]);
+    // no temporary file, no clip or sidecar of the failed lines; the folder in the way untouched
+    expect(fs.readdirSync(out).sort()).toEqual(['0001-a-red-ball.gif', '0001-a-red-ball.gif.json', '0004-a-yellow-star.gif', '0004-a-yellow-star.gif.json', 'taken.gif']);
+    expect(fs.readdirSync(path.join(out, 'taken.gif'))).toEqual(['keep']);
+    for (const name of ['0001-a-red-ball.gif', '0004-a-yellow-star.gif']) expect(verifyClip(path.join(out, name)).differences, name).toEqual([]);
+  });
+
+  it('an out-dir that cannot be written is a ConfigError naming --out-dir before the model loads', async () => {
+    const d = path.join(tmp, 'read-only');
+    const out = path.join(d, 'clips');
+    fs.mkdirSync(out, { recursive: true });
+    const file = path.join(d, 'jobs.jsonl');
+    fs.writeFileSync(file, '{"prompt":"a red ball"}\n');
+    for (const code of ['EROFS', 'EACCES']) {
+      // root may write anywhere, so the refusal is injected rather than made with chmod
+      fault.openFails = (f) => (f.startsWith(out) ? code : undefined);
+      const c = cli();
+      expect(await main(['generate', '--prompts', file, '--out-dir', out, '--format', 'gif', '--backend', 'cpu'], c.io)).toBe(1);
+      expect(c.err().trim().split('\n').at(-1)).toMatch(new RegExp(`^wan-tfjs: --out-dir .*clips: cannot write .*clips: .*\\(${code} in open\\)$`));
+      expect(c.err()).not.toMatch(/loading/);
+      expect(fs.readdirSync(out)).toEqual([]);
+    }
   });
 });

@@ -281,8 +281,9 @@ describe('wan-tfjs generate --watermark, --subtitles, --audio', () => {
     }
     const list = path.join(dir, 'jobs.jsonl');
     fs.writeFileSync(list, '{"prompt": "a fox"}\n');
-    const r = await run(['generate', '--prompts', list, '--out-dir', path.join(d, 'clips'), '--watermark', logoFile]);
-    expect(r.stderr).toMatch(/^wan-tfjs: --watermark goes with one clip \(--prompt and --out\), not with --prompts/);
+    // a prompt list takes the flags for every clip (test/prompt-list.test.ts), checked the same way
+    const r = await run(['generate', '--prompts', list, '--out-dir', path.join(d, 'clips'), '--watermark', path.join(dir, 'none.png')]);
+    expect(r.stderr).toMatch(/^wan-tfjs: --watermark: no file/);
     expect(fs.readdirSync(d)).toEqual([]);
   });
 });

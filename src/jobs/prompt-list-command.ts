@@ -13,8 +13,11 @@ import { WanPipeline } from '../pipeline/wan-pipeline.js';
 import { MAX_SEED } from '../random.js';
 import type { CliIO } from '../cli-io.js';
 import { findFfmpeg } from '../video/ffmpeg.js';
-import { VIDEO_FORMATS, type VideoFormat } from '../video/save-video.js';
-import { readPromptList } from './prompt-list.js';
+import { outputError, removeQuietly, tempNames } from '../video/output-file.js';
+import { promptVerdict } from '../video/safety.js';
+import { formatFromPath, VIDEO_FORMATS, type VideoFormat } from '../video/save-video.js';
+import { watermarkPlacement, type OptionName, type Watermark } from '../video/watermark.js';
+import { atLine, readPromptList } from './prompt-list.js';
 import { formatSummary, planPromptList, runPromptList } from './run-prompt-list.js';
 
 /** The generate flags a prompt-list run reads (parseArgs' values). */
@@ -49,6 +52,15 @@ export interface PromptListFlags {
   precision?: string;
   experts?: string;
   'offload-blocks'?: string;
+  subtitles?: string;
+  audio?: string;
+}
+
+/** The post-processing of every clip that the CLI reads from its flags (--watermark and its settings, read and checked there). */
+export interface PromptListPost {
+  watermark?: Watermark;
+  /** How errors name the watermark's options (by their flags). */
+  watermarkName?: OptionName;
 }
 
 /** The CLI's progress output (ProgressReporter). */
@@ -79,12 +91,45 @@ function checkFlags(values: PromptListFlags, positionals: readonly string[]): { 
   return { file: values.prompts, outDir: values['out-dir'] };
 }
 
+/** --subtitles / --audio: an existing file (whether the clips can take it is checked per line). */
+function checkFileFlag(flag: 'subtitles' | 'audio', file: string | undefined): void {
+  if (file === undefined) return;
+  let isFile = false;
+  try {
+    isFile = fs.statSync(file).isFile();
+  } catch {
+    // missing or unreadable: reported below
+  }
+  if (!isFile) throw new ConfigError(`--${flag}: no file ${file}`);
+}
+
 /**
- * `wan-tfjs generate --prompts FILE --out-dir DIR`: every line checked against the model before a
- * byte of weights is read, the model loaded once, the missing clips made in batches of equal
- * settings, one progress line per clip and a summary. Returns 0, or 1 when a job failed.
+ * Creates `outDir` and writes and removes a temporary file in it, so that a folder that cannot be
+ * created or written (permissions, a read-only or full disk) is a ConfigError naming --out-dir before
+ * the model loads, not one failure per clip after it.
  */
-export async function generatePromptList(values: PromptListFlags, positionals: readonly string[], io: CliIO, progress: PromptListProgress, version: string): Promise<number> {
+function checkOutDirWritable(outDir: string): void {
+  const probe = tempNames(path.resolve(outDir)).tmp;
+  try {
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.closeSync(fs.openSync(probe, 'wx'));
+  } catch (e) {
+    const reason = outputError(e, path.resolve(outDir));
+    throw new ConfigError(`--out-dir ${outDir}: ${reason instanceof Error ? reason.message : String(reason)}`);
+  } finally {
+    removeQuietly(probe);
+  }
+}
+
+/**
+ * `wan-tfjs generate --prompts FILE --out-dir DIR`: every line checked before a byte of weights is
+ * read (its settings against the model, its prompt against the blocklist, its subtitles and audio
+ * files, the watermark's fit in its frames), the out-dir created and probed for writing, the model
+ * loaded once, the missing clips made in batches of equal settings and post-processed (`post`'s
+ * watermark, the flags' or the line's subtitles and audio), one progress line per clip and a summary.
+ * Returns 0, or 1 when a clip failed (the others are still made).
+ */
+export async function generatePromptList(values: PromptListFlags, positionals: readonly string[], io: CliIO, progress: PromptListProgress, version: string, post: PromptListPost = {}): Promise<number> {
   const { file, outDir } = checkFlags(values, positionals);
   const format = values.format;
   if (format !== undefined && !(VIDEO_FORMATS as readonly string[]).includes(format)) throw new ConfigError(`--format: got "${format}", expected one of ${VIDEO_FORMATS.join(', ')}`);
@@ -104,7 +149,14 @@ export async function generatePromptList(values: PromptListFlags, positionals: r
     if (!m) throw new ConfigError(`--size: got "${values.size}", expected WIDTHxHEIGHT, e.g. 832x480`);
     size = [Number(m[1]), Number(m[2])];
   }
+  checkFileFlag('subtitles', values.subtitles);
+  checkFileFlag('audio', values.audio);
   const jobs = readPromptList(file, (format as VideoFormat | undefined) ?? 'mp4');
+  // the default safety checker would refuse such a clip only after it was made
+  for (const job of jobs) {
+    const verdict = promptVerdict(job.prompt);
+    if (verdict.flagged) throw new ConfigError(`${file}:${job.line}: prompt: ${verdict.reason}; nothing was run`);
+  }
   const parent = path.dirname(path.resolve(outDir));
   if (!fs.existsSync(parent)) throw new ConfigError(`--out-dir ${outDir}: the folder ${parent} does not exist; create it first`);
   if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new ConfigError(`--out-dir ${outDir}: a file is in the way; name a folder`);
@@ -135,15 +187,35 @@ export async function generatePromptList(values: PromptListFlags, positionals: r
     guidanceScale2: flagNumber('guidance2', values.guidance2, false),
     shift: flagNumber('shift', values.shift, false),
     fps: flagNumber('fps', values.fps, false),
+    subtitles: values.subtitles,
+    audio: values.audio,
   });
-  const missing = plan.groups.reduce((a, g) => a + g.length, 0);
+  const planned = plan.groups.flat();
+  const { watermark } = post;
+  for (const job of planned) {
+    try {
+      // a logo too large for this line's frames is refused now, before the model loads
+      if (watermark) watermarkPlacement(watermark, job.call.height, job.call.width, post.watermarkName);
+    } catch (e) {
+      throw atLine(file, job, e);
+    }
+  }
+  const missing = planned.length;
+  const ffmpeg = planned.some((j) => formatFromPath(j.name) === 'mp4') ? await findFfmpeg() : undefined;
+  const needsFfmpeg = planned.find((j) => j.subtitles !== undefined || j.audio !== undefined);
+  if (needsFfmpeg && !ffmpeg) {
+    const field = needsFfmpeg.subtitles !== undefined ? 'subtitles' : 'audio';
+    const fromLine = jobs.find((j) => j.line === needsFfmpeg.line)?.[field] !== undefined;
+    const who = fromLine ? `${file}:${needsFfmpeg.line}: ${field}` : `--${field}`;
+    throw new ConfigError(`${who} needs ffmpeg, which was not found: install it (apt install ffmpeg, brew install ffmpeg, or npm install @ffmpeg-installer/ffmpeg) or set WAN_FFMPEG`);
+  }
   progress.note(`${file}: ${jobs.length} prompts, ${plan.finished.length} already in ${outDir}, ${missing} to make in ${plan.groups.length} group${plan.groups.length === 1 ? '' : 's'} of equal settings`);
-  fs.mkdirSync(outDir, { recursive: true });
   if (missing === 0) {
+    // every clip exists, so the folder does: nothing to create or write
     progress.note('nothing to make');
     return 0;
   }
-  const ffmpeg = await findFfmpeg();
+  checkOutDirWritable(outDir);
   progress.note(`backend ${backend}; loading ${modelDir ?? index.transformer}`);
   const pipe = await WanPipeline.fromPretrained(index, { residency, offloadBlocks, onProgress: (e) => progress.load(e) });
   try {
@@ -155,6 +227,7 @@ export async function generatePromptList(values: PromptListFlags, positionals: r
       ffmpegPath: ffmpeg,
       metadata: { model: path.basename(path.resolve(modelDir ?? index.transformer)), software: `wan-tfjs ${version}` },
       provenance: { libraryVersion: version, model: await modelIdentity(index) },
+      postProcess: watermark ? { watermark } : undefined,
       onStep: (s) => progress.step(s),
       onBatch: (b) => {
         const c = b[0].call;

@@ -13,11 +13,16 @@ export interface PromptLineSettings {
   numFrames?: number;
   numInferenceSteps?: number;
   guidanceScale?: number;
+  /** An .srt file burned into the clip (an MP4 through ffmpeg); a line's path is relative to the list's folder. */
+  subtitles?: string;
+  /** An audio file added to the clip (an MP4 through ffmpeg); a line's path is relative to the list's folder. */
+  audio?: string;
 }
 
 /**
  * One line of a prompt list (JSONL): the prompt, and what the line sets of negative prompt, seed,
- * size, frames, steps, guidance and output name. Fields a line leaves out take the run's defaults.
+ * size, frames, steps, guidance, subtitles, audio and output name. Fields a line leaves out take the
+ * run's defaults.
  */
 export interface PromptJob extends PromptLineSettings {
   /** 1-based line number in the file. */
@@ -28,7 +33,7 @@ export interface PromptJob extends PromptLineSettings {
 }
 
 /** The fields a line may set (JSON keys). */
-export const PROMPT_LIST_FIELDS = ['prompt', 'negative_prompt', 'seed', 'size', 'frames', 'steps', 'guidance', 'name'] as const;
+export const PROMPT_LIST_FIELDS = ['prompt', 'negative_prompt', 'seed', 'size', 'frames', 'steps', 'guidance', 'subtitles', 'audio', 'name'] as const;
 
 /** Longest slug of a prompt in a default output name. */
 const SLUG_CHARS = 40;
@@ -80,9 +85,11 @@ function positiveInt(v: unknown, field: string, where: (m: string) => ConfigErro
 /**
  * The jobs of a prompt list's text: one JSON object per line (blank lines skipped), each with a
  * non-empty `prompt` and any of negative_prompt, seed (integer in [0, 2^53)), size ("WxH"), frames,
- * steps (positive integers), guidance (a number) and name (a file name with a video extension; default
- * outputName(line, prompt, `format`)). A malformed line, an unknown field, a value of the wrong type or
- * two lines with one output name is a ConfigError naming the file, the line and the field.
+ * steps (positive integers), guidance (a number), subtitles and audio (file paths, relative ones
+ * resolved against the folder of `file`, so a list and its files move together; whether they exist is
+ * checkLineFiles'), and name (a file name with a video extension; default outputName(line, prompt,
+ * `format`)). A malformed line, an unknown field, a value of the wrong type or two lines with one
+ * output name is a ConfigError naming the file, the line and the field.
  */
 export function parsePromptList(text: string, file: string, format: VideoFormat = 'mp4'): PromptJob[] {
   const jobs: PromptJob[] = [];
@@ -125,6 +132,12 @@ export function parsePromptList(text: string, file: string, format: VideoFormat 
       if (typeof o.guidance !== 'number' || !Number.isFinite(o.guidance)) throw where(`guidance: got ${describe(o.guidance)}, expected a number`);
       job.guidanceScale = o.guidance;
     }
+    for (const field of ['subtitles', 'audio'] as const) {
+      const v = o[field];
+      if (v === undefined) continue;
+      if (typeof v !== 'string' || v.trim() === '') throw where(`${field}: got ${describe(v)}, expected a file path (relative to the list's folder)`);
+      job[field] = path.resolve(path.dirname(file), v);
+    }
     if (o.name !== undefined) {
       if (typeof o.name !== 'string') throw where(`name: got ${describe(o.name)}, expected a string`);
       checkName(o.name, where);
@@ -164,6 +177,28 @@ export function isFinished(outDir: string, job: Pick<PromptJob, 'name'>): boolea
     return st.isFile() || (st.isDirectory() && formatFromPath(job.name) === 'png');
   } catch {
     return false;
+  }
+}
+
+/**
+ * Checks a line's post-processing files (its own, else `defaults`'): each must be an existing file,
+ * and the clip an MP4 (ffmpeg burns the subtitles and muxes the audio). A refusal is a ConfigError
+ * naming `file`, the line and the field.
+ */
+export function checkLineFiles(file: string, job: PromptJob, defaults: Pick<PromptLineSettings, 'subtitles' | 'audio'> = {}): void {
+  for (const field of ['subtitles', 'audio'] as const) {
+    const given = job[field] ?? defaults[field];
+    if (given === undefined) continue;
+    const origin = job[field] !== undefined ? '' : ' (the run\'s default)';
+    let isFile = false;
+    try {
+      isFile = fs.statSync(given).isFile();
+    } catch {
+      // missing or unreadable: reported below
+    }
+    if (!isFile) throw lineError(file, job.line, `${field}${origin}: no file ${given}`);
+    const format = formatFromPath(job.name) ?? 'mp4';
+    if (format !== 'mp4') throw lineError(file, job.line, `${field}${origin}: needs an mp4 written by ffmpeg, and this line's clip ${job.name} is ${format === 'png' ? 'PNG frames' : `a ${format}`}; give the line an .mp4 name`);
   }
 }
 

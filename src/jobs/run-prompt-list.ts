@@ -9,9 +9,9 @@ import { resolveSettings, type ResolvedCall } from '../pipeline/resolve-settings
 import type { WanPipeline } from '../pipeline/wan-pipeline.js';
 import { randomSeed } from '../random.js';
 import type { ProvenanceInput } from '../video/provenance.js';
-import { formatFromPath, saveVideo, type VideoMetadata } from '../video/save-video.js';
+import { formatFromPath, saveVideo, type SaveVideoOptions, type VideoMetadata } from '../video/save-video.js';
 import { newTempRemover } from '../video/temp-files.js';
-import { atLine, isFinished, type PromptJob, type PromptLineSettings } from './prompt-list.js';
+import { atLine, checkLineFiles, isFinished, type PromptJob, type PromptLineSettings } from './prompt-list.js';
 
 /** What a line that leaves a setting out gets (the CLI's flags); the model's defaults for the rest. */
 export interface PromptListDefaults extends PromptLineSettings {
@@ -20,7 +20,7 @@ export interface PromptListDefaults extends PromptLineSettings {
   fps?: number;
 }
 
-/** A job to make: its seed chosen and its settings resolved against the model (batch 1). */
+/** A job to make: its seed chosen, its settings resolved against the model (batch 1), its subtitles and audio the line's or the run's. */
 export interface PlannedJob extends PromptJob {
   seed: number;
   call: ResolvedCall;
@@ -41,10 +41,12 @@ function groupKey(job: PlannedJob): string {
 
 /**
  * Checks every line against the model (`spec`) before anything runs: its settings after `defaults`
- * and the model's defaults (frames, size, steps, guidance, memory at batch 1); a refusal is a
- * ConfigError naming `file` and the line. Lines whose output exists in `outDir` are finished (not
- * made again); the others get their seed (the line's, else `defaults.seed`, else a random one) and
- * are grouped by size, frames, steps, guidance, shift, fps and negative prompt.
+ * and the model's defaults (frames, size, steps, guidance, memory at batch 1) and, for a clip still to
+ * make, its subtitles and audio files (checkLineFiles); a refusal is a ConfigError naming `file` and the line. Lines whose
+ * output exists in `outDir` are finished (not made again); the others get their seed (the line's,
+ * else `defaults.seed`, else a random one), their subtitles and audio (the line's, else the
+ * defaults'), and are grouped by size, frames, steps, guidance, shift, fps and negative prompt
+ * (subtitles and audio are applied as each clip is written, so they do not split a batch).
  */
 export function planPromptList(spec: PipelineSpec, jobs: readonly PromptJob[], file: string, outDir: string, defaults: PromptListDefaults = {}, budget?: MemoryBudget): PromptListPlan {
   const groups = new Map<string, PlannedJob[]>();
@@ -77,7 +79,11 @@ export function planPromptList(spec: PipelineSpec, jobs: readonly PromptJob[], f
       finished.push(job);
       continue;
     }
-    const planned: PlannedJob = { ...job, seed, call };
+    // only a clip still to make needs its files
+    checkLineFiles(file, job, defaults);
+    const subtitles = job.subtitles ?? defaults.subtitles;
+    const audio = job.audio ?? defaults.audio;
+    const planned: PlannedJob = { ...job, seed, call, ...(subtitles !== undefined ? { subtitles } : {}), ...(audio !== undefined ? { audio } : {}) };
     const key = groupKey(planned);
     const group = groups.get(key);
     if (group) group.push(planned);
@@ -121,6 +127,11 @@ export interface PromptListRunOptions {
   metadata?: VideoMetadata;
   /** The library and model of every clip's provenance record (embedded and in its sidecar), beside the job's settings. */
   provenance?: Pick<ProvenanceInput, 'libraryVersion' | 'model' | 'submitter'>;
+  /**
+   * saveVideo's post-processing of every clip: a watermark, the transformFrames hook, the safety
+   * checker (default promptBlocklist()). Each job's subtitles and audio come from the plan.
+   */
+  postProcess?: Pick<SaveVideoOptions, 'watermark' | 'transformFrames' | 'safetyChecker'>;
   onClip?: (e: ClipEvent, done: number, total: number) => void;
   onStep?: (s: StepInfo) => void;
   onBatch?: (jobs: readonly PlannedJob[]) => void;
@@ -211,6 +222,9 @@ export async function runPromptList(pipe: WanPipeline, plan: PromptListPlan, opt
               format,
               signal: options.signal,
               ...(format === 'mp4' ? (options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : { encoder: 'builtin' as const }) : {}),
+              ...options.postProcess,
+              subtitles: job.subtitles,
+              audio: job.audio,
               metadata: { ...settings, shift: c.options.shift, ...options.metadata },
               ...(options.provenance ? { provenance: { ...settings, ...options.provenance } } : {}),
             });

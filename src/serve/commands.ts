@@ -4,16 +4,16 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/select.js';
-import { ConfigError, OutOfMemoryError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { defaultModelDir, packageRoot } from '../pipeline/default-model.js';
 import { modelIdentity } from '../pipeline/model-identity.js';
 import { readModelIndex } from '../pipeline/model-index.js';
 import { readPipelineSpec } from '../pipeline/pipeline-spec.js';
-import { resolveSettings } from '../pipeline/resolve-settings.js';
 import { WanPipeline } from '../pipeline/wan-pipeline.js';
 import { findFfmpeg } from '../video/ffmpeg.js';
 import { EmbeddedQueue } from './embedded-queue.js';
 import { EmbeddingStore } from './embedding-store.js';
+import { checkJobSpec } from './job-spec.js';
 import type { JobQueue, JobSpec } from './job-queue.js';
 import { startServer } from './server.js';
 import { runWorker } from './worker.js';
@@ -47,7 +47,9 @@ serve options:
                            (default: $WAN_MODEL, else the bundled models/toy)
   API: POST /jobs {"prompt", "negativePrompt", "seed", "numFrames", "width", "height", "steps",
   "guidance", "fps", "format": "mp4"|"gif"}, GET /jobs, GET|DELETE /jobs/:id,
-  GET /jobs/:id/result (the clip), GET /jobs/:id/events (server-sent events)
+  GET /jobs/:id/result (the clip), GET /jobs/:id/sidecar (its provenance record),
+  GET /jobs/:id/events (server-sent events), POST /jobs/:id/review {"decision": "publish"|"reject"},
+  GET /jobs?review=pending|published|rejected; the review page: GET /review
 
 worker options:
   --model DIR              loaded once for every job (default: $WAN_MODEL, else the bundled models/toy)
@@ -105,14 +107,7 @@ export async function serveCommand(args: readonly string[], io: CommandIO): Prom
   const apiKey = values['api-key'] ?? io.env.WAN_API_KEY;
   if (apiKey !== undefined && apiKey.length < 8) throw new ConfigError('--api-key: expected at least 8 characters');
   const spec = readPipelineSpec(readModelIndex(values.model ?? defaultModelDir(io.env, packageRoot(), '--model')));
-  const check = (job: JobSpec) => {
-    try {
-      resolveSettings(spec, { prompt: job.prompt, negativePrompt: job.negativePrompt, seed: job.seed, numFrames: job.numFrames, width: job.width, height: job.height, numInferenceSteps: job.steps, guidanceScale: job.guidance, fps: job.fps }, { decode: true });
-    } catch (e) {
-      // memory is the worker's machine's to judge
-      if (!(e instanceof OutOfMemoryError)) throw e;
-    }
-  };
+  const check = (job: JobSpec) => checkJobSpec(spec, job);
   const { queue, where } = await openQueue(io, values.queue);
   try {
     const server = await startServer({ queue, port, host: values.host, apiKey, check });

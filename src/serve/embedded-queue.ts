@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { sidecarPath } from '../video/provenance.js';
-import { batchKey, isFinished, type Claim, type ClaimOptions, type FinishedClip, type JobQueue, type JobRecord, type JobSpec } from './job-queue.js';
+import { batchKey, isFinished, reviewStateOf, type Claim, type ClaimOptions, type FinishedClip, type JobQueue, type JobRecord, type JobSpec, type ReviewDecision } from './job-queue.js';
 
 /** A job as the journal holds it: the record and the lease of its current claim. */
 interface Entry extends JobRecord {
@@ -235,7 +235,8 @@ export class EmbeddedQueue implements JobQueue {
 
   private static record(e: Entry): JobRecord {
     const { lease: _lease, ...job } = e;
-    return job;
+    // a done job is 'pending' review until decided (journals written before reviews existed included)
+    return job.state === 'done' && job.review === undefined ? { ...job, review: 'pending' } : job;
   }
 
   async submit(spec: JobSpec, submitter?: string): Promise<JobRecord> {
@@ -347,10 +348,26 @@ export class EmbeddedQueue implements JobQueue {
     return this.locked((jobs) => ({ value: [...jobs.values()].map((e) => EmbeddedQueue.record(e)) }));
   }
 
+  async review(id: string, decision: ReviewDecision): Promise<JobRecord | undefined> {
+    return this.locked((jobs) => {
+      const e = jobs.get(id);
+      if (!e || e.state !== 'done') return { value: e && EmbeddedQueue.record(e) };
+      // journalled like every change: the decision survives a restart
+      const next: Entry = { ...e, review: reviewStateOf(decision), reviewedAt: new Date().toISOString() };
+      return { changed: [next], value: EmbeddedQueue.record(next) };
+    });
+  }
+
   async result(id: string): Promise<Uint8Array | undefined> {
     const job = await this.status(id);
     if (job?.state !== 'done' || !job.result) return undefined;
     return new Uint8Array(await fs.promises.readFile(path.join(this.resultsDir, job.result.file)));
+  }
+
+  async sidecar(id: string): Promise<string | undefined> {
+    const job = await this.status(id);
+    if (job?.state !== 'done' || !job.result) return undefined;
+    return fs.promises.readFile(sidecarPath(path.join(this.resultsDir, job.result.file)), 'utf-8');
   }
 
   watch(id: string, listener: (job: JobRecord) => void): () => void {

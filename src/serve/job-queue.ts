@@ -18,6 +18,14 @@ export interface JobSpec {
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
+/** A done job's clip as a reviewer judged it: 'pending' until someone publishes or rejects it. */
+export type ReviewState = 'pending' | 'published' | 'rejected';
+
+/** What a reviewer can decide: 'publish' makes the job 'published', 'reject' 'rejected' (a later decision replaces it). */
+export type ReviewDecision = 'publish' | 'reject';
+
+export const REVIEW_STATES: readonly ReviewState[] = ['pending', 'published', 'rejected'];
+
 /** A finished job's clip and its provenance sidecar (`<file>.json`), as the queue stores them. */
 export interface JobResult {
   /** File name of the clip (`<id>.mp4` / `<id>.gif`); its sidecar is `<file>.json`. */
@@ -44,6 +52,10 @@ export interface JobRecord {
   readonly cancelRequested?: boolean;
   readonly result?: JobResult;
   readonly finishedAt?: string;
+  /** A done job's review ('pending' until decided); absent on jobs that are not done. */
+  readonly review?: ReviewState;
+  /** When the last review decision was made. */
+  readonly reviewedAt?: string;
 }
 
 /** A job claimed by a worker: `token` identifies this claim (a later claim of the same job after the lease expired has another). */
@@ -87,8 +99,16 @@ export interface JobQueue {
   cancel(id: string): Promise<JobRecord | undefined>;
   status(id: string): Promise<JobRecord | undefined>;
   list(): Promise<JobRecord[]>;
+  /**
+   * Records a reviewer's decision on a done job (its clip published or rejected; a later decision
+   * replaces an earlier one). A job that is not done is returned unchanged (only a finished clip
+   * can be reviewed: the caller sees why in its state); undefined for an unknown id.
+   */
+  review(id: string, decision: ReviewDecision): Promise<JobRecord | undefined>;
   /** The clip's bytes of a done job. */
   result(id: string): Promise<Uint8Array | undefined>;
+  /** The provenance sidecar (`<clip>.json`, as saveVideo wrote it) of a done job. */
+  sidecar(id: string): Promise<string | undefined>;
   /** Calls `listener` with the job's record each time it changes, until the returned function is called or the job ends. */
   watch(id: string, listener: (job: JobRecord) => void): () => void;
   close(): Promise<void>;
@@ -102,6 +122,21 @@ export function batchKey(spec: JobSpec): string {
 
 export function isFinished(state: JobState): boolean {
   return state === 'done' || state === 'failed' || state === 'cancelled';
+}
+
+/** The review state a decision leads to. */
+export function reviewStateOf(decision: ReviewDecision): ReviewState {
+  return decision === 'publish' ? 'published' : 'rejected';
+}
+
+/** A review request's body (`{"decision": "publish" | "reject"}`) → the decision; a ConfigError names the field otherwise. */
+export function parseReviewDecision(body: unknown): ReviewDecision {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ConfigError('review: expected a JSON object such as {"decision": "publish"}');
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).filter((k) => k !== 'decision');
+  if (unknown.length > 0) throw new ConfigError(`review: unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the field is decision`);
+  if (b.decision !== 'publish' && b.decision !== 'reject') throw new ConfigError(`decision: got ${JSON.stringify(b.decision)}, expected "publish" or "reject"`);
+  return b.decision;
 }
 
 const FIELDS = ['prompt', 'negativePrompt', 'seed', 'numFrames', 'width', 'height', 'steps', 'guidance', 'fps', 'format'] as const;

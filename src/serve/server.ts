@@ -3,7 +3,8 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WanError } from '../errors.js';
 import { randomSeed } from '../random.js';
-import { isFinished, parseJobSpec, type JobQueue, type JobRecord, type JobSpec } from './job-queue.js';
+import { isFinished, parseJobSpec, parseReviewDecision, REVIEW_STATES, type JobQueue, type JobRecord, type JobSpec, type ReviewDecision, type ReviewState } from './job-queue.js';
+import { REVIEW_PAGE, REVIEW_PAGE_HEADERS } from './review-page.js';
 
 export interface ServerOptions {
   readonly queue: JobQueue;
@@ -57,31 +58,51 @@ function authorized(req: http.IncomingMessage, key: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** A job as the API shows it: its record and, when done, where its clip is. */
+/** A job as the API shows it: its record and, when done, where its clip is and its review ('pending' until decided). */
 function view(job: JobRecord): Record<string, unknown> {
-  return { ...job, ...(job.state === 'done' ? { resultUrl: `/jobs/${job.id}/result` } : {}) };
+  return { ...job, ...(job.state === 'done' ? { resultUrl: `/jobs/${job.id}/result`, review: job.review ?? 'pending' } : {}) };
+}
+
+/** GET /jobs's `?review=` filter: undefined when absent, else one of the review states (a 400 naming it otherwise). */
+function reviewFilter(url: URL): ReviewState | undefined {
+  const v = url.searchParams.get('review');
+  if (v === null) return undefined;
+  const state = REVIEW_STATES.find((s) => s === v);
+  if (!state) throw new HttpError(400, `review: got ${JSON.stringify(v)}, expected ${REVIEW_STATES.map((s) => `"${s}"`).join(', ')}`);
+  return state;
 }
 
 const CONTENT_TYPES: Record<string, string> = { mp4: 'video/mp4', gif: 'image/gif' };
 
 /**
- * `wan-tfjs serve`: the queue over HTTP. POST /jobs (a JSON job, 201 with the job), GET /jobs,
- * GET /jobs/:id, DELETE /jobs/:id (cancel), GET /jobs/:id/result (the clip), GET /jobs/:id/events
- * (text/event-stream: an event `job` with the record at each change, until it ends). Errors are
- * `{ "error": "…" }` with 400, 401, 404, 405, 409 or 413.
+ * `wan-tfjs serve`: the queue over HTTP. POST /jobs (a JSON job, 201 with the job), GET /jobs
+ * (`?review=pending|published|rejected`: only done jobs under that review), GET /jobs/:id,
+ * DELETE /jobs/:id (cancel), GET /jobs/:id/result (the clip), GET /jobs/:id/sidecar (its
+ * provenance record, `<clip>.json`), GET /jobs/:id/events
+ * (text/event-stream: an event `job` with the record at each change, until it ends),
+ * POST /jobs/:id/review (`{"decision": "publish" | "reject"}`: a done job's clip published or
+ * rejected; 409 before it is done). GET /review is the review page (review-page.ts), sent without
+ * the API key since it holds no data: it calls the API with the key. Errors are `{ "error": "…" }`
+ * with 400, 401, 404, 405, 409 or 413.
  */
 export async function startServer(o: ServerOptions): Promise<{ server: http.Server; url: string; close: () => Promise<void> }> {
   const max = o.maxBodyBytes ?? 64 * 1024;
   const streams = new Set<() => void>();
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const parts = url.pathname.split('/').filter((p) => p !== '');
+    const method = req.method ?? 'GET';
+    if (parts.length === 1 && parts[0] === 'review') {
+      if (method !== 'GET') throw new HttpError(405, `${method} /review: use GET`);
+      res.writeHead(200, { ...REVIEW_PAGE_HEADERS, 'content-length': Buffer.byteLength(REVIEW_PAGE) });
+      res.end(REVIEW_PAGE);
+      return;
+    }
     if (o.apiKey !== undefined && !authorized(req, o.apiKey)) {
       res.setHeader('www-authenticate', 'Bearer');
       throw new HttpError(401, 'an API key is required: send Authorization: Bearer <key>');
     }
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const parts = url.pathname.split('/').filter((p) => p !== '');
-    const method = req.method ?? 'GET';
-    if (parts[0] !== 'jobs' || parts.length > 3) throw new HttpError(404, `no route ${url.pathname}; the API is /jobs, /jobs/:id, /jobs/:id/result, /jobs/:id/events`);
+    if (parts[0] !== 'jobs' || parts.length > 3) throw new HttpError(404, `no route ${url.pathname}; the API is /jobs, /jobs/:id, /jobs/:id/result, /jobs/:id/sidecar, /jobs/:id/events, /jobs/:id/review, and the page /review`);
     if (parts.length === 1) {
       if (method === 'POST') {
         let spec: JobSpec;
@@ -94,7 +115,11 @@ export async function startServer(o: ServerOptions): Promise<{ server: http.Serv
         }
         return sendJson(res, 201, view(await o.queue.submit(spec, o.apiKey !== undefined ? 'api-key' : undefined)));
       }
-      if (method === 'GET') return sendJson(res, 200, (await o.queue.list()).map(view));
+      if (method === 'GET') {
+        const review = reviewFilter(url);
+        const jobs = (await o.queue.list()).map(view);
+        return sendJson(res, 200, review === undefined ? jobs : jobs.filter((j) => j.review === review));
+      }
       throw new HttpError(405, `${method} /jobs: use GET or POST`);
     }
     const id = parts[1];
@@ -109,12 +134,33 @@ export async function startServer(o: ServerOptions): Promise<{ server: http.Serv
       }
       throw new HttpError(405, `${method} /jobs/${id}: use GET or DELETE`);
     }
+    if (sub === 'review') {
+      if (method !== 'POST') throw new HttpError(405, `${method} /jobs/${id}/review: use POST`);
+      let decision: ReviewDecision;
+      try {
+        decision = parseReviewDecision(await readBody(req, max));
+      } catch (e) {
+        if (e instanceof WanError) throw new HttpError(400, e.message);
+        throw e;
+      }
+      const reviewed = await o.queue.review(id, decision);
+      if (!reviewed) throw new HttpError(404, `no job ${id}`);
+      if (reviewed.state !== 'done') throw new HttpError(409, `job ${id} is ${reviewed.state}; only a done job's clip can be reviewed`);
+      return sendJson(res, 200, view(reviewed));
+    }
     if (method !== 'GET') throw new HttpError(405, `${method} /jobs/${id}/${sub}: use GET`);
     if (sub === 'result') {
       const bytes = job.state === 'done' ? await o.queue.result(id) : undefined;
       if (!bytes || !job.result) throw new HttpError(409, `job ${id} is ${job.state}; its clip exists once it is done`);
       res.writeHead(200, { 'content-type': CONTENT_TYPES[job.spec.format], 'content-length': bytes.byteLength, 'content-disposition': `attachment; filename="${job.result.file}"` });
       res.end(bytes);
+      return;
+    }
+    if (sub === 'sidecar') {
+      const text = job.state === 'done' ? await o.queue.sidecar(id) : undefined;
+      if (text === undefined || !job.result) throw new HttpError(409, `job ${id} is ${job.state}; its provenance sidecar exists once it is done`);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'content-disposition': `attachment; filename="${job.result.file}.json"` });
+      res.end(text);
       return;
     }
     if (sub === 'events') {

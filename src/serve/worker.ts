@@ -75,7 +75,12 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       await sleep(o.pollMs, o.signal);
       continue;
     }
-    await runBatch(o, claims);
+    try {
+      await runBatch(o, claims);
+    } catch (e) {
+      // runBatch fails its jobs itself; anything that still escapes must not stop the worker
+      o.log(`worker ${o.id}: unexpected error after job(s) ${claims.map((c) => c.job.id.slice(0, 8)).join(', ')} (${message(e)}); taking the next job`);
+    }
     if (o.embeddings && cache) {
       try {
         await o.embeddings.save(cache);
@@ -171,7 +176,10 @@ interface Made {
 
 /**
  * Writes sample `i` of `frames` with its provenance record (embedded and as the sidecar saveVideo
- * writes beside it) and hands both to the queue; a failure fails this job only.
+ * writes beside it) and hands both to the queue. A failure (a full disk, permissions, a folder in the
+ * way: saveVideo's OutputFileError, or the queue's move into its results) fails this job only, with
+ * the error's message: this never throws, so the batch's other clips are still written and the
+ * worker goes on. saveVideo leaves no partial file; what the job left in the scratch folder is removed.
  */
 async function publish(o: WorkerOptions, claim: Claim, frames: tf.Tensor, i: number, made: Made): Promise<void> {
   const { job, token } = claim;
@@ -201,9 +209,17 @@ async function publish(o: WorkerOptions, claim: Claim, frames: tf.Tensor, i: num
     o.log(`worker ${o.id}: job ${job.id} ${kept ? 'done' : 'was no longer this worker\'s; its clip was dropped'}`);
   } catch (e) {
     o.log(`worker ${o.id}: job ${job.id} failed: ${message(e)}`);
-    await o.queue.fail(claim, `writing the clip failed: ${message(e)}`);
-    // nothing of this job stays in the scratch folder (complete removes both files too)
-    await Promise.all([tempFile, sidecarPath(tempFile)].map((f) => fs.promises.rm(f, { force: true })));
+    try {
+      await o.queue.fail(claim, `writing the clip failed: ${message(e)}`);
+    } catch (err) {
+      // its lease lapses and the job is claimed again (or failed after its last attempt)
+      o.log(`worker ${o.id}: job ${job.id} could not be marked failed (${message(err)})`);
+    }
+    // nothing of this job stays in the scratch folder (complete removes both files too); a removal
+    // that fails (a folder in the way) is logged, never thrown over the job's own error
+    await Promise.all(
+      [tempFile, sidecarPath(tempFile)].map((f) => fs.promises.rm(f, { force: true }).catch((err: unknown) => o.log(`worker ${o.id}: ${f} was not removed (${message(err)})`))),
+    );
   } finally {
     one.dispose();
   }
