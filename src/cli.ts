@@ -17,6 +17,7 @@ import { checkOutputTarget } from './pipeline/output-target.js';
 import { readPipelineSpec } from './pipeline/pipeline-spec.js';
 import { resolveSettings } from './pipeline/resolve-settings.js';
 import { WanPipeline } from './pipeline/wan-pipeline.js';
+import { memorySizeBytes } from './memory-size.js';
 import { MAX_SEED, randomSeed } from './random.js';
 import { findFfmpeg, killEncoders } from './video/ffmpeg.js';
 import { decodePng, pngToImage, type DecodedPng } from './video/png-decoder.js';
@@ -82,6 +83,8 @@ generate options:
                            GPU memory (one line says what and why); elsewhere both
   --offload-blocks N       cuda: the first N blocks of each expert live in pinned host memory and
                            are copied to the GPU one block ahead of use (default: planned; 0 none)
+  --vae-budget SIZE        the VAE decode's peak memory (e.g. 8g, 512m): whole frames when they fit,
+                           else the largest spatial tiles that do (an error when none do)
   --image FILE.png         first frame, for image-to-video (TI2V-5B, I2V-A14B); its size is the video's
   --last-image FILE.png    last frame too (I2V-A14B: first-and-last-frame video)
   --prompt-embeds FILE[:TENSOR]           prompt embeddings [B, L, D] from a safetensors file
@@ -354,6 +357,7 @@ const GENERATE_OPTIONS = {
   precision: { type: 'string' },
   experts: { type: 'string' },
   'offload-blocks': { type: 'string' },
+  'vae-budget': { type: 'string' },
   image: { type: 'string' },
   'last-image': { type: 'string' },
   watermark: { type: 'string' },
@@ -410,6 +414,9 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
   if (residency !== undefined && residency !== 'both' && residency !== 'swap' && residency !== 'active') throw new ConfigError(`--experts: got "${residency}", expected both, swap or active`);
   const offloadBlocks = intFlag('offload-blocks', values['offload-blocks']);
   if (offloadBlocks !== undefined && offloadBlocks < 0) throw new ConfigError(`--offload-blocks: got ${offloadBlocks}, expected 0 or more blocks`);
+  const vaeBudgetText = values['vae-budget'];
+  const vaeMemoryBudget = vaeBudgetText === undefined ? undefined : memorySizeBytes(vaeBudgetText);
+  if (vaeBudgetText !== undefined && vaeMemoryBudget === undefined) throw new ConfigError(`--vae-budget: got "${vaeBudgetText}", expected a memory size such as 8g, 512m or a number of bytes`);
   const precision = values.precision;
   if (precision !== undefined && precision !== 'bf16' && precision !== 'fp32') throw new ConfigError(`--precision: got "${precision}", expected bf16 or fp32`);
   const [width, height] = values.size !== undefined ? parseSize(values.size) : [undefined, undefined];
@@ -472,6 +479,7 @@ async function generate(args: readonly string[], io: CliIO): Promise<number> {
       guidanceScale2: numFlag('guidance2', values.guidance2),
       shift,
       seed: seedFlag(values.seed),
+      vaeMemoryBudget,
       signal: io.signal,
       onStep: (s: StepInfo) => progress.step(s),
     });

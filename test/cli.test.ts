@@ -336,13 +336,15 @@ describe('wan-tfjs CLI', () => {
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
-  it('--experts and --offload-blocks: a bad value, or streaming on cpu, is one line naming the flag, exit code 1', async () => {
+  it('--experts, --offload-blocks and --vae-budget: a bad value, or streaming on cpu, is one line naming the flag, exit code 1', async () => {
     const out = path.join(emptyDir('memory-modes'), 'x.gif');
     const cases: Array<[string[], RegExp]> = [
       [['--experts', 'sideways'], /^wan-tfjs: --experts: got "sideways", expected both, swap or active$/],
       [['--offload-blocks', '-1'], /^wan-tfjs: --offload-blocks: got -1, expected 0 or more blocks$/],
       [['--offload-blocks', 'two'], /^wan-tfjs: --offload-blocks: got "two", expected an integer$/],
       [['--offload-blocks', '1'], /^wan-tfjs: offloadBlocks: 1: backend 'cpu' keeps every tensor in host memory already/],
+      [['--vae-budget', 'lots'], /^wan-tfjs: --vae-budget: got "lots", expected a memory size such as 8g, 512m or a number of bytes$/],
+      [['--vae-budget', '1k'], /^wan-tfjs: vaeMemoryBudget: /],
     ];
     for (const [flags, message] of cases) {
       const r = await run(['generate', '--model', T2V, ...EMBEDS, ...SMALL, '--quiet', ...flags, '--out', out]);

@@ -4,6 +4,7 @@ import { decodeTensorBytes } from '../../weights/dtypes.js';
 import { scaleFp8 } from '../../weights/fp8.js';
 import { inFp32Island, type AttentionKernel, type Fp8Format, type Precision, type StoredFormat } from '../kernels/registry.js';
 import { CopyDirection, DeviceType, type DeviceInfo, type NativeCuda } from './native.js';
+import { memorySizeBytes } from '../memory-size.js';
 
 /** One tensor buffer: device memory for numeric dtypes, host bytes for strings. */
 interface DeviceData {
@@ -53,19 +54,13 @@ export function widthOf(storage: DeviceType): 1 | 2 | 4 {
 /** The storage type of fp8 codes in each format. */
 const FP8_STORAGE: Readonly<Record<Fp8Format, DeviceType>> = { e4m3fn: DeviceType.F8_E4M3, e5m2: DeviceType.F8_E5M2 };
 
-const UNITS: Readonly<Record<string, number>> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
-
 /**
- * Bytes of a memory size as `WAN_CUDA_MEMORY_LIMIT` gives it: a whole number of bytes, or a number
- * with a binary unit k, m, g or t (optionally followed by b or ib, any case): `24g` = 24 GiB,
- * `512m`, `1.5g`. Anything else, or a size under one byte, is a BackendError naming `variable`.
+ * Bytes of a memory size as `WAN_CUDA_MEMORY_LIMIT` gives it (memorySizeBytes: `24g` = 24 GiB,
+ * `512m`, `1.5g`, a number of bytes). Anything else is a BackendError naming `variable`.
  */
 export function parseMemorySize(text: string, variable: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
-  const bytes = m ? Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]) : NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < 1) {
-    throw new BackendError(`${variable} must be a memory size such as 24g, 40g, 512m or a number of bytes, got '${text.slice(0, 40)}'`);
-  }
+  const bytes = memorySizeBytes(text);
+  if (bytes === undefined) throw new BackendError(`${variable} must be a memory size such as 24g, 40g, 512m or a number of bytes, got '${text.slice(0, 40)}'`);
   return bytes;
 }
 

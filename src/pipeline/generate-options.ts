@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import type { WanVaeEncodeOptions } from '../../layers/autoencoder-kl-wan.js';
+import type { WanVaeDecodeOptions, WanVaeEncodeOptions } from '../../layers/autoencoder-kl-wan.js';
 
 /**
  * How a call is conditioned: on text only ('text-to-video'; per-token timesteps when the model
@@ -78,6 +78,21 @@ export interface GenerateOptions {
    * `onProgress` (I2V-A14B encodes a whole video [image, 0, …, 0], the longest step before denoising).
    */
   imageEncode?: WanVaeEncodeOptions;
+  /**
+   * textToVideo: the most bytes the VAE decode may hold at its peak (the VAE's weights, the latents,
+   * its causal caches and activations, the video and its conversion to frames; not the experts or the
+   * text encoder), as predictVaeDecodePeak predicts it (an upper bound within about 25%): whole frames
+   * when they fit (the result is then unchanged), else the largest square spatial tiles that fit
+   * (chooseVaeTile; tiling changes the result near seams). Checked before denoising: an
+   * OutOfMemoryError naming vaeMemoryBudget when even 128-pixel tiles do not fit. Ignored by generate.
+   */
+  vaeMemoryBudget?: number;
+  /**
+   * textToVideo: the VAE decode's spatial tiles (AutoencoderKLWan.decode's tileSize and tileOverlap,
+   * in pixels). With vaeMemoryBudget, a tileSize given here is checked against the budget instead of
+   * chosen, and tileOverlap applies to the chosen tiles. Ignored by generate.
+   */
+  vaeDecode?: Pick<WanVaeDecodeOptions, 'tileSize' | 'tileOverlap'>;
   onStep?: (info: StepInfo) => void;
   /** Stops the call before the next transformer block (and, in textToVideo, the next VAE decode chunk); the promise rejects with AbortError and nothing leaks. */
   signal?: AbortSignal;

@@ -22,6 +22,8 @@ export interface MemoryNeed {
 export interface EstimateScope {
   decode: boolean;
   task: TaskName;
+  /** The decode may run in spatial tiles (vaeMemoryBudget or vaeDecode.tileSize): its activations are a tile's, not bounded here. */
+  decodeTiles?: boolean;
 }
 
 /** What of the backend the estimate depends on. */
@@ -40,7 +42,9 @@ export type EstimateBackend = Pick<MemoryBudget, 'bytesPerElement' | 'compositeA
  *   F for image channels), two encoder activations of one frame at full resolution 2·(H/p)(W/p)·c₀,
  *   and the scores of its middle attention S(n²);
  * - decoding: the largest of the video and its frames together 2·B·3·F·H·W, two decoder activations
- *   of one latent frame's ft frames at full resolution 2·B·ft·(H/p)(W/p)·c₀, and S(B·n²).
+ *   of one latent frame's ft frames at full resolution 2·B·ft·(H/p)(W/p)·c₀, and S(B·n²); with
+ *   `decodeTiles` the video alone (a tile's activations are what vaeMemoryBudget bounds:
+ *   predictVaeDecodePeak in vae-budget.ts gives the decode's full peak).
  */
 export function estimateMemory(spec: PipelineSpec, size: CallSize, scope: EstimateScope, backend: EstimateBackend): MemoryNeed {
   const { batch: B, numFrames: F, height: H, width: W } = size;
@@ -69,7 +73,8 @@ export function estimateMemory(spec: PipelineSpec, size: CallSize, scope: Estima
   if (scope.decode) {
     const video = B * 3 * F * H * W;
     const activation = B * ft * (H / p) * (W / p) * outer;
-    stages.push({ stage: 'decoding: the VAE and the video', elements: Math.max(2 * video, 2 * activation, scores(B * positions * positions)), largest: Math.max(video, activation) });
+    const elements = scope.decodeTiles ? 2 * video : Math.max(2 * video, 2 * activation, scores(B * positions * positions));
+    stages.push({ stage: 'decoding: the VAE and the video', elements, largest: scope.decodeTiles ? video : Math.max(video, activation) });
   }
   const top = stages.reduce((a, b) => (b.elements > a.elements ? b : a));
   return { bytes: top.elements * backend.bytesPerElement, stage: top.stage, largestElements: Math.max(...stages.map((x) => x.largest)) };

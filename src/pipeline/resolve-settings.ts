@@ -72,7 +72,8 @@ export class ResolvedCall implements ResolvedSettings, CallGeometry {
       frames: o.latents ? 'latents' : 'numFrames',
       batch: o.latents ? 'latents' : o.promptEmbeds ? 'promptEmbeds' : 'prompt',
     };
-    checkMemory(this.spec, this, { decode, task: this.task }, budget, sources);
+    const decodeTiles = o.vaeMemoryBudget !== undefined || o.vaeDecode?.tileSize !== undefined;
+    checkMemory(this.spec, this, { decode, task: this.task, decodeTiles }, budget, sources);
   }
 
   /** The initial noise [B, C, F', H', W']: from `seed`, or sample i from `options.seeds[i]` (the noise of a single call with that seed). */
@@ -108,6 +109,33 @@ export interface ResolveOptions {
   budget?: MemoryBudget;
 }
 
+/**
+ * Checks vaeMemoryBudget (a positive number of bytes) and vaeDecode: tileSize a number or [height,
+ * width] of at least one latent (`s` pixels), tileOverlap numbers ≥ 0 below tileSize once rounded
+ * down to multiples of `s`, and only with a tileSize or a budget (else nothing would use it).
+ */
+function checkVaeDecode(o: GenerateOptions, s: number): void {
+  const budget = o.vaeMemoryBudget;
+  if (budget !== undefined && !(typeof budget === 'number' && Number.isFinite(budget) && budget > 0)) {
+    throw new ConfigError(`vaeMemoryBudget: got ${String(budget)}, expected a positive number of bytes`);
+  }
+  const { tileSize, tileOverlap } = o.vaeDecode ?? {};
+  const pairOf = (name: string, v: number | readonly number[], min: number): [number, number] => {
+    const xs = typeof v === 'number' ? [v, v] : [...v];
+    if (xs.length !== 2 || xs.some((x) => typeof x !== 'number' || !Number.isFinite(x) || x < min)) {
+      throw new ConfigError(`${name}: got ${JSON.stringify(v)}, expected a number or [height, width] of numbers ≥ ${min} (pixels)`);
+    }
+    return [xs[0], xs[1]];
+  };
+  const size = tileSize === undefined ? undefined : pairOf('vaeDecode.tileSize', tileSize, s);
+  if (tileOverlap === undefined) return;
+  const overlap = pairOf('vaeDecode.tileOverlap', tileOverlap, 0);
+  if (size === undefined && budget === undefined) throw new ConfigError('vaeDecode.tileOverlap: give it with vaeDecode.tileSize or vaeMemoryBudget (without tiles it is not used)');
+  if (size && overlap.some((v, i) => Math.floor(v / s) >= Math.floor(size[i] / s))) {
+    throw new ConfigError(`vaeDecode.tileOverlap: got ${JSON.stringify(tileOverlap)}, expected less than vaeDecode.tileSize (${JSON.stringify(tileSize)}) once both are rounded down to multiples of ${s} pixels`);
+  }
+}
+
 function finite(name: string, v: number): number {
   if (!Number.isFinite(v)) throw new ConfigError(`${name}: got ${v}, expected a finite number`);
   return v;
@@ -118,8 +146,8 @@ function finite(name: string, v: number): number {
  * pipeline, or from a model folder's configs with readPipelineSpec before any weight is read). Every
  * check that needs no tensor's values happens here, in the order an argument is read: prompt and
  * embeddings, steps, guidance (guidanceScale2 only on two-expert models), fps, seed, shift, latents,
- * the task's images (sizes, dtypes), frames and size (the nearest valid value named), batch, and
- * the memory the call would need (OutOfMemoryError naming the argument to reduce). Values (NaN,
+ * the task's images (sizes, dtypes), frames and size (the nearest valid value named), batch, the
+ * VAE decode's options when decoding (vaeMemoryBudget, vaeDecode), and the memory the call would need (OutOfMemoryError naming the argument to reduce). Values (NaN,
  * pixel ranges) are checked when the call runs.
  */
 export function resolveSettings(spec: PipelineSpec, o: GenerateOptions, options: ResolveOptions = {}): ResolvedCall {
@@ -218,6 +246,7 @@ export function resolveSettings(spec: PipelineSpec, o: GenerateOptions, options:
     );
   }
   if (decode && spec.vae === 'none') throw new ConfigError('this pipeline has no VAE (the model folder has no vae/): use generate() for latents');
+  if (decode) checkVaeDecode(o, s);
 
   const call = new ResolvedCall(spec, o, strategy, { task: strategy.task, numFrames, height, width, fps, numInferenceSteps: steps, guidanceScale: g, guidanceScale2: g2, seed, batch, shift });
   call.checkMemory(decode, options.budget);

@@ -15,6 +15,7 @@ import { ExpertSlot, type ExpertResidency } from './expert-slot.js';
 import type { GenerateOptions, TextToVideoResult } from './generate-options.js';
 import { checkInputValues } from './input-values.js';
 import { latentStats } from './latent-normalization.js';
+import { memoryBudget } from './memory-budget.js';
 import { formatBytes } from './memory-estimate.js';
 import { modelMemoryInput, planMemory, type MemoryPlan } from './memory-plan.js';
 import { defaultModelDir } from './default-model.js';
@@ -24,6 +25,7 @@ import type { PipelineTextEncoder, PipelineTransformer, PipelineVae } from './pi
 import { FALLBACK_DEFAULTS, readPipelineSpec, sameSpec, specOf, type PipelineSpec } from './pipeline-spec.js';
 import { ResolvedCall, resolveSettings } from './resolve-settings.js';
 import { checkFloat32 } from './tensor-checks.js';
+import { chooseVaeTile } from './vae-budget.js';
 import { applyPipelineLora, pipelineLora, removeLora, type PipelineLora, type PipelineLoraOptions } from './pipeline-lora.js';
 import type { LoadedLora } from '../train/lora-io.js';
 import { WanModule } from '../../layers/module.js';
@@ -522,16 +524,38 @@ export class WanPipeline {
     return { vae, z };
   }
 
-  /** Text (or embeddings, and images) → frames [B, F, H, W, 3] in [0, 1], with the settings used. */
+  /**
+   * Text (or embeddings, and images) → frames [B, F, H, W, 3] in [0, 1], with the settings used. The
+   * VAE decode's tiles (vaeDecodePlan) are settled before denoising, so a budget that cannot be met
+   * fails at once.
+   */
   async textToVideo(o: GenerateOptions | ResolvedCall): Promise<TextToVideoResult> {
     const call = this.callFor(o, true);
+    const tiles = this.vaeDecodePlan(call);
     const latents = await this.advising(this.run(call));
     try {
       checkAbort(call.options.signal);
-      return { ...call.settings, frames: await this.advising(this.decodeLatentsAsync(latents, { signal: call.options.signal })) };
+      return { ...call.settings, frames: await this.advising(this.decodeLatentsAsync(latents, { ...tiles, signal: call.options.signal })) };
     } finally {
       latents.dispose();
     }
+  }
+
+  /**
+   * The decode's spatial tiles for a call: vaeDecode as given without vaeMemoryBudget; with it,
+   * chooseVaeTile for latents call.latentShape [B, zDim, F', h, w] on the current backend (its
+   * storage width and attention kernel), the frame conversion and (image tasks) the encoder's filter
+   * copies counted: {} (whole frames) when they fit.
+   */
+  private vaeDecodePlan(call: ResolvedCall): Pick<WanVaeDecodeOptions, 'tileSize' | 'tileOverlap'> {
+    const o = call.options;
+    if (o.vaeMemoryBudget === undefined) return { ...o.vaeDecode };
+    const vae = this.vae;
+    if (!(vae instanceof AutoencoderKLWan)) throw new ConfigError("vaeMemoryBudget: this pipeline's VAE is not an AutoencoderKLWan, so its decode's peak cannot be predicted; pass vaeDecode.tileSize instead");
+    const [batch, , frames, height, width] = call.latentShape;
+    const backend = memoryBudget();
+    const options = { bytesPerElement: backend.bytesPerElement, compositeAttention: backend.compositeAttention, toFrames: true, encoderFilters: call.task !== 'text-to-video' };
+    return chooseVaeTile(vae.config, { batch, frames, height, width }, o.vaeMemoryBudget, options, o.vaeDecode).decode;
   }
 
   /** Frees the text encoder's weights (embeddings already made stay valid). */
