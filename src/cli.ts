@@ -107,8 +107,9 @@ prompt lists (in place of a prompt and --out):
                            (--watermark, --subtitles, --audio: every clip)
   --out-dir DIR            the clips' folder (created); a clip already there is not made again,
                            so a stopped run resumes where it stopped
-  --batch N                prompts of equal settings per call (default: from the memory estimate,
-                           at most 4); exit code 1 when a clip failed (the summary says why)
+  --batch N                prompts of equal settings per call (default: on cuda the largest of at
+                           most 4 the memory estimate fits; 1 on the CPU backends); exit code 1
+                           when a clip failed (the summary says why)
 
 Exit codes: 0 done, 1 a reported error, 2 an internal error; interrupted (nothing written):
   130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP. The first signal stops the generation or the

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { main, type CliIO } from '../src/cli.js';
 import { AbortError, ConfigError } from '../src/errors.js';
 import { outputName, parsePromptList, slug } from '../src/jobs/prompt-list.js';
-import { formatSummary, planPromptList, runPromptList, type ClipEvent } from '../src/jobs/run-prompt-list.js';
+import { chooseBatch, formatSummary, MAX_AUTO_BATCH, planPromptList, runPromptList, type ClipEvent } from '../src/jobs/run-prompt-list.js';
 import { readModelIndex } from '../src/pipeline/model-index.js';
 import { readPipelineSpec } from '../src/pipeline/pipeline-spec.js';
 import { WanPipeline } from '../src/pipeline/wan-pipeline.js';
@@ -177,13 +177,23 @@ describe('runPromptList', () => {
     expect(formatSummary(summary)[0]).toMatch(/^made 2, skipped 2 \(already done\), failed 0; \d+\.\ds, \d+\.\d clips\/hour/);
   });
 
+  it('chooseBatch: 1 on the CPU backends; on cuda the largest batch up to MAX_AUTO_BATCH whose estimate fits the free memory', () => {
+    const spec = readPipelineSpec(readModelIndex(TOY));
+    const size = { numFrames: 5, height: 32, width: 32 };
+    const roomy = { freeBytes: 2 ** 40, bytesPerElement: 2, maxTensorElements: 2 ** 32 - 1, compositeAttention: false };
+    for (const backend of ['cpu', 'wasm', 'tensorflow']) expect(chooseBatch(spec, size, 8, { ...roomy, backend })).toBe(1);
+    expect(chooseBatch(spec, size, 8, { ...roomy, backend: 'cuda' })).toBe(MAX_AUTO_BATCH);
+    expect(chooseBatch(spec, size, 3, { ...roomy, backend: 'cuda' })).toBe(3);
+    expect(chooseBatch(spec, size, 8, { ...roomy, backend: 'cuda', freeBytes: 1 })).toBe(1);
+  });
+
   it('batches of equal settings: one textToVideo call per batch; a clip that cannot be written fails alone', async () => {
     const out = path.join(tmp, 'batch');
     fs.mkdirSync(path.join(out, '0002-a-blue-cube.gif'), { recursive: true });
     fs.writeFileSync(path.join(out, '0002-a-blue-cube.gif', 'in-the-way'), '');
     const plan = planPromptList(spec, parsePromptList(FOUR, 'jobs.jsonl', 'gif'), 'jobs.jsonl', out, FAST);
     const batches: number[][] = [];
-    const summary = await runPromptList(pipe, plan, { onBatch: (b) => batches.push(b.map((j) => j.line)) });
+    const summary = await runPromptList(pipe, plan, { batch: 4, onBatch: (b) => batches.push(b.map((j) => j.line)) });
     expect(batches).toEqual([[1, 2, 4], [5]]);
     expect(summary.batches).toEqual([3, 1]);
     expect(summary.made).toBe(3);

@@ -96,10 +96,14 @@ export function planPromptList(spec: PipelineSpec, jobs: readonly PromptJob[], f
 export const MAX_AUTO_BATCH = 4;
 
 /**
- * The batch for a group of `jobs` calls of `size`: the largest B ≤ min(jobs, MAX_AUTO_BATCH) whose
- * memory estimate (estimateMemory, with the VAE decode) fits `budget`; at least 1.
+ * The batch for a group of `jobs` calls of `size`. On backend 'cuda': the largest B ≤ min(jobs,
+ * MAX_AUTO_BATCH) whose memory estimate (estimateMemory, with the VAE decode) fits `budget`, at least
+ * 1. On the backends that compute on the CPU (cpu, wasm, tensorflow): 1, since their work is bound by
+ * the cores' arithmetic and a batch saves only per-call costs (bench/prompt-list-cpu.ts on 2 idle
+ * cores: 515 clips/hour at batch 1, 414 at batch 4).
  */
 export function chooseBatch(spec: PipelineSpec, size: Omit<CallSize, 'batch'>, jobs: number, budget: MemoryBudget): number {
+  if (budget.backend !== 'cuda') return 1;
   let b = Math.max(1, Math.min(jobs, MAX_AUTO_BATCH));
   for (; b > 1; b--) {
     const need = estimateMemory(spec, { ...size, batch: b }, { decode: true, task: 'text-to-video' }, budget);
