@@ -15,11 +15,9 @@ import { modelIdentity } from '../src/pipeline/model-identity.js';
 import { readModelIndex } from '../src/pipeline/model-index.js';
 import type { JobRecord } from '../src/serve/job-queue.js';
 import { embeddedProvenance, verifyClip, type ModelIdentity } from '../src/video/provenance.js';
+import { listening, ROOT, startCli, stopAll, TOY, until } from './helpers/serve-processes.js';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const CLI = path.join(ROOT, 'src', 'cli.ts');
 const KEY = 'test-key-0123456789';
-const TOY = path.join(ROOT, 'models', 'toy');
 const JOBS = 20;
 
 const VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf-8')) as { version: string }).version;
@@ -33,31 +31,9 @@ beforeAll(async () => {
   TOY_IDENTITY = await modelIdentity(readModelIndex(TOY));
 });
 afterAll(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  stopAll(children);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-function start(args: string[], env: Record<string, string>, log: string): ChildProcess {
-  const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, WAN_MODEL: TOY, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = fs.createWriteStream(log);
-  p.stdout?.pipe(out);
-  p.stderr?.pipe(out);
-  children.push(p);
-  return p;
-}
-
-/** The server's URL, from its "listening on URL" line. */
-async function listening(p: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    p.stdout?.on('data', (b: Buffer) => {
-      text += b.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(text);
-      if (m) resolve(m[1]);
-    });
-    p.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${text}`)));
-  });
-}
 
 async function api(url: string, init: RequestInit = {}): Promise<Response> {
   return fetch(url, { ...init, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...init.headers } });
@@ -65,16 +41,6 @@ async function api(url: string, init: RequestInit = {}): Promise<Response> {
 
 async function jobs(url: string): Promise<JobRecord[]> {
   return (await (await api(`${url}/jobs`)).json()) as JobRecord[];
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Server-sent events of one job until the stream ends: each event's job record. */
@@ -94,9 +60,9 @@ async function events(url: string, id: string): Promise<JobRecord[]> {
  * the finished jobs and each job's clip as downloaded.
  */
 async function acceptance(name: string, queueArgs: string[], env: Record<string, string>): Promise<{ seconds: number; finished: JobRecord[]; downloads: Map<string, Uint8Array>; sidecars: Map<string, string> }> {
-  const server = start(['serve', '--port', '0', '--api-key', KEY, ...queueArgs], env, path.join(tmp, `${name}-serve.log`));
+  const server = startCli(children, ['serve', '--port', '0', '--api-key', KEY, ...queueArgs], env, path.join(tmp, `${name}-serve.log`));
   const url = await listening(server);
-  const worker = (id: string) => start(['worker', ...queueArgs, '--backend', 'cpu', '--lease', '6', '--batch', '2', '--id', id], env, path.join(tmp, `${name}-${id}.log`));
+  const worker = (id: string) => startCli(children, ['worker', ...queueArgs, '--backend', 'cpu', '--lease', '6', '--batch', '2', '--id', id], env, path.join(tmp, `${name}-${id}.log`));
   const doomed = worker('doomed');
   const survivor = worker('survivor');
 
