@@ -17,6 +17,7 @@ import { checkJobSpec } from './job-spec.js';
 import type { JobQueue, JobSpec } from './job-queue.js';
 import { startServer } from './server.js';
 import { runWorker } from './worker.js';
+import { MAX_AUTO_BATCH } from '../jobs/run-prompt-list.js';
 
 /** What the serve and worker commands use of the CLI's IO. */
 export interface CommandIO {
@@ -54,7 +55,8 @@ serve options:
 worker options:
   --model DIR              loaded once for every job (default: $WAN_MODEL, else the bundled models/toy)
   --backend NAME           cpu | wasm | tensorflow | cuda (default: the fastest available)
-  --batch N                most compatible jobs (same settings but prompt and seed) run together (default 4)
+  --batch N                most compatible jobs (same settings but prompt and seed) run together
+                           (default 4 on cuda, 1 on the CPU backends)
   --lease S                seconds a claimed job stays this worker's without a heartbeat (default 30);
                            a worker that dies loses its jobs to another after this long
   --id NAME                the worker's name in jobs and metadata (default host-pid)
@@ -141,7 +143,7 @@ export async function workerCommand(args: readonly string[], io: CommandIO, vers
     io.stdout.write(SERVE_USAGE);
     return 0;
   }
-  const batch = intFlag('batch', values.batch, 1) ?? 4;
+  const batchFlag = intFlag('batch', values.batch, 1);
   const lease = values.lease === undefined ? 30 : Number(values.lease);
   if (!(lease >= 0.5) || !Number.isFinite(lease)) throw new ConfigError(`--lease: got "${values.lease}", expected seconds ≥ 0.5`);
   const modelDir = values.model ?? defaultModelDir(io.env, packageRoot(), '--model');
@@ -168,7 +170,8 @@ export async function workerCommand(args: readonly string[], io: CommandIO, vers
       software: `wan-tfjs ${version}`,
       provenance: { libraryVersion: version, model: identity },
       id,
-      batch,
+      // as prompt lists choose (chooseBatch): batching pays on cuda; on the CPU backends it measured slower
+      batch: batchFlag ?? (backend === 'cuda' ? MAX_AUTO_BATCH : 1),
       leaseMs: lease * 1000,
       pollMs: 200,
       signal,
