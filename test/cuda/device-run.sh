@@ -12,7 +12,10 @@
 # PyTorch yardstick ($TORCHVAE_ARGS);
 # torchumt5: the umT5 yardstick's bf16 error on the umt5-encoder fixture (beside bf16fix's);
 # headers: the cuDNN and cuBLAS headers as $OUT/headers.tgz (to compile here);
-# train: npm run train:toy on 'cuda'. Each step has a time limit, writes $OUT/<step>.log and prints
+# train: npm run train:toy on 'cuda'; modes40 / modes24 / modes40g (one A14B step with guidance at
+# 720p per memory mode, unlimited / WAN_CUDA_MEMORY_LIMIT=24g / 40g), load / load8 (one A14B expert
+# from disk in bf16 / ComfyUI fp8_scaled against dd), vae720 (the VAE decode at 720×1280×81), umt5
+# (umT5-XXL's encode): issue 17's figures. Each step has a time limit, writes $OUT/<step>.log and prints
 # its tail; later steps run even if one fails.
 set -u
 OUT=${OUT:-/tmp/wan-cuda-out}
@@ -70,6 +73,14 @@ for s in "$@"; do
       tar -cf "$OUT/toy-model.tar" --exclude=.train -C "${WAN_TOY_OUT:-models/toy}" .
       cp "${WAN_TOY_OUT:-models/toy}/.train/dit.safetensors" "$OUT/" 2>/dev/null ;;
     tune) step tune "${TUNE_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs test/cuda/attention-tune.ts ;;
+    # issue 17's figures, A14B at 720×1280×81 (random weights of the published shapes, made here):
+    modes40) step modes40 "${MODES_LIMIT:-240}" node node_modules/tsx/dist/cli.mjs bench/memory-modes-cuda.ts --modes resident,swap --warmup 1 --iters 1 ;;
+    modes24) step modes24 "${MODES_LIMIT:-240}" env WAN_CUDA_MEMORY_LIMIT=24g node node_modules/tsx/dist/cli.mjs bench/memory-modes-cuda.ts --modes offload --offload-blocks "${OFFLOAD_24G:-20}" --warmup 1 --iters 1 ;;
+    modes40g) step modes40g "${MODES_LIMIT:-240}" env WAN_CUDA_MEMORY_LIMIT=40g node node_modules/tsx/dist/cli.mjs bench/memory-modes-cuda.ts --modes swap,offload --offload-blocks "${OFFLOAD_40G:-4}" --warmup 1 --iters 1 ;;
+    load) step load "${LOAD_LIMIT:-200}" node node_modules/tsx/dist/cli.mjs bench/load-cuda.ts --preset wan2.2-t2v-a14b ;;
+    load8) step load8 "${LOAD_LIMIT:-200}" node node_modules/tsx/dist/cli.mjs bench/load-cuda.ts --preset wan2.2-t2v-a14b --dtype fp8 ;;
+    vae720) step vae720 "${VAE_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/vae-cuda.ts --precision bf16 --frames 81 --height 720 --width 1280 --warmup 1 --iters 2 ;;
+    umt5) step umt5 120 node node_modules/tsx/dist/cli.mjs bench/umt5-cuda.ts ;;
     *) echo "unknown step $s" ;;
   esac
 done
