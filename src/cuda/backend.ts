@@ -34,6 +34,24 @@ interface DeviceData {
 /** The addon's code for each attention kernel choice (attentionBf16's mode). */
 export const ATTENTION_MODES: Readonly<Record<AttentionKernel, number>> = { auto: 0, cudnn: 1, flash: 2 };
 
+/**
+ * The fp8 Linear GEMM option (WAN_FP8_GEMM, issue 17): 'off' (default) dequantizes an fp8 weight per call
+ * into a bf16 scratch buffer for the bf16 GEMM; 'on' ("1") runs a Linear whose weight is stored
+ * float8_e4m3fn as a cuBLASLt FP8 GEMM with the activation quantized per tensor on the GPU
+ * (src/cuda/kernels/fp8-gemm.ts, src/cuda/native/gemm-fp8.cu), falling back to the dequantize path where it
+ * cannot run (`fp8GemmNote` says why); 'fast' ("fast") is 'on' with Hopper's fast fp8 accumulation.
+ */
+export type Fp8GemmMode = 'off' | 'on' | 'fast';
+
+/** The fp8 GEMM option named by $WAN_FP8_GEMM: unset, "" or "0" off, "1" on, "fast" on with fast accumulation. */
+export function fp8GemmFromEnv(env: NodeJS.ProcessEnv = process.env): Fp8GemmMode {
+  const v = env.WAN_FP8_GEMM;
+  if (v === undefined || v === '' || v === '0') return 'off';
+  if (v === '1') return 'on';
+  if (v === 'fast') return 'fast';
+  throw new BackendError(`WAN_FP8_GEMM must be 0, 1 or fast, got '${v.slice(0, 40)}'`);
+}
+
 /** Device element type of a tfjs dtype stored at full width (bool lives as int32 0/1). */
 export function deviceType(dtype: tf.DataType): DeviceType {
   if (dtype === 'float32') return DeviceType.F32;
@@ -115,6 +133,10 @@ export class CudaBackend extends tf.KernelBackend {
   precision: Precision = 'bf16';
   /** Which bf16 attention kernel may run. */
   attentionKernel: AttentionKernel = 'auto';
+  /** Whether a Linear with a float8_e4m3fn weight runs as an fp8 GEMM (WAN_FP8_GEMM, read when the backend is made). */
+  fp8Gemm: Fp8GemmMode = fp8GemmFromEnv();
+  /** Why the last fp8-weight Linear did not run the fp8 GEMM ("" when it did, or while fp8Gemm is 'off'). */
+  fp8GemmNote = '';
   /** Buffers derived from a tensor (a filter in cuDNN's layout), freed with it. */
   private readonly derived = new Map<tf.DataId, Map<string, tf.TensorInfo>>();
   private readonly warned = new Set<string>();
@@ -280,6 +302,16 @@ export class CudaBackend extends tf.KernelBackend {
   /** Whether fp8 codes can stay fp8 here: the addon has the dequantization kernel (an addon built before it has not). */
   get keepsFp8(): boolean {
     return typeof (this.native as Partial<NativeCuda>).dequantFp8 === 'function';
+  }
+
+  /** Whether the addon has the fp8 GEMM (an addon built before it has not). */
+  get hasFp8Gemm(): boolean {
+    return typeof (this.native as Partial<NativeCuda>).gemmFp8 === 'function';
+  }
+
+  /** The per-tensor scale s of an fp8-stored tensor (w = decode(q) · s). */
+  fp8ScaleOf(t: tf.TensorInfo): number {
+    return fp8Scale(this.data.get(t.dataId));
   }
 
   /**

@@ -45,6 +45,9 @@ export interface CudnnInfo {
 export const CopyDirection = { DEVICE_TO_HOST: 0, HOST_TO_DEVICE: 1 } as const;
 export type CopyDirection = (typeof CopyDirection)[keyof typeof CopyDirection];
 
+/** Bytes before the activation's e4m3 codes in gemmFp8's scratch (amax, s_x, s_w, padding): its size is FP8_SCRATCH_HEAD + m·k. */
+export const FP8_SCRATCH_HEAD = 256;
+
 /** What a fused linear applies after the product (cuBLASLt epilogues): 0 none, 1 + bias, 2 GELU-tanh, 3 GELU-tanh(· + bias). */
 export const Epilogue = { NONE: 0, BIAS: 1, GELU: 2, GELU_BIAS: 3 } as const;
 
@@ -130,6 +133,17 @@ export interface NativeCuda {
    * an Epilogue with bias [n] of typeBias, bias 0 when absent).
    */
   matmul(a: number, b: number, c: number, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, strideC: number, offsetA: number, offsetB: number, offsetC: number, typeAB: DeviceType, typeC: DeviceType, bias: number, typeBias: DeviceType, epilogue: number): void;
+  /**
+   * The fp8 Linear GEMM (src/cuda/native/gemm-fp8.h; opt-in, WAN_FP8_GEMM): d [m, n] bf16 =
+   * epilogue(s_x·s_w·(q_x·q_wᵀ)) with x [m, k] stored as xType (BF16 or F32), s_x = amax(|x|)/448 in float32
+   * (1 when amax is 0) computed on the GPU, q_x = e4m3(x / s_x) rounded to nearest even and saturated to ±448,
+   * w [n, k] float8_e4m3fn codes of per-tensor scale wScale, an Epilogue with a bf16 bias [n] (0 when absent);
+   * fastAccum: Hopper's fp8 accumulation without periodic promotion. scratch: FP8_SCRATCH_HEAD + m·k bytes
+   * (16-byte aligned; amax, s_x, s_w, then the codes q_x), freed by the caller after the call (stream-ordered).
+   * Returns "" when the GEMM was queued, else why not (nothing was queued): GPU older than sm_89, k or n not a
+   * multiple of 16, a misaligned pointer, no cuBLASLt algorithm. An addon built before it lacks it.
+   */
+  gemmFp8(x: number, xType: DeviceType, w: number, wScale: number, d: number, m: number, n: number, k: number, bias: number, epilogue: number, fastAccum: boolean, scratch: number): string;
   /** float32; geometry: [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]; filter [kd,kh,kw,c,o]. */
   conv(x: number, w: number, y: number, geometry: number[]): void;
   /**

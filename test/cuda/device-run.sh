@@ -15,7 +15,7 @@
 # train: npm run train:toy on 'cuda'; modes40 / modes24 / modes40g (one A14B step with guidance at
 # 720p per memory mode, unlimited / WAN_CUDA_MEMORY_LIMIT=24g / 40g), load / load8 (one A14B expert
 # from disk in bf16 / ComfyUI fp8_scaled against dd), vae720 (the VAE decode at 720×1280×81), umt5
-# (umT5-XXL's encode): issue 17's figures. Each step has a time limit, writes $OUT/<step>.log and prints
+# (umT5-XXL's encode), fp8gemm (the opt-in cuBLASLt fp8 GEMM's checks): issue 17's figures. Each step has a time limit, writes $OUT/<step>.log and prints
 # its tail; later steps run even if one fails.
 set -u
 OUT=${OUT:-/tmp/wan-cuda-out}
@@ -81,6 +81,11 @@ for s in "$@"; do
     load8) step load8 "${LOAD_LIMIT:-200}" node node_modules/tsx/dist/cli.mjs bench/load-cuda.ts --preset wan2.2-t2v-a14b --dtype fp8 ;;
     vae720) step vae720 "${VAE_LIMIT:-300}" node node_modules/tsx/dist/cli.mjs bench/vae-cuda.ts --precision bf16 --frames 81 --height 720 --width 1280 --warmup 1 --iters 2 ;;
     umt5) step umt5 120 node node_modules/tsx/dist/cli.mjs bench/umt5-cuda.ts ;;
+    # the opt-in cuBLASLt fp8 GEMM (WAN_FP8_GEMM): its native check, then its error and time beside the bf16 path
+    fp8gemm)
+      nvcc -std=c++17 -O2 -arch=sm_90 -I src/cuda/native test/cuda/native/gemm-fp8-check.cu src/cuda/native/gemm-fp8.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-fp8-check > "$OUT/gemm-fp8-build.log" 2>&1
+      step gemm-fp8-check 180 /tmp/gemm-fp8-check
+      step fp8gemm 400 node node_modules/tsx/dist/cli.mjs test/cuda/fp8-gemm-check.ts ;;
     *) echo "unknown step $s" ;;
   esac
 done

@@ -39,6 +39,36 @@ function fromF16Bits(h: number): number {
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+const F32_BITS = new Float32Array(1);
+const U32_BITS = new Uint32Array(F32_BITS.buffer);
+
+/** x rounded to the nearest integer, ties to even (rintf). */
+function rint(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  return d < 0.5 ? f : d > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
+}
+
+/**
+ * float32 → float8_e4m3fn code as the addon's encodeE4m3 (src/cuda/native/gemm-fp8.h): round to nearest even,
+ * saturate to ±448 (±∞ too), NaN → 0x7f; |v| < 2⁻⁶ → rne(|v|·2⁹) (subnormals; 8 is 2⁻⁶), else the exponent and
+ * the top 3 mantissa bits rounded on the 20 dropped ones (a carry moves to the next exponent, 0x7f clamped to 0x7e).
+ */
+export function encodeE4m3(v: number): number {
+  F32_BITS[0] = v;
+  const u = U32_BITS[0];
+  const sign = (u >>> 24) & 0x80;
+  const a = u & 0x7fffffff;
+  if (a > 0x7f800000) return 0x7f;
+  if (a >= 0x43e00000) return sign | 0x7e;
+  const e = (a >>> 23) - 127;
+  if (e < -6) return sign | rint(Math.abs(Math.fround(v)) * 512);
+  let t = ((e + 7) << 3) | ((a >>> 20) & 7);
+  const rest = a & 0xfffff;
+  if (rest > 0x80000 || (rest === 0x80000 && (t & 1) === 1)) t++;
+  return sign | Math.min(t, 0x7e);
+}
+
 /** Element access to a buffer of one storage type, in values (reads widen, writes round). */
 interface Elements {
   get(i: number): number;
@@ -169,6 +199,10 @@ export interface MockNative extends NativeCuda {
   readonly attentionPaths: number[];
   /** Device bytes the stand-in has (undefined: unlimited): alloc beyond it throws the addon's "out of GPU memory" error. */
   capacity: number | undefined;
+  /** What gemmFp8 returns instead of running ("" runs it): stands in for the addon's refusals (no cuBLASLt algorithm, …). */
+  fp8GemmRefusal: string;
+  /** gemmFp8 calls that ran. */
+  readonly fp8GemmRuns: number;
   /** Pinned host buffers currently allocated, and their bytes. */
   readonly liveHostBuffers: number;
   readonly hostBytes: number;
@@ -187,6 +221,7 @@ export function createMockNative(): MockNative {
   const binaryOps = Object.keys(BINARY);
   const reduceOps = Object.keys(REDUCE);
   const attentionPaths: number[] = [];
+  let fp8GemmRuns = 0;
   const hostBuffers = new Map<number, ArrayBuffer>();
   let hostBytes = 0;
   const copied = { deviceToHost: 0, hostToDevice: 0 };
@@ -316,6 +351,10 @@ export function createMockNative(): MockNative {
     cudnn: { available: false, version: 0, library: '', error: 'mock: no cuDNN' },
     attentionPaths,
     capacity: undefined,
+    fp8GemmRefusal: '',
+    get fp8GemmRuns() {
+      return fp8GemmRuns;
+    },
     get liveBuffers() {
       return buffers.size;
     },
@@ -681,6 +720,43 @@ export function createMockNative(): MockNative {
         return v;
       };
       for (let i = 0; i < batch; i++) gemm(as, bs, cs, m, n, k, ta, tb, oa + i * sa, ob + i * sb, oc + i * sc, post);
+    },
+    gemmFp8(x, tx, w, wScale, d, m, n, k, bias, epilogue, fastAccum, scratch) {
+      // The addon's definition (gemm-fp8.h), its checks first (the device's compute capability is the backend's to check here).
+      if (tx !== BF16 && tx !== F32) throw new Error('gemmFp8: x must be bf16 or f32');
+      if (((epilogue & 1) === 1) !== (bias !== 0)) throw new Error('gemmFp8: the epilogue and the bias disagree');
+      if (mock.fp8GemmRefusal) return mock.fp8GemmRefusal;
+      if (m === 0 || n === 0 || k === 0) return 'an empty product (m, n or k is 0)';
+      if (k % 16 !== 0 || n % 16 !== 0) return `k = ${k} and n = ${n} must both be multiples of 16 (cuBLASLt's fp8 TN layout)`;
+      void fastAccum;
+      const xs = elements(x, tx);
+      // amax = max|x| (NaN propagates), s_x = amax / 448 in float32 (1 when 0), q_x = e4m3(x / s_x) in float32
+      let amax = 0;
+      for (let i = 0; i < m * k; i++) amax = Number.isNaN(amax) ? amax : Math.max(amax, Math.abs(xs.get(i)));
+      let sx = Math.fround(amax / 448);
+      if (sx === 0) sx = 1;
+      const head = view(scratch, (b, o) => new Float32Array(b, o, 3));
+      head[0] = amax;
+      head[1] = sx;
+      head[2] = Math.fround(wScale);
+      const qx = view(scratch, (b, o) => new Uint8Array(b, o + 256, m * k));
+      for (let i = 0; i < m * k; i++) qx[i] = encodeE4m3(Math.fround(xs.get(i) / sx));
+      const vx = decodeTensorBytes('F8_E4M3', qx);
+      const vw = decodeTensorBytes('F8_E4M3', view(w, (b, o) => new Uint8Array(b, o, n * k)));
+      const ds = elements(d, BF16);
+      const bs = bias ? elements(bias, BF16) : undefined;
+      const scale = Math.fround(sx * Math.fround(wScale));
+      // products of e4m3 values are exact; the sum in float64 (the device accumulates in float32), then α·s_w·s_x, + bias, GELU, bf16
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let l = 0; l < k; l++) s += vx[i * k + l] * vw[j * k + l];
+          let v = scale * s + (bs ? bs.get(j) : 0);
+          if (epilogue & 2) v = gelu(v);
+          ds.set(i * n + j, v);
+        }
+      fp8GemmRuns++;
+      return '';
     },
     conv(x, w, y, g) {
       const [, , , , C, , KH, KW, O] = g;

@@ -3,6 +3,7 @@ import { BackendError } from '../../errors.js';
 import { isFp8Storage, type CudaBackend } from '../backend.js';
 import { DeviceType, Epilogue } from '../native.js';
 import { asDtype, asStorage, binaryOp, castOp, disposeAll, unaryOp } from './elementwise.js';
+import { fp8GemmLinear } from './fp8-gemm.js';
 import { boolAttr, broadcastStrides, cudaKernel, input, numAttr, sizeOf, strAttr, stridesOf } from './util.js';
 
 /** What a bfloat16 product may fuse after it (cuBLASLt epilogues): a bias [N] and the tanh GELU. */
@@ -136,6 +137,8 @@ export function addBias(backend: CudaBackend, x: tf.TensorInfo, bias: tf.TensorI
  * w = decode(q) · s, into a scratch buffer stored as the policy stores parameters (bf16 under
  * precision 'bf16', the operand of the bf16 GEMM; f32 under 'fp32'), which is freed as soon as the
  * product is queued (the pool is stream-ordered): one layer's copy exists at a time.
+ * With WAN_FP8_GEMM (backend.fp8Gemm, off by default) a float8_e4m3fn w runs as a cuBLASLt fp8 GEMM instead
+ * (fp8GemmLinear: x quantized per tensor on the GPU), unless that cannot run (backend.fp8GemmNote says why).
  */
 export function linearOp(backend: CudaBackend, x: tf.TensorInfo, w: tf.TensorInfo, bias: tf.TensorInfo | undefined, gelu: boolean): tf.TensorInfo {
   const inDim = x.shape[x.shape.length - 1];
@@ -143,6 +146,8 @@ export function linearOp(backend: CudaBackend, x: tf.TensorInfo, w: tf.TensorInf
   const outDim = w.shape[0];
   const rows = sizeOf(x.shape) / Math.max(1, inDim);
   const x2 = { ...x, shape: [rows, inDim] };
+  const fp8 = fp8GemmLinear(backend, x2, w, bias, gelu);
+  if (fp8) return { ...fp8, shape: [...x.shape.slice(0, -1), outDim] };
   const temps: tf.TensorInfo[] = [];
   const wd = isFp8Storage(backend.storage(w)) ? asStorage(backend, w, backend.policyStorage(), temps) : w;
   const bf16 = backend.bf16Mode();

@@ -16,6 +16,7 @@
 #include "common.cuh"
 #include "cudnn-conv.h"
 #include "cudnn-loader.h"
+#include "gemm-fp8.h"
 #include "gemm-lt.h"
 #include "host-offload.h"
 #include "ops.h"
@@ -487,6 +488,16 @@ napi_value matmulFn(Args& a) {
   return undefined(a.env);
 }
 
+// gemmFp8(x, xType, w, wScale, d, m, n, k, bias, epilogue, fastAccum, scratch) → "" when the fp8 GEMM was queued, else why
+// not (nothing queued): d[m, n] bf16 = epilogue(s_x·s_w·(e4m3(x / s_x)·q_wᵀ)), see gemm-fp8.h; bias bf16 [n] or 0.
+napi_value gemmFp8Fn(Args& a) {
+  std::string why = gemmFp8(a.ptr(0), DType(a.i32(1)), static_cast<const uint8_t*>(a.ptr(2)), float(a.num(3)), a.ptr(4), a.i64(5), a.i64(6), a.i64(7),
+                            a.ptr(8), Epilogue(a.i32(9)), a.flag(10), a.ptr(11));
+  napi_value s;
+  napi_create_string_utf8(a.env, why.c_str(), why.size(), &s);
+  return s;
+}
+
 Conv convOf(const std::vector<int64_t>& p) {
   if (p.size() != 21) throw CudaFailure("conv: expected 21 geometry numbers");
   return Conv{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16], p[17], p[18], p[19], p[20]};
@@ -643,6 +654,7 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("attentionBf16", attentionBf16Fn),
       WAN_METHOD("attentionNote", attentionNoteFn),
       WAN_METHOD("matmul", matmulFn),
+      WAN_METHOD("gemmFp8", gemmFp8Fn),
       WAN_METHOD("conv", convFn),
       WAN_METHOD("convCudnn", convCudnnFn),
       WAN_METHOD("convPlans", convPlansFn),
