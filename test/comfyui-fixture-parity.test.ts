@@ -13,6 +13,7 @@ import { diffusersToOriginalKey } from '../weights/layouts/wan-transformer-origi
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../weights/safetensors.js';
 import { fixtureDir } from './helpers/fixtures.js';
 import { diffusersToOriginal } from './helpers/wan-vae-original-keys.js';
+import { relL2 } from './helpers/compare.js';
 
 /**
  * ComfyUI-style single files made from the fixtures' Diffusers checkpoints (original Wan key names,
@@ -62,16 +63,6 @@ function recorded(fixture: string, name: string): { shape: number[]; data: Float
   } finally {
     io.close();
   }
-}
-
-function relL2(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 function expectWithinFixture(got: Float32Array, shape: readonly number[], ref: { shape: number[]; data: Float32Array }, tol: { atol: number; rtol: number }): void {

@@ -16,6 +16,7 @@ import type { Precision } from '../../src/kernels/registry.js';
 import { decodeTensorBytes } from '../../weights/dtypes.js';
 import { scaleFp8 } from '../../weights/fp8.js';
 import { roundBf16 } from './mock-native.js';
+import { relL2 } from '../helpers/compare.js';
 
 /** WAN_BF16_CHECK_QUICK=1: small shapes only (to check this script against the mock addon). */
 const QUICK = process.env.WAN_BF16_CHECK_QUICK === '1';
@@ -40,17 +41,6 @@ function values(n: number, seed: number, scale = 1): Float32Array {
     out[i] = roundBf16(v);
   }
   return out;
-}
-
-function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = got[i] - want[i];
-    num += Number.isFinite(d) ? d * d : Infinity;
-    den += want[i] * want[i];
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
 let backend: CudaBackend;

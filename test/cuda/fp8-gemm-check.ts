@@ -25,6 +25,7 @@ import { CudaBackend, configureCudaBackend, registerCudaBackendWith } from '../.
 import type { Fp8GemmMode } from '../../src/cuda/backend.js';
 import { decodeTensorBytes } from '../../weights/dtypes.js';
 import { createMockNative, encodeE4m3, roundBf16 } from './mock-native.js';
+import { relL2 } from '../helpers/compare.js';
 
 const MOCK = process.env.WAN_CUDA_MOCK === '1';
 const ITERS = Number(process.env.WAN_FP8_CHECK_ITERS ?? 10);
@@ -60,17 +61,6 @@ function quantizedWeight(n: number, k: number, seed: number): { codes: Uint8Arra
   for (const v of w) amax = Math.max(amax, Math.abs(v));
   const scale = Math.fround(amax / 448);
   return { codes: Uint8Array.from(w, (v) => encodeE4m3(Math.fround(v / scale))), scale };
-}
-
-function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = got[i] - want[i];
-    num += Number.isFinite(d) ? d * d : Infinity;
-    den += want[i] * want[i];
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
 const gelu = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));

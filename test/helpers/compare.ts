@@ -15,3 +15,16 @@ export function maxAbsDiffArrays(a: ArrayLike<number>, b: ArrayLike<number>): nu
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/** ‖got − want‖₂ / ‖want‖₂ over two arrays of one length (a non-finite difference makes it Infinity). */
+export function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new Error(`relL2: length ${got.length} vs ${want.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = got[i] - want[i];
+    num += Number.isFinite(d) ? d * d : Infinity;
+    den += want[i] * want[i];
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}

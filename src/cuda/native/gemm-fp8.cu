@@ -18,6 +18,7 @@
 #include <memory>
 #include <tuple>
 
+#include "cublaslt-plan.h"
 #include "gemm-fp8.h"
 
 namespace wan {
@@ -170,33 +171,12 @@ Lt& ltContext(const Problem& p) {
 }
 
 /** A shape's descriptors and algorithm (the scale and bias pointers are set per call). */
-struct Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
+struct Plan : LtPlan {
   /** Why no algorithm was found ("" when one was): the refusal is cached too. */
   std::string refusal;
-
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-  }
 };
 
-struct Preference {
-  cublasLtMatmulPreference_t pref = nullptr;
-  Preference() = default;
-  Preference(const Preference&) = delete;
-  Preference& operator=(const Preference&) = delete;
-  ~Preference() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  }
-};
+using Preference = LtPreference;
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int, bool, bool>;
 

@@ -23,6 +23,7 @@
 #include <tuple>
 #include <utility>
 
+#include "cublaslt-plan.h"
 #include "gemm-lt.h"
 
 namespace wan {
@@ -113,33 +114,9 @@ struct Key {
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
 
-/** A key's descriptors and algorithm. Layouts are cuBLASLt's: a describes our B, b our A, d both C and D. */
-struct Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-  }
-};
-
-struct Preference {
-  cublasLtMatmulPreference_t pref = nullptr;
-
-  Preference() = default;
-  Preference(const Preference&) = delete;
-  Preference& operator=(const Preference&) = delete;
-  ~Preference() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  }
-};
+/** A key's descriptors and algorithm: a describes our B, b our A, d both C and D. */
+using Plan = LtPlan;
+using Preference = LtPreference;
 
 // Attribute setters: the value's size is the attribute's (cuBLASLt rejects any other size).
 template <typename V>
