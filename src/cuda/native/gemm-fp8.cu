@@ -25,7 +25,6 @@ namespace wan {
 
 namespace {
 
-constexpr size_t WORKSPACE_BYTES = size_t(32) << 20;
 constexpr int64_t DIM_LIMIT = 2147483647;
 constexpr int THREADS = 256;
 constexpr float E4M3_MAX = 448.0f;
@@ -154,21 +153,8 @@ void setAttr(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes
   checkLt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)), step, p);
 }
 
-/** This module's handle and 32 MiB workspace, made on the first fp8 GEMM (never with WAN_FP8_GEMM off), never freed. */
-struct Lt {
-  cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
-};
-
-Lt& ltContext(const Problem& p) {
-  static Lt s;
-  if (!s.handle) checkLt(cublasLtCreate(&s.handle), "cublasLtCreate", p);
-  if (!s.workspace) {
-    void* raw = deviceAlloc(WORKSPACE_BYTES + 256);
-    s.workspace = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 255) & ~uintptr_t(255));
-  }
-  return s;
-}
+/** ltContext (the handle and workspace gemmLt uses too) for one of this module's problems. */
+LtContext& contextFor(const Problem& p) { return ltContext("gemmFp8 [" + p.describe() + "]"); }
 
 /** A shape's descriptors and algorithm (the scale and bias pointers are set per call). */
 struct Plan : LtPlan {
@@ -209,7 +195,7 @@ Plan& planFor(const Problem& p, bool withBias, const void* bias, const void* sca
 
   Preference pref;
   checkLt(cublasLtMatmulPreferenceCreate(&pref.pref), "cublasLtMatmulPreferenceCreate", p);
-  setAttr(pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(WORKSPACE_BYTES), "set CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", p);
+  setAttr(pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(LT_WORKSPACE_BYTES), "set CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", p);
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
     setAttr(pref.pref, attr, uint32_t(16), "set CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES", p);
@@ -217,7 +203,7 @@ Plan& planFor(const Problem& p, bool withBias, const void* bias, const void* sca
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
   cublasStatus_t s =
-      cublasLtMatmulAlgoGetHeuristic(ltContext(p).handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref.pref, 1, &result, &returned);
+      cublasLtMatmulAlgoGetHeuristic(contextFor(p).handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref.pref, 1, &result, &returned);
   if (s != CUBLAS_STATUS_SUCCESS || returned < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
     plan->refusal = std::string("cublasLtMatmulAlgoGetHeuristic found no fp8 algorithm (e4m3 TN, bf16 D, epilogue ") +
                     std::to_string(int(p.epilogue)) + "): " + cublasGetStatusString(s != CUBLAS_STATUS_SUCCESS ? s : result.state);
@@ -279,10 +265,10 @@ std::string gemmFp8(const void* x, DType xType, const uint8_t* w, float wScale, 
   setAttr(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(scaleW), "set CUBLASLT_MATMUL_DESC_A_SCALE_POINTER", p);
   setAttr(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(scaleX), "set CUBLASLT_MATMUL_DESC_B_SCALE_POINTER", p);
   if (withBias) setAttr(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "set CUBLASLT_MATMUL_DESC_BIAS_POINTER", p);
-  Lt& ctx = ltContext(p);
+  LtContext& ctx = contextFor(p);
   const float alpha = 1.0f, beta = 0.0f;
   checkLt(cublasLtMatmul(ctx.handle, plan.desc, &alpha, w, plan.a, codes, plan.b, &beta, d, plan.d, d, plan.d, &plan.algo, ctx.workspace,
-                         WORKSPACE_BYTES, stream()),
+                         LT_WORKSPACE_BYTES, stream()),
           "cublasLtMatmul", p);
   return "";
 }

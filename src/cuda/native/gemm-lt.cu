@@ -30,7 +30,6 @@ namespace wan {
 
 namespace {
 
-constexpr size_t WORKSPACE_BYTES = size_t(32) << 20;
 constexpr int64_t DIM_LIMIT = 2147483647;
 /** Matrices per cuBLASLt call: the grid z limit that the cuBLAS path (matmul.cu) keeps to as well. */
 constexpr int64_t MAX_BATCH = 65535;
@@ -89,18 +88,8 @@ uint32_t alignment(const void* ptr, int64_t strideBytes0, int64_t strideBytes1) 
   return uint32_t(bits & (~bits + 1));
 }
 
-/** The process's handle and its 32 MiB workspace (rounded up to 256 bytes), both made on first use, never freed. */
-struct Lt {
-  cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
-};
-
-Lt& ltContext(const Problem& p) {
-  static Lt s;
-  if (!s.workspace) s.workspace = alignUp(deviceAlloc(WORKSPACE_BYTES + 256), 256);
-  if (!s.handle) checkLt(cublasLtCreate(&s.handle), "cublasLtCreate", p);
-  return s;
-}
+/** ltContext for one of this module's problems. */
+LtContext& contextFor(const Problem& p) { return ltContext("gemmLt [" + p.describe() + "]"); }
 
 /** Everything the chosen algorithm depends on: one batch chunk's shape, strides, types and alignments (bytes). */
 struct Key {
@@ -173,7 +162,7 @@ Plan& planFor(const Key& key, const void* bias, const Problem& p) {
 
   Preference pref;
   checkLt(cublasLtMatmulPreferenceCreate(&pref.pref), "cublasLtMatmulPreferenceCreate", p);
-  setAttr(pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(WORKSPACE_BYTES), "set CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", p);
+  setAttr(pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(LT_WORKSPACE_BYTES), "set CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", p);
   // cuBLASLt's A is our B and its B our A; its C is D.
   setAttr(pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.alignB, "set CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES", p);
   setAttr(pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignA, "set CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES", p);
@@ -183,7 +172,7 @@ Plan& planFor(const Key& key, const void* bias, const Problem& p) {
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
   cublasStatus_t s =
-      cublasLtMatmulAlgoGetHeuristic(ltContext(p).handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref.pref, 1, &result, &returned);
+      cublasLtMatmulAlgoGetHeuristic(contextFor(p).handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref.pref, 1, &result, &returned);
   if (s != CUBLAS_STATUS_SUCCESS || returned < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
     throwFor(p, "cublasLtMatmulAlgoGetHeuristic found no algorithm (A, B bf16, compute 32F, chunk of " + std::to_string(key.batch) +
                 ", alignments A/B/D/bias " + std::to_string(key.alignA) + "/" + std::to_string(key.alignB) + "/" + std::to_string(key.alignD) +
@@ -227,7 +216,7 @@ void emptyProduct(const Problem& p, void* d, const void* bias) {
 
 /** The cuBLASLt calls, one per chunk of at most MAX_BATCH matrices; bias is null or BIAS_ALIGN-aligned. */
 void runProducts(const Problem& p, const void* a, const void* b, void* d, const void* bias) {
-  Lt& ctx = ltContext(p);
+  LtContext& ctx = contextFor(p);
   const int64_t ab = 2, db = elemBytes(p.dType);
   // One matrix never uses its strides: 0 keeps them out of the key and the alignments.
   const bool strided = p.batch > 1;
@@ -249,7 +238,7 @@ void runProducts(const Problem& p, const void* a, const void* b, void* d, const 
     const char* bAt = static_cast<const char*>(b) + b0 * key.strideB * ab;
     char* dAt = static_cast<char*>(d) + b0 * key.strideD * db;
     checkLt(cublasLtMatmul(ctx.handle, plan.desc, &alpha, bAt, plan.a, aAt, plan.b, &beta, dAt, plan.d, dAt, plan.d, &plan.algo, ctx.workspace,
-                           WORKSPACE_BYTES, stream()),
+                           LT_WORKSPACE_BYTES, stream()),
             "cublasLtMatmul", p);
   }
 }
@@ -297,6 +286,16 @@ void gemmLt(const void* a, const void* b, void* d, int64_t batch, int64_t m, int
     throw;
   }
   deviceFree(copy);
+}
+
+LtContext& ltContext(const std::string& who) {
+  static LtContext s;
+  if (!s.workspace) s.workspace = alignUp(deviceAlloc(LT_WORKSPACE_BYTES + 256), 256);
+  if (!s.handle) {
+    const cublasStatus_t status = cublasLtCreate(&s.handle);
+    if (status != CUBLAS_STATUS_SUCCESS) throw CudaFailure(who + ": cublasLtCreate: " + cublasGetStatusString(status));
+  }
+  return s;
 }
 
 }  // namespace wan
