@@ -24,40 +24,12 @@
 #include <string>
 #include <vector>
 
+#include "gemm-check-harness.h"
 #include "gemm-fp8.h"
-
-namespace wan {
-static cudaStream_t gStream = nullptr;
-static int gSms = 0;
-cudaStream_t stream() { return gStream; }
-int smCount() { return gSms; }
-void* deviceAlloc(size_t bytes) {
-  void* p = nullptr;
-  check(cudaMallocAsync(&p, bytes, gStream), "deviceAlloc");
-  return p;
-}
-void deviceFree(void* p) {
-  if (p) check(cudaFreeAsync(p, gStream), "deviceFree");
-}
-}  // namespace wan
 
 using wan::Epilogue;
 
 namespace {
-
-int passed = 0, failed = 0;
-
-void report(bool ok, const std::string& line) {
-  (ok ? passed : failed)++;
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", line.c_str());
-  std::fflush(stdout);
-}
-
-void cuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return;
-  std::printf("FAIL harness: %s: %s\n%d passed, %d failed\n", what, cudaGetErrorString(e), passed, failed + 1);
-  std::exit(1);
-}
 
 __global__ void encodeSweep(uint64_t start, uint64_t count, unsigned long long* mismatches, unsigned* firstBad) {
   for (uint64_t i = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; i < count; i += uint64_t(gridDim.x) * blockDim.x) {

@@ -27,27 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "gemm-check-harness.h"
 #include "gemm-lt.h"
-
-// The addon's runtime hooks (addon.cpp), simply: one non-blocking stream and its stream-ordered pool.
-namespace wan {
-static cudaStream_t gStream = nullptr;
-static int gSms = 0;
-static int gLiveAllocs = 0;
-cudaStream_t stream() { return gStream; }
-int smCount() { return gSms; }
-void* deviceAlloc(size_t bytes) {
-  void* p = nullptr;
-  check(cudaMallocAsync(&p, bytes, gStream), "deviceAlloc");
-  gLiveAllocs++;
-  return p;
-}
-void deviceFree(void* p) {
-  if (!p) return;
-  gLiveAllocs--;
-  check(cudaFreeAsync(p, gStream), "deviceFree");
-}
-}  // namespace wan
 
 using wan::BF16;
 using wan::DType;
@@ -55,22 +36,6 @@ using wan::Epilogue;
 using wan::F32;
 
 namespace {
-
-int passed = 0, failed = 0;
-
-void report(bool ok, const std::string& line) {
-  (ok ? passed : failed)++;
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", line.c_str());
-  std::fflush(stdout);
-}
-
-/** Harness CUDA calls: a failure here is the harness's, and a sticky one ends the run. */
-void cuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return;
-  std::printf("FAIL harness: %s: %s (%s)\n", what, cudaGetErrorName(e), cudaGetErrorString(e));
-  std::printf("%d passed, %d failed\n", passed, failed + 1);
-  std::exit(1);
-}
 
 const char* typeName(DType t) { return t == BF16 ? "bf16" : "f32"; }
 const char* epiName(Epilogue e) {
