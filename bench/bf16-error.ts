@@ -18,6 +18,9 @@ import { runMain } from './harness.js';
 // ratio is ≤ 1.5 (FAIL otherwise). Cases: attention (self with outliers, cross; cuDNN and the
 // flash kernel), gemm (the 1.3B's Linear shapes, bias and GELU), block (one 1.3B block at
 // 32,760 tokens), forward (the whole 1.3B), sampling (4 flow-matching Euler steps; PSNR too).
+// On a DIR written with --fp8 (block weights stored as ComfyUI fp8_scaled) the model cases load the
+// weights in fp8 and run them as $WAN_FP8_GEMM says: unset, each weight dequantized per layer into
+// bf16; 1 or fast, the cuBLASLt fp8 GEMM (its rows are named '… (fp8 GEMM)').
 
 const BUDGET = 1.5;
 
@@ -52,7 +55,8 @@ runMain(async () => {
   await selectBackend('cuda', { precision: 'bf16' });
   const backend = tf.backend() as CudaBackend;
   const info = cudnnInfo();
-  console.log(`device ${backend.device.name}; cuDNN ${info.available ? info.version : `unavailable (${info.error})`}`);
+  const fp8Gemm = backend.fp8Gemm === 'off' ? '' : ` (fp8 GEMM${backend.fp8Gemm === 'fast' ? ', fast' : ''})`;
+  console.log(`device ${backend.device.name}; cuDNN ${info.available ? info.version : `unavailable (${info.error})`}; WAN_FP8_GEMM ${backend.fp8Gemm}`);
   const rows: Row[] = [];
   const judge = (name: string, output: string, ours: tf.Tensor | ArrayLike<number>, io: SafetensorsFile, refName: string, torchName: string, psnr = false) => {
     const ref = io.read(refName).data;
@@ -110,7 +114,7 @@ runMain(async () => {
     const model = await WanTransformer3DModel.fromPretrained(path.join(dir, c, 'transformer'));
     const [x, t, ctx] = ['input.hidden_states', 'input.timestep', 'input.encoder_hidden_states'].map((n) => input(io, n));
     const out = model.forward(x, t, ctx);
-    judge(c, 'sample', out, io, 'ref.sample', 'torch_bf16.sample');
+    judge(`${c}${fp8Gemm}`, 'sample', out, io, 'ref.sample', 'torch_bf16.sample');
     tf.dispose([out, x, t, ctx]);
     model.dispose();
     io.close();
@@ -131,14 +135,15 @@ runMain(async () => {
       tf.dispose([t, v, x]);
       x = next;
     }
-    judge('sampling (4 Euler steps)', 'latents', x, sampling, 'ref.latents', 'torch_bf16.latents', true);
+    judge(`sampling (4 Euler steps)${fp8Gemm}`, 'latents', x, sampling, 'ref.latents', 'torch_bf16.latents', true);
     tf.dispose([x, ctx]);
     model.dispose();
     sampling.close();
   }
 
+  if (fp8Gemm && backend.fp8GemmNote) console.log(`the last fp8-weight Linear ran the dequantize + bf16 path: ${backend.fp8GemmNote}`);
   const failed = rows.filter((r) => !r.pass).length;
   console.log(`${rows.length - failed} passed, ${failed} failed`);
   const json = process.argv.includes('--json') ? flag('json', '') : '';
-  if (json) fs.writeFileSync(json, JSON.stringify({ device: backend.device.name, cudnn: info.version, rows }) + '\n');
+  if (json) fs.writeFileSync(json, JSON.stringify({ device: backend.device.name, cudnn: info.version, fp8_gemm: backend.fp8Gemm, rows }) + '\n');
 });

@@ -8,7 +8,7 @@ bf16's error; the TypeScript side reads the same inputs, runs the library in bf1
 the same metrics against the same reference.
 
   python3 bench/torch/bf16_error_ref.py --out DIR [--cases attention,gemm,block,forward,sampling]
-      [--frames 81 --height 480 --width 832] [--seed 0] [--yardstick .device/bench/torch_wan_ref.py]
+      [--frames 81 --height 480 --width 832] [--seed 0] [--yardstick .device/bench/torch_wan_ref.py] [--fp8]
 
 Per case DIR/<case>/: io.safetensors (input.* float32, ref.* = the fp32 reference, torch_bf16.* =
 PyTorch's bf16 output upcast to float32), case.json (every tensor: name, meaning, shape; the
@@ -21,6 +21,13 @@ fp32 references run in float32 with TF32 off (matmul and cuDNN), from the bf16-r
 the only difference between the fp32 and bf16 runs is the arithmetic (and the rounding of the
 activations/inputs to bf16, which both bf16 runs do). Attention in fp32 goes through SDPA's
 memory-efficient backend (forced), so no O(L^2) buffer is ever made.
+
+With --fp8 the model cases' block weights (every 2-D weight under blocks.) are quantized as ComfyUI's
+fp8_scaled files are (s = amax|w| / 448, q = e4m3fn(w / s)) and stored that way (F8_E4M3 codes and a
+float32 `<layer>.scale_weight`); both runs use w = float(q) * s (the bf16 run rounds it to bf16, as
+PyTorch users run an fp8 checkpoint), so the reference is the fp32 forward of the weights the file
+holds. The TypeScript side then judges its fp8 paths (dequantize per layer; WAN_FP8_GEMM) on the same
+file.
 
 Metrics, in float64 over the whole tensor: rel_l2 = ||out - ref||_2 / ||ref||_2,
 max_abs = max |out - ref|; sampling also psnr_db = 20 log10(max|ref| / RMSE).
@@ -556,15 +563,39 @@ def build_model(Y, cfg, seed, case_id, dev):
     return model
 
 
-def save_weights(model, cfg, folder):
+FP8_DOC = ("blocks' 2-D weights quantized per tensor as ComfyUI's fp8_scaled files: s = amax|w| / 448 (float32), "
+           "q = float8_e4m3fn(w / s), stored as F8_E4M3 codes with <layer>.scale_weight = s; the models compute "
+           "with w = float(q) * s")
+
+
+def quantize_fp8(model):
+    """The blocks' 2-D weights as (e4m3fn codes, float32 scale), and the model's weights set to float(q) * s."""
+    codes = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not (name.startswith("blocks.") and name.endswith(".weight") and p.ndim == 2):
+                continue
+            s = (p.detach().abs().amax().float() / 448.0).reshape([])
+            q = (p.detach().float() / s).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+            p.copy_(q.float() * s)
+            codes[name] = (q, s)
+    log(f"fp8: {len(codes)} block weights quantized (e4m3fn, per-tensor scale)")
+    return codes
+
+
+def save_weights(model, cfg, folder, fp8=None):
+    """The model as a Diffusers folder, bf16; with fp8 (quantize_fp8's codes) those weights as F8_E4M3 + scale_weight."""
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(diffusers_config(cfg), f, indent=1)
     state = {k: v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in model.state_dict().items()}
+    for name, (q, s) in (fp8 or {}).items():
+        state[name] = q.contiguous().cpu()
+        state[name[: -len("weight")] + "scale_weight"] = s.float().cpu()
     save_file(state, os.path.join(folder, "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
-    n = sum(v.numel() for v in state.values())
+    n = sum(v.numel() for k, v in state.items() if not k.endswith(".scale_weight"))
     del state
-    log(f"wrote {folder} ({n / 1e6:.1f}M parameters, bf16)")
+    log(f"wrote {folder} ({n / 1e6:.1f}M parameters, {'fp8 blocks, ' if fp8 else ''}bf16)")
     return n
 
 
@@ -722,7 +753,7 @@ def case_block(Y, a, dev, env):
     os.makedirs(d, exist_ok=True)
     cfg = model_cfg(Y, 1)
     model = build_model(Y, cfg, a.seed, 20, dev)
-    save_weights(model, cfg, os.path.join(d, "transformer"))
+    save_weights(model, cfg, os.path.join(d, "transformer"), quantize_fp8(model) if a.fp8 else None)
     lat, t, ctx = forward_case_inputs(a, dev)
     times = {}
     with torch.no_grad():
@@ -747,7 +778,7 @@ def case_full(Y, a, dev, env, do_forward, do_sampling):
     fd = os.path.join(a.out, "forward")
     sd = os.path.join(a.out, "sampling")
     model = build_model(Y, cfg, a.seed, 30, dev)
-    save_weights(model, cfg, os.path.join(fd, "transformer"))
+    save_weights(model, cfg, os.path.join(fd, "transformer"), quantize_fp8(model) if a.fp8 else None)
     t_f, t_s = {}, {}
     with torch.no_grad():
         if do_forward:
@@ -764,7 +795,7 @@ def case_full(Y, a, dev, env, do_forward, do_sampling):
                 ref_steps, t_s["fp32_sampling"] = timed(
                     lambda: sample(model, x0, ctx_s, sigmas, timesteps, torch.float32))
             log(f"sampling: fp32 reference done ({t_s['fp32_sampling']} s)")
-        model.to(torch.bfloat16)  # frees the fp32 parameters (exact: they are bf16-rounded)
+        model.to(torch.bfloat16)  # frees the fp32 parameters (bf16-rounded, so exact, unless --fp8)
         free()
         if do_forward:
             (out_f, ops_bf), t_f["bf16_forward"] = timed(
@@ -816,6 +847,7 @@ def main():
     ap.add_argument("--width", type=int, default=832)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--yardstick", default=".device/bench/torch_wan_ref.py", help="path of torch_wan_ref.py")
+    ap.add_argument("--fp8", action="store_true", help="model cases: block weights as ComfyUI fp8_scaled (see above)")
     a = ap.parse_args()
     cases = [c.strip() for c in a.cases.split(",") if c.strip()]
     bad = [c for c in cases if c not in ALL_CASES]
@@ -833,6 +865,8 @@ def main():
     Y = load_yardstick(ypath) if ypath else None
     env = environment(dev, ypath)
     env["fp32_check"] = verify_fp32(dev)
+    if a.fp8:
+        env["fp8_weights"] = FP8_DOC
     log(f"{env['device']}, torch {env['torch']}; cases {cases}; {tokens(a)} tokens; latents {latent_shape(a)}")
     log(f"precision flags {env['precision_flags']}")
     if "attention" in cases:

@@ -15,7 +15,8 @@
 # train: npm run train:toy on 'cuda'; modes40 / modes24 / modes40g (one A14B step with guidance at
 # 720p per memory mode, unlimited / WAN_CUDA_MEMORY_LIMIT=24g / 40g), load / load8 (one A14B expert
 # from disk in bf16 / ComfyUI fp8_scaled against dd), vae720 (the VAE decode at 720×1280×81), umt5
-# (umT5-XXL's encode), fp8gemm (the opt-in cuBLASLt fp8 GEMM's checks): issue 17's figures. Each step has a time limit, writes $OUT/<step>.log and prints
+# (umT5-XXL's encode), fp8gemm (the opt-in cuBLASLt fp8 GEMM's checks), fp8err (the error budget against PyTorch
+# bf16 of an fp8_scaled 1.3B: the per-layer dequantization, then WAN_FP8_GEMM=1): issue 17's figures. Each step has a time limit, writes $OUT/<step>.log and prints
 # its tail; later steps run even if one fails.
 set -u
 OUT=${OUT:-/tmp/wan-cuda-out}
@@ -86,6 +87,10 @@ for s in "$@"; do
       nvcc -std=c++17 -O2 -arch=sm_90 -I src/cuda/native test/cuda/native/gemm-fp8-check.cu src/cuda/native/gemm-fp8.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-fp8-check > "$OUT/gemm-fp8-build.log" 2>&1
       step gemm-fp8-check 180 /tmp/gemm-fp8-check
       step fp8gemm 400 node node_modules/tsx/dist/cli.mjs test/cuda/fp8-gemm-check.ts ;;
+    fp8err)
+      step fp8ref "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 bench/torch/bf16_error_ref.py --out /tmp/fp8err --fp8 --cases block,forward,sampling
+      step fp8err-dequant 240 node node_modules/tsx/dist/cli.mjs bench/bf16-error.ts /tmp/fp8err --json "$OUT/fp8err-dequant.json"
+      step fp8err-gemm 240 env WAN_FP8_GEMM=1 node node_modules/tsx/dist/cli.mjs bench/bf16-error.ts /tmp/fp8err --json "$OUT/fp8err-gemm.json" ;;
     *) echo "unknown step $s" ;;
   esac
 done
