@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { fp32 } from '../src/backend/ops.js';
+import { fp32, gatedResidual } from '../src/backend/ops.js';
 import { ShapeError } from '../src/errors.js';
 import { FeedForward } from './feed-forward.js';
 import { FP32LayerNorm } from './fp32-layer-norm.js';
@@ -71,7 +71,7 @@ export class WanTransformerBlock extends WanModule {
 
       // Intermediates are freed as soon as they are used (at 75,600 tokens each is 0.8–2 GB).
       const residual = (x: tf.Tensor, y: tf.Tensor, gate?: tf.Tensor) => {
-        const out = fp32(() => tf.tidy(() => tf.add(x, gate ? tf.mul(y, gate) : y)));
+        const out = gatedResidual(x, y, gate);
         y.dispose();
         return out;
       };

@@ -12,7 +12,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WanTransformer3DModel } from '../layers/wan-transformer-3d-model.js';
 import { Linear } from '../layers/linear.js';
 import { RMSNorm } from '../layers/rms-norm.js';
-import { attention, conv3d, fp32, layerNormModulate, linear, rmsNorm, rope } from '../src/backend/ops.js';
+import { attention, conv3d, fp32, gatedResidual, layerNormModulate, linear, rmsNorm, rope, setFusedKernels } from '../src/backend/ops.js';
 import { tensorFromStored } from '../src/backend/precision.js';
 import { selectBackend } from '../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, defaultPrecision } from '../src/cuda/index.js';
@@ -157,6 +157,45 @@ describe('storage under the bf16 policy', () => {
 });
 
 describe('fused kernels under the bf16 policy', () => {
+  it('gatedResidual: x + y · gate stored float32, each op rounded to float32, equal to the composite; gate per sample, per token or none', () => {
+    const [B, L, C] = [2, 3, 8];
+    const x = tf.tensor3d(values(B * L * C, 40), [B, L, C]);
+    const yf = tf.tensor3d(values(B * L * C, 41), [B, L, C]);
+    const yb = tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(yf, [B * L, C]), tf.eye(C)), [B, L, C]));
+    expect(storage(yb)).toBe(DeviceType.BF16);
+    const gates = [tf.tensor3d(values(B * C, 42), [B, 1, C]), tf.tensor3d(values(L * C, 43), [1, L, C]), undefined];
+    const xs = x.dataSync();
+    for (const y of [yf, yb]) {
+      const ys = y.dataSync();
+      for (const gate of gates) {
+        const out = gatedResidual(x, y, gate);
+        expect(storage(out)).toBe(DeviceType.F32);
+        const gs = gate?.dataSync();
+        const want = Array.from(xs, (xv, i) => {
+          const [b, l, c] = [Math.floor(i / (L * C)), Math.floor(i / C) % L, i % C];
+          const g = gate === undefined ? 1 : gate.shape[0] === B ? gs![b * C + c] : gs![l * C + c];
+          return Math.fround(xv + Math.fround(ys[i] * g));
+        });
+        expect(Array.from(out.dataSync())).toEqual(want);
+        const previous = setFusedKernels(false);
+        const composite = gatedResidual(x, y, gate);
+        setFusedKernels(previous);
+        expect(Array.from(composite.dataSync())).toEqual(want);
+        tf.dispose([out, composite]);
+      }
+    }
+    tf.dispose([x, yf, yb, ...gates.filter((g) => g !== undefined)]);
+  });
+
+  it('gatedResidual: a gate that is not [1 or B, 1 or L, C] takes the composite (broadcast by tfjs)', () => {
+    const x = tf.tensor3d(values(2 * 3 * 4, 44), [2, 3, 4]);
+    const y = tf.tensor3d(values(2 * 3 * 4, 45), [2, 3, 4]);
+    const gate = tf.tensor2d(values(3 * 4, 47), [3, 4]);
+    const got = gatedResidual(x, y, gate);
+    const want = tf.tidy(() => fp32(() => tf.add(x, tf.mul(y, gate))));
+    expect(Array.from(got.dataSync())).toEqual(Array.from(want.dataSync()));
+    tf.dispose([x, y, gate, got, want]);
+  });
   it('linear: bias and GELU fused into the bf16 product equal the composite on bf16-rounded operands', () => {
     const xv = values(3 * 5, 20);
     const wv = values(4 * 5, 21);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { KERNELS, type LinearActivation, type NormActivation } from '../kernels/registry.js';
+import { fp32, KERNELS, type LinearActivation, type NormActivation } from '../kernels/registry.js';
 
 /**
  * The op layer between the layers and the backends. Each op uses a fused kernel when the active
@@ -133,6 +133,19 @@ export function layerNormModulate(x: tf.Tensor, eps: number, scale: tf.Tensor, s
     return tf.engine().runKernel(KERNELS.layerNormModulate, { x, scale, shift }, { eps }) as tf.Tensor;
   }
   return tf.tidy(() => tf.add(tf.mul(layerNorm(x, eps), tf.add(scale, 1)), shift));
+}
+
+/**
+ * x + y · gate, an fp32 island (the gated residual of a Wan block; without a gate, x + y).
+ * x and y: [B, L, C], gate: [1 or B, 1 or L, C].
+ */
+export function gatedResidual(x: tf.Tensor, y: tf.Tensor, gate?: tf.Tensor): tf.Tensor {
+  const [B, L, C] = x.shape;
+  const fits = !gate || (gate.rank === 3 && (gate.shape[0] === 1 || gate.shape[0] === B) && (gate.shape[1] === 1 || gate.shape[1] === L) && gate.shape[2] === C);
+  if (x.rank === 3 && x.shape.join() === y.shape.join() && fits && fused(KERNELS.gatedResidual)) {
+    return tf.engine().runKernel(KERNELS.gatedResidual, gate ? { x, y, gate } : { x, y }) as tf.Tensor;
+  }
+  return fp32(() => tf.tidy(() => tf.add(x, gate ? tf.mul(y, gate) : y)));
 }
 
 /** A [d, d] matrix with `value` at (i, j) for each entry of `entries(i)`, zeros elsewhere (a signed pair permutation). */

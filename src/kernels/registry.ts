@@ -16,6 +16,11 @@ export const KERNELS = {
   layerNorm: 'WanLayerNorm',
   /** layerNorm(x) · (1 + scale) + shift; inputs x [B, L, C], scale and shift [B or 1, 1 or L, C]; attr eps. */
   layerNormModulate: 'WanLayerNormModulate',
+  /**
+   * x + y · gate in float32 (the residual stream of a Wan block); inputs x and y [B, L, C], gate?
+   * [B or 1, 1 or L, C]; the product and the sum each rounded to float32, as two ops would.
+   */
+  gatedResidual: 'WanGatedResidual',
   /** 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))); input x. */
   geluTanh: 'WanGeluTanh',
   /** Rotary embedding of head pairs; inputs x [B, L, H, D], cos and sin [1, L, 1, D]. */

@@ -6,7 +6,7 @@
 // Attention runs through cuDNN and through the flash kernel separately. Ends with
 // `N passed, N failed` and exits non-zero on a failure.
 import * as tf from '@tensorflow/tfjs-core';
-import { attention, conv3d, layerNorm, layerNormModulate, linear, rmsNorm, rope, storeParam } from '../../src/backend/ops.js';
+import { attention, conv3d, gatedResidual, layerNorm, layerNormModulate, linear, rmsNorm, rope, setFusedKernels, storeParam } from '../../src/backend/ops.js';
 import { tensorFromFp8 } from '../../src/backend/precision.js';
 import type { Fp8Format } from '../../src/kernels/registry.js';
 import { selectBackend } from '../../src/backend/select.js';
@@ -212,6 +212,31 @@ async function main(): Promise<void> {
     const b = layerNormModulate(x, 1e-6, tf.tensor3d(values(30 * 256, 31, 0.3), [1, 30, 256]), tf.tensor3d(values(30 * 256, 32), [1, 30, 256]));
     return tf.concat([a, b], 0);
   }, 8e-3);
+  {
+    // x + y·gate fused against its composite (Multiply, then Add, in the fp32 island), bit for bit
+    const residuals = (fusedOn: boolean) => {
+      const previous = setFusedKernels(fusedOn);
+      try {
+        return at('bf16', () => {
+          const x = tf.tensor3d(values(2 * 300 * 512, 34, 3), [2, 300, 512]);
+          const y = act([2, 300, 512], 35);
+          const perSample = tf.tensor3d(values(2 * 512, 36, 0.5), [2, 1, 512]);
+          const perToken = tf.tensor3d(values(300 * 512, 37, 0.5), [1, 300, 512]);
+          return tf.concat([gatedResidual(x, y, perSample), gatedResidual(x, y, perToken), gatedResidual(x, y)], 0);
+        });
+      } finally {
+        setFusedKernels(previous);
+      }
+    };
+    try {
+      const f = residuals(true);
+      const c = residuals(false);
+      const differ = f.data.reduce((n, v, i) => n + (Object.is(v, c.data[i]) ? 0 : 1), 0);
+      report(differ === 0 && f.storage === DeviceType.F32, 'gatedResidual (bf16 y, fp32 gate per sample, per token, none) equals its composite', `${differ} of ${f.data.length} differ; storage=${f.storage === DeviceType.F32 ? 'fp32' : 'bf16'}`);
+    } catch (err) {
+      report(false, 'gatedResidual equals its composite', `error: ${(err as Error).message}`);
+    }
+  }
   exact('rope of bf16 heads (fp32 tables)', () => {
     const L = 12;
     const ang = Float32Array.from({ length: L * 128 }, (_, i) => (i % 128) * 0.01 * Math.floor(i / 128));

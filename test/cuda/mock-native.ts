@@ -682,6 +682,19 @@ export function createMockNative(): MockNative {
             ys.set(at + 1, Math.fround(x1 * c) + Math.fround(x0 * s));
           }
     },
+    gatedResidual(x, y, gate, out, rows, cols, rowsPerMod, modCount, tx, ty) {
+      const xs = elements(x, tx);
+      const ys = elements(y, ty);
+      const gs = gate ? f32(gate) : undefined;
+      const os = elements(out, F32);
+      for (let r = 0; r < rows; r++) {
+        const at = (Math.floor(r / rowsPerMod) % modCount) * cols;
+        for (let j = 0; j < cols; j++) {
+          const i = r * cols + j;
+          os.set(i, Math.fround(xs.get(i) + (gs ? Math.fround(ys.get(i) * gs[at + j]) : ys.get(i))));
+        }
+      }
+    },
     biasResidual(y, bias, res, out, rows, cols, ty, tb, tr, tout) {
       const ys = elements(y, ty);
       const bs = bias ? elements(bias, tb) : undefined;

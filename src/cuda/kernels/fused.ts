@@ -148,6 +148,25 @@ export const fusedKernels: tf.KernelConfig[] = [
     },
     BF16,
   ),
+  // x, y: [B, L, C], gate?: [1 or B, 1 or L, C] → x + y · gate, stored float32 (the residual stream).
+  cudaKernel(
+    KERNELS.gatedResidual,
+    ({ inputs, backend }) => {
+      const x = input(inputs, 'x', KERNELS.gatedResidual);
+      const y = input(inputs, 'y', KERNELS.gatedResidual);
+      if (x.shape.join() !== y.shape.join()) throw new BackendError(`${KERNELS.gatedResidual}: x [${x.shape}] and y [${y.shape}] differ in shape`);
+      const gate = inputs.gate;
+      const { rowsPerMod, modCount } = gate ? modulationRows(x, gate, KERNELS.gatedResidual) : { rowsPerMod: 1, modCount: 1 };
+      const { rows, cols } = rowsOf(x);
+      const temps: tf.TensorInfo[] = [];
+      const g = gate ? backend.ptr(asStorage(backend, gate, DeviceType.F32, temps)) : 0;
+      const out = backend.makeOutput(x.shape, 'float32', DeviceType.F32);
+      backend.native.gatedResidual(backend.ptr(x), backend.ptr(y), g, backend.ptr(out), rows, cols, rowsPerMod, modCount, backend.storage(x), backend.storage(y));
+      disposeAll(backend, temps);
+      return out;
+    },
+    BF16,
+  ),
   // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
   cudaKernel(
     KERNELS.geluTanh,

@@ -445,6 +445,12 @@ napi_value geluTanhFn(Args& a) {
   return undefined(a.env);
 }
 
+// gatedResidual(x, y, gate, out, rows, cols, rowsPerMod, modCount, typeX, typeY)
+napi_value gatedResidualFn(Args& a) {
+  gatedResidual(a.ptr(0), a.ptr(1), a.fptr(2), a.fptr(3), a.i64(4), a.i64(5), a.i64(6), a.i64(7), DType(a.i32(8)), DType(a.i32(9)));
+  return undefined(a.env);
+}
+
 napi_value biasResidualFn(Args& a) {
   biasResidual(a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), a.i64(4), a.i64(5), DType(a.i32(6)), DType(a.i32(7)), DType(a.i32(8)), DType(a.i32(9)));
   return undefined(a.env);
@@ -649,6 +655,7 @@ NAPI_MODULE_INIT() {
       WAN_METHOD("layerNormModulate", layerNormModulateFn),
       WAN_METHOD("rope", ropeFn),
       WAN_METHOD("geluTanh", geluTanhFn),
+      WAN_METHOD("gatedResidual", gatedResidualFn),
       WAN_METHOD("biasResidual", biasResidualFn),
       WAN_METHOD("attention", attentionFn),
       WAN_METHOD("attentionBf16", attentionBf16Fn),

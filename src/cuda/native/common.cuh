@@ -117,6 +117,13 @@ void layerNormModulate(const void* x, const float* scale, const float* shift, vo
 void rope(const void* x, const float* cos, const float* sin, void* y, int64_t rows, int64_t L, int64_t H, int64_t D, DType in, DType out);
 void geluTanh(const void* x, void* y, int64_t n, DType in, DType out);
 /**
+ * out [rows, cols] float32 = x + y · gate[m, col] (x + y when gate is null), m = ⌊r / rowsPerMod⌋ mod
+ * modCount for row r; the product and the sum each rounded to float32 (no fused multiply-add), as the
+ * two elementwise ops they replace. x and y float32 or bfloat16; gate float32 [modCount, cols].
+ */
+void gatedResidual(const void* x, const void* y, const float* gate, float* out, int64_t rows, int64_t cols, int64_t rowsPerMod, int64_t modCount,
+                   DType typeX, DType typeY);
+/**
  * out [rows, cols] = y + bias[col] + res (a convolution's epilogue; out may be y). bias and res may be
  * null; each buffer float32 or bfloat16, the sum in float32.
  */

@@ -238,6 +238,18 @@ __global__ void geluTanhKernel(const TI* x, TO* y, int64_t n) {
   }
 }
 
+// One block per row: the row's gate is found once, the columns are read and written coalesced.
+template <typename TX, typename TY>
+__global__ void gatedResidualKernel(const TX* x, const TY* y, const float* gate, float* out, int64_t cols, int64_t rowsPerMod, int64_t modCount) {
+  const int64_t r = blockIdx.x;
+  const int64_t base = r * cols;
+  const float* g = gate ? gate + ((r / rowsPerMod) % modCount) * cols : nullptr;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = toFloat(y[base + j]);
+    out[base + j] = __fadd_rn(toFloat(x[base + j]), g ? __fmul_rn(v, g[j]) : v);
+  }
+}
+
 template <typename I, typename TY, typename TB, typename TR, typename TO>
 __global__ void biasResidualKernel(const TY* y, const TB* bias, const TR* res, TO* out, I n, I cols) {
   for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += I(gridDim.x) * blockDim.x) {
@@ -358,6 +370,22 @@ void geluTanh(const void* x, void* y, int64_t n, DType in, DType out) {
     });
   });
   checkLaunch("geluTanh");
+}
+
+void gatedResidual(const void* x, const void* y, const float* gate, float* out, int64_t rows, int64_t cols, int64_t rowsPerMod, int64_t modCount,
+                   DType typeX, DType typeY) {
+  if (rows == 0 || cols == 0) return;
+  if (rows > int64_t(INT32_MAX)) throw CudaFailure("gatedResidual: more than 2^31 - 1 rows");
+  if (rowsPerMod < 1 || modCount < 1) throw CudaFailure("gatedResidual: rowsPerMod and modCount must be ≥ 1");
+  withFloatType(typeX, [&](auto tx) {
+    withFloatType(typeY, [&](auto ty) {
+      using TX = decltype(tx);
+      using TY = decltype(ty);
+      gatedResidualKernel<TX, TY><<<unsigned(rows), THREADS, 0, stream()>>>(static_cast<const TX*>(x), static_cast<const TY*>(y), gate, out, cols,
+                                                                             rowsPerMod, modCount);
+    });
+  });
+  checkLaunch("gatedResidual");
 }
 
 void biasResidual(const void* y, const void* bias, const void* res, void* out, int64_t rows, int64_t cols, DType typeY, DType typeBias,
