@@ -141,9 +141,10 @@ export interface NativeCuda {
    * (1 when amax is 0) computed on the GPU, q_x = e4m3(x / s_x) rounded to nearest even and saturated to ±448,
    * w [n, k] float8_e4m3fn codes of per-tensor scale wScale, an Epilogue with a bf16 bias [n] (0 when absent);
    * fastAccum: Hopper's fp8 accumulation without periodic promotion. scratch: FP8_SCRATCH_HEAD + m·k bytes
-   * (16-byte aligned; amax, s_x, s_w, then the codes q_x), freed by the caller after the call (stream-ordered).
-   * Returns "" when the GEMM was queued, else why not (nothing was queued): GPU older than sm_89, k or n not a
-   * multiple of 16, a misaligned pointer, no cuBLASLt algorithm. An addon built before it lacks it.
+   * (16-byte aligned; amax at byte 0, s_x at 16, s_w at 32, then the codes q_x), freed by the caller after the call
+   * (stream-ordered). Returns "" when the GEMM was queued, else why not (d untouched): GPU older than sm_89, k or n
+   * not a multiple of 16, a misaligned pointer, no cuBLASLt algorithm, cublasLtMatmul refusing the algorithm. An
+   * addon built before it lacks it.
    */
   gemmFp8(x: number, xType: DeviceType, w: number, wScale: number, d: number, m: number, n: number, k: number, bias: number, epilogue: number, fastAccum: boolean, scratch: number): string;
   /** float32; geometry: [n,d,h,w,c, kd,kh,kw,o, od,oh,ow, sd,sh,sw, pd,ph,pw, dd,dh,dw]; filter [kd,kh,kw,c,o]. */

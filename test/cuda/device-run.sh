@@ -85,7 +85,7 @@ for s in "$@"; do
     # the opt-in cuBLASLt fp8 GEMM (WAN_FP8_GEMM): its native check, then its error and time beside the bf16 path
     fp8gemm)
       nvcc -std=c++17 -O2 -arch=sm_90 -I src/cuda/native test/cuda/native/gemm-fp8-check.cu src/cuda/native/gemm-fp8.cu src/cuda/native/gemm-lt.cu -lcublasLt -lcublas -o /tmp/gemm-fp8-check > "$OUT/gemm-fp8-build.log" 2>&1
-      step gemm-fp8-check 180 /tmp/gemm-fp8-check
+      step gemm-fp8-check 180 env CUBLASLT_LOG_MASK=5 /tmp/gemm-fp8-check
       step fp8gemm 400 node node_modules/tsx/dist/cli.mjs test/cuda/fp8-gemm-check.ts ;;
     fp8err)
       step fp8ref "${TORCH_LIMIT:-240}" env PYTHONUNBUFFERED=1 python3 bench/torch/bf16_error_ref.py --out /tmp/fp8err --fp8 --cases block,forward,sampling

@@ -748,10 +748,11 @@ export function createMockNative(): MockNative {
       for (let i = 0; i < m * k; i++) amax = Number.isNaN(amax) ? amax : Math.max(amax, Math.abs(xs.get(i)));
       let sx = Math.fround(amax / 448);
       if (sx === 0) sx = 1;
-      const head = view(scratch, (b, o) => new Float32Array(b, o, 3));
+      // the head: amax at byte 0, s_x at byte 16, s_w at byte 32 (gemm-fp8.h: FP8_HEAD_SX, FP8_HEAD_SW)
+      const head = view(scratch, (b, o) => new Float32Array(b, o, 9));
       head[0] = amax;
-      head[1] = sx;
-      head[2] = Math.fround(wScale);
+      head[4] = sx;
+      head[8] = Math.fround(wScale);
       const qx = view(scratch, (b, o) => new Uint8Array(b, o + 256, m * k));
       for (let i = 0; i < m * k; i++) qx[i] = encodeE4m3(Math.fround(xs.get(i) / sx));
       const vx = decodeTensorBytes('F8_E4M3', qx);

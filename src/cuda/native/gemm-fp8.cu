@@ -86,15 +86,16 @@ __device__ __forceinline__ float activationScale(unsigned amaxBits) {
 }
 
 /**
- * q[i] = encodeE4m3(x[i] / s_x) for n elements, s_x from head[0] (amax bits); thread 0 writes s_x to head[1] and
- * s_w to head[2] (the floats cuBLASLt's scale pointers read). VEC: x 16-byte aligned and q 8-byte aligned.
+ * q[i] = encodeE4m3(x[i] / s_x) for n elements, s_x from head[0] (amax bits); thread 0 writes s_x and s_w at bytes
+ * FP8_HEAD_SX and FP8_HEAD_SW of the head (the floats cuBLASLt's scale pointers read). VEC: x 16-byte aligned and q
+ * 8-byte aligned.
  */
 template <typename T, bool VEC>
 __global__ void quantizeKernel(const T* x, uint8_t* q, int64_t n, unsigned* head, float wScale) {
   const float s = activationScale(head[0]);
   if (blockIdx.x == 0 && threadIdx.x == 0) {
-    reinterpret_cast<float*>(head)[1] = s;
-    reinterpret_cast<float*>(head)[2] = wScale;
+    reinterpret_cast<float*>(head)[FP8_HEAD_SX / 4] = s;
+    reinterpret_cast<float*>(head)[FP8_HEAD_SW / 4] = wScale;
   }
   const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t groups = VEC ? n / 8 : 0;
@@ -253,8 +254,8 @@ std::string gemmFp8(const void* x, DType xType, const uint8_t* w, float wScale, 
 
   unsigned* head = static_cast<unsigned*>(scratch);
   uint8_t* codes = static_cast<uint8_t*>(scratch) + FP8_SCRATCH_HEAD;
-  const float* scaleX = reinterpret_cast<const float*>(head) + 1;
-  const float* scaleW = reinterpret_cast<const float*>(head) + 2;
+  const float* scaleX = reinterpret_cast<const float*>(static_cast<const uint8_t*>(scratch) + FP8_HEAD_SX);
+  const float* scaleW = reinterpret_cast<const float*>(static_cast<const uint8_t*>(scratch) + FP8_HEAD_SW);
   Plan& plan = planFor(p, withBias, bias, scaleW, scaleX);
   if (!plan.refusal.empty()) return plan.refusal;
 
@@ -267,9 +268,15 @@ std::string gemmFp8(const void* x, DType xType, const uint8_t* w, float wScale, 
   if (withBias) setAttr(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "set CUBLASLT_MATMUL_DESC_BIAS_POINTER", p);
   LtContext& ctx = contextFor(p);
   const float alpha = 1.0f, beta = 0.0f;
-  checkLt(cublasLtMatmul(ctx.handle, plan.desc, &alpha, w, plan.a, codes, plan.b, &beta, d, plan.d, d, plan.d, &plan.algo, ctx.workspace,
-                         LT_WORKSPACE_BYTES, stream()),
-          "cublasLtMatmul", p);
+  const cublasStatus_t s = cublasLtMatmul(ctx.handle, plan.desc, &alpha, w, plan.a, codes, plan.b, &beta, d, plan.d, d, plan.d, &plan.algo,
+                                         ctx.workspace, LT_WORKSPACE_BYTES, stream());
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED) {
+    // the algorithm the heuristic chose refuses to run: a refusal of this shape, cached like the heuristic's (D unwritten)
+    plan.refusal = std::string("cublasLtMatmul refused the fp8 algorithm the heuristic chose (e4m3 TN, bf16 D, epilogue ") +
+                   std::to_string(int(p.epilogue)) + "): " + cublasGetStatusString(s);
+    return plan.refusal;
+  }
+  checkLt(s, "cublasLtMatmul", p);
   return "";
 }
 

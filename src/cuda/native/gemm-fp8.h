@@ -9,8 +9,13 @@
 
 namespace wan {
 
-/** Bytes before the activation's codes in gemmFp8's scratch: amax bits (u32), s_x, s_w (float32), padded to 256. */
+/**
+ * Bytes before the activation's codes in gemmFp8's scratch: amax bits (u32) at byte 0, s_x and s_w (float32) at bytes
+ * FP8_HEAD_SX and FP8_HEAD_SW, each on its own 16-byte boundary (cuBLASLt's scale pointers), padded to 256.
+ */
 constexpr int64_t FP8_SCRATCH_HEAD = 256;
+constexpr int64_t FP8_HEAD_SX = 16;
+constexpr int64_t FP8_HEAD_SW = 32;
 
 /** Scratch bytes gemmFp8 needs for an [m, k] activation: the head, then its m·k e4m3 codes. */
 inline int64_t fp8ScratchBytes(int64_t m, int64_t k) { return FP8_SCRATCH_HEAD + m * k; }
@@ -69,8 +74,9 @@ __host__ __device__ inline uint8_t encodeE4m3(float v) {
  * scratch: fp8ScratchBytes(m, k) bytes, 16-byte aligned (the codes start FP8_SCRATCH_HEAD bytes in); it must stay allocated until the GEMM has run
  * (a stream-ordered free after this call is enough).
  *
- * Returns "" when the GEMM was queued, else why it was not (nothing queued, D untouched): a GPU older than
- * sm_89, k or n not a multiple of 16, a pointer not 16-byte aligned, or no cuBLASLt algorithm for the problem.
+ * Returns "" when the GEMM was queued, else why it was not (D untouched): a GPU older than sm_89, k or n not a
+ * multiple of 16, a pointer not 16-byte aligned, no cuBLASLt algorithm for the problem, or cublasLtMatmul refusing
+ * (CUBLAS_STATUS_NOT_SUPPORTED) the algorithm the heuristic chose; each refusal of a shape is cached.
  * CUDA and cuBLASLt failures after that throw CudaFailure. Not thread-safe (one host thread, as gemmLt).
  */
 std::string gemmFp8(const void* x, DType xType, const uint8_t* w, float wScale, void* d, int64_t m, int64_t n, int64_t k, const void* bias,

@@ -120,7 +120,9 @@ void gemmCase(const char* name, int64_t m, int64_t n, int64_t k, bool bf16x, Epi
       float sx = amax / 448.0f;
       if (sx == 0) sx = 1;
       float head[3];
-      std::memcpy(head, scratch.data(), 12);
+      std::memcpy(&head[0], scratch.data(), 4);
+      std::memcpy(&head[1], scratch.data() + wan::FP8_HEAD_SX, 4);
+      std::memcpy(&head[2], scratch.data() + wan::FP8_HEAD_SW, 4);
       size_t badCodes = 0;
       const uint8_t* codes = scratch.data() + wan::FP8_SCRATCH_HEAD;
       for (size_t i = 0; i < x.size(); i++) badCodes += codes[i] != wan::encodeE4m3(x[i] / sx);
