@@ -330,6 +330,57 @@ describe('loading an fp8 weight streams', () => {
   });
 });
 
+describe('a load on cuda stages what it uploads as stored', () => {
+  it('reads every bf16, f16 and fp8 tensor into one buffer of the largest one\'s size, each tensor keeping its own values', () => {
+    const shapes = { a: [300, 64], b: [200, 128], c: [50], d: [64] } as const;
+    const codes = Uint8Array.from(values(200 * 128, 7), (v) => (Math.abs(v) < 1 ? 0x30 : 0x48) | (v < 0 ? 0x80 : 0));
+    const [a, c, d] = [values(300 * 64, 8), values(50, 9), values(64, 10)];
+    const file = path.join(tmp, 'staged.safetensors');
+    writeSafetensors(file, {
+      'a.weight': { shape: [...shapes.a], dtype: 'BF16', data: a },
+      'b.weight': { shape: [...shapes.b], dtype: 'F8_E4M3', raw: codes },
+      'b.scale_weight': scalar(0.25),
+      'c.weight': { shape: [...shapes.c], dtype: 'F16', data: c },
+      'd.weight': { shape: [...shapes.d], dtype: 'F32', data: d },
+    });
+    const source = new CountingSource(SafetensorsFile.open(file));
+    const read = new Map<string, ArrayBufferLike[]>();
+    const loaded = new Map<string, tf.Tensor>();
+    const slots = new Map(
+      Object.entries(shapes).map(([name, shape]) => [
+        name,
+        {
+          shape,
+          assign(value: tf.Tensor) {
+            // the buffers read for this tensor, less the 4-byte scale
+            read.set(name, [...source.buffers].filter((b) => b.byteLength > 4));
+            source.buffers.clear();
+            loaded.set(name, value);
+          },
+          read: () => undefined,
+        },
+      ]),
+    );
+    loadWeights({ namedWeights: () => slots }, source, { rename: (k) => k.replace(/\.weight$/, '') });
+    source.close();
+    const [staging] = read.get('a')!;
+    for (const name of ['a', 'b', 'c']) {
+      expect(read.get(name)).toHaveLength(1);
+      expect(read.get(name)![0]).toBe(staging);
+    }
+    expect(staging.byteLength).toBe(300 * 64 * 2);
+    expect(read.get('d')).toHaveLength(1);
+    expect(read.get('d')![0]).not.toBe(staging);
+    expect(Array.from(loaded.get('a')!.dataSync())).toEqual(Array.from(a, roundBf16));
+    expect(Array.from(loaded.get('b')!.dataSync())).toEqual(Array.from(codes, (q) => E4M3[q] * 0.25));
+    const half = loaded.get('c')!.dataSync();
+    // float16, stored bf16 under the bf16 policy: within a bf16 rounding and an f16 one
+    c.forEach((v, i) => expect(Math.abs(half[i] - v)).toBeLessThanOrEqual(Math.abs(v) * (2 ** -8 + 2 ** -11) + 2 ** -24));
+    expect(Array.from(loaded.get('d')!.dataSync())).toEqual(Array.from(d));
+    tf.dispose([...loaded.values()]);
+  });
+});
+
 describe('a Wan DiT from an fp8_scaled checkpoint', () => {
   it('equals the DiT from the same weights dequantized up front, bit for bit under bf16 and fp32, with 1-byte weights and no leaks', async () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});

@@ -39,7 +39,8 @@ function shapeEq(a: readonly number[], b: readonly number[]): boolean {
 /**
  * Fills every weight of `model` from `source`, one tensor at a time: each is read from its byte
  * range, handed to the backend and released before the next (host memory held by the loader: one
- * tensor plus a READ_CHUNK_BYTES buffer where it is decoded; see readTensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
+ * tensor plus a READ_CHUNK_BYTES buffer where it is decoded; tensors a backend takes as stored are
+ * all read into one staging buffer of the largest one's size; see readTensor). Missing, unexpected and mis-shaped tensors are all collected first and reported in one
  * CheckpointError before anything is read. ComfyUI's scaled fp8 weights load as
  * w = decode(q) · s with their per-tensor scale s (see fp8.ts; kept as q and s on a backend that
  * stores fp8, see readTensor); the scales and quantization
@@ -76,10 +77,31 @@ export function loadWeights(model: HasNamedWeights, source: TensorSource, option
     if (misShaped.length) parts.push(`mis-shaped ${misShaped.length}: ${list(misShaped)}`);
     throw new CheckpointError(`checkpoint does not fit the model; ${parts.join('; ')}`, source.label);
   }
+  // one staging buffer, of the largest tensor a backend may take as stored
+  const stored = plan.map(([key]) => source.info(key)).filter((t) => t.dtype === 'BF16' || t.dtype === 'F16' || isFp8Dtype(t.dtype));
+  const staging = new StagingBuffer(stored.reduce((most, t) => Math.max(most, t.end - t.begin), 0));
   plan.forEach(([key, target], i) => {
-    slots.get(target)!.assign(readTensor(source, key, fp8.scaleOf.get(key)));
+    slots.get(target)!.assign(readTensor(source, key, fp8.scaleOf.get(key), staging));
     options.onProgress?.(i + 1, plan.length, key);
   });
+}
+
+/**
+ * One host buffer for the tensors a backend takes as stored (16-bit floats, fp8 codes) and lets go of
+ * once uploaded (writeStored / writeFp8): each is read into it in turn, so a load holds one buffer of
+ * its largest such tensor, allocated on first use (never on a backend that decodes on the host) and
+ * faulted in once, instead of a fresh array per tensor left for the garbage collector.
+ */
+export class StagingBuffer {
+  private buffer: ArrayBuffer | undefined;
+  constructor(private readonly capacity: number) {}
+
+  /** The first `n` bytes of the buffer (n ≤ capacity), valid until the next call. */
+  bytes(n: number): Uint8Array {
+    if (n > this.capacity) throw new RangeError(`StagingBuffer: ${n} bytes asked of a ${this.capacity}-byte buffer`);
+    this.buffer ??= new ArrayBuffer(this.capacity);
+    return new Uint8Array(this.buffer, 0, n);
+  }
 }
 
 /** Bytes read from the file per piece when a tensor is decoded on the host (the loader's only buffer beside the tensor). */
@@ -116,16 +138,17 @@ function decodeStreamed(source: TensorSource, key: string, dtype: SafetensorsDty
  * the per-tensor scale of `scaleKey` (s = 1 without one, as in plain fp8_e4m3fn files): a backend
  * that keeps fp8 takes the codes and s (tensorFromFp8: the codes are the only host copy), any
  * other gets float32 decoded piece by piece and scaled in place. Other integer types (small
- * buffers such as ids) are decoded whole to int32.
+ * buffers such as ids) are decoded whole to int32. With `staging`, the 16-bit and fp8 bytes a
+ * backend takes as stored are read into it rather than into a new array.
  */
-export function readTensor(source: TensorSource, key: string, scaleKey?: string): tf.Tensor {
+export function readTensor(source: TensorSource, key: string, scaleKey?: string, staging?: StagingBuffer): tf.Tensor {
   const info = source.info(key);
   const shape = [...info.shape];
   const n = tf.util.sizeFromShape(shape);
   if (isFp8Dtype(info.dtype)) {
     const scale = scaleKey === undefined ? 1 : readScale(source, scaleKey);
     const readCodes = () => {
-      const codes = new Uint8Array(n);
+      const codes = staging ? staging.bytes(n) : new Uint8Array(n);
       source.readRawInto(key, codes);
       return codes;
     };
@@ -134,9 +157,9 @@ export function readTensor(source: TensorSource, key: string, scaleKey?: string)
   if (scaleKey !== undefined) throw new CheckpointError(`has a weight scale, but the weight is ${info.dtype}, not float8`, source.label, key);
   if (info.dtype === 'BF16' || info.dtype === 'F16') {
     const readBits = () => {
-      const bits = new Uint16Array(n);
-      source.readRawInto(key, bytesOf(bits));
-      return bits;
+      const bytes = staging ? staging.bytes(2 * n) : new Uint8Array(2 * n);
+      source.readRawInto(key, bytes);
+      return new Uint16Array(bytes.buffer, 0, n);
     };
     return tensorFromStored(readBits, shape, info.dtype === 'BF16' ? 'bf16' : 'f16', () => decodeStreamed(source, key, info.dtype, n));
   }

@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Fp8Format, StoredFormat } from '../kernels/registry.js';
 
-/** A backend that takes raw 16-bit floats as they are stored (backend 'cuda'). */
+/**
+ * A backend that takes raw 16-bit floats as they are stored (backend 'cuda'). It keeps no reference to
+ * `bits` once writeStored returns (the loader reuses that buffer for the next tensor); so for writeFp8's codes.
+ */
 interface StoredUploader {
   writeStored(bits: Uint16Array, shape: number[], format: StoredFormat): tf.DataId;
 }
