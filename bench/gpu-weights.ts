@@ -2,16 +2,43 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { HasNamedWeights } from '../weights/load.js';
 import { loadNative, registerCudaBackendWith, type NativeCuda } from '../src/cuda/index.js';
 
+const POOL_SIZE = 1 << 25;
+let hostPool: Float32Array | undefined;
+
 /**
- * Fills every weight of `model` with N(0, std) values taken from slices of one random pool on the
- * active backend (drawing a billion normals in JavaScript would take minutes), as the PyTorch
- * yardsticks draw random weights. Each weight goes through its slot's assign, so it is stored as
- * the backend's precision policy and the layer say (bf16, or fp32 for norm weights).
+ * POOL_SIZE N(0, 1) values, drawn once per process on the host (Box–Muller over a 32-bit LCG).
+ * tf.randomNormal draws on the host too, in JavaScript, at about 2 s a pool: drawn per call, it made
+ * the setup of a 40-block A14B bench take minutes of device time.
+ */
+function normalPool(): Float32Array {
+  if (hostPool) return hostPool;
+  const pool = new Float32Array(POOL_SIZE);
+  let state = 0x2545f491;
+  const uniform = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 0.5) / 2 ** 32;
+  };
+  for (let i = 0; i < POOL_SIZE; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(uniform()));
+    const t = 2 * Math.PI * uniform();
+    pool[i] = r * Math.cos(t);
+    pool[i + 1] = r * Math.sin(t);
+  }
+  hostPool = pool;
+  return pool;
+}
+
+/**
+ * Fills every weight of `model` with N(0, std) values taken from slices of one random pool, uploaded
+ * to the active backend for the call (drawing a billion normals in JavaScript would take minutes),
+ * as the PyTorch yardsticks draw random weights; `seed` picks where the slices start. Each weight
+ * goes through its slot's assign, so it is stored as the backend's precision policy and the layer
+ * say (bf16, or fp32 for norm weights).
  */
 export function initializeFromPool(model: HasNamedWeights, seed: number, std = 0.02): void {
-  const poolSize = 1 << 25;
-  const pool = tf.randomNormal([poolSize], 0, std, 'float32', seed);
-  let offset = 0;
+  const poolSize = POOL_SIZE;
+  const pool = tf.tidy(() => tf.mul(tf.tensor1d(normalPool()), std));
+  let offset = (seed * 7919) % poolSize;
   for (const slot of model.namedWeights().values()) {
     const n = slot.shape.reduce((a, b) => a * b, 1);
     if (n > poolSize) {
