@@ -36,17 +36,16 @@ function normalPool(): Float32Array {
  * say (bf16, or fp32 for norm weights).
  */
 export function initializeFromPool(model: HasNamedWeights, seed: number, std = 0.02): void {
-  const poolSize = POOL_SIZE;
   const pool = tf.tidy(() => tf.mul(tf.tensor1d(normalPool()), std));
-  let offset = (seed * 7919) % poolSize;
+  let offset = (seed * 7919) % POOL_SIZE;
   for (const slot of model.namedWeights().values()) {
     const n = slot.shape.reduce((a, b) => a * b, 1);
-    if (n > poolSize) {
+    if (n > POOL_SIZE) {
       // A weight larger than the pool repeats it (random weights for timing only).
-      slot.assign(tf.tidy(() => tf.reshape(tf.slice(tf.tile(pool, [Math.ceil(n / poolSize)]), [0], [n]), [...slot.shape])));
+      slot.assign(tf.tidy(() => tf.reshape(tf.slice(tf.tile(pool, [Math.ceil(n / POOL_SIZE)]), [0], [n]), [...slot.shape])));
       continue;
     }
-    if (offset + n > poolSize) offset = (offset * 7919) % (poolSize - n + 1);
+    if (offset + n > POOL_SIZE) offset = (offset * 7919) % (POOL_SIZE - n + 1);
     slot.assign(tf.tidy(() => tf.reshape(tf.slice(pool, [offset], [n]), [...slot.shape])));
     offset += n;
   }

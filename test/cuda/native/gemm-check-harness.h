@@ -48,4 +48,15 @@ void cuda(cudaError_t e, const char* what) {
   std::exit(1);
 }
 
+/** The check's start: its stream and the device's SM count (the runtime hooks above); returns the device's properties. */
+cudaDeviceProp startHarness() {
+  cuda(cudaStreamCreateWithFlags(&wan::gStream, cudaStreamNonBlocking), "cudaStreamCreate");
+  int device = 0;
+  cuda(cudaGetDevice(&device), "cudaGetDevice");
+  cuda(cudaDeviceGetAttribute(&wan::gSms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  cudaDeviceProp prop{};
+  cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  return prop;
+}
+
 }  // namespace

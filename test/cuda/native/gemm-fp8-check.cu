@@ -222,12 +222,7 @@ void timeShape(int64_t m, int64_t n, int64_t k) {
 }  // namespace
 
 int main() {
-  cuda(cudaStreamCreateWithFlags(&wan::gStream, cudaStreamNonBlocking), "cudaStreamCreate");
-  int device = 0;
-  cuda(cudaGetDevice(&device), "cudaGetDevice");
-  cuda(cudaDeviceGetAttribute(&wan::gSms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  cudaDeviceProp prop{};
-  cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  const cudaDeviceProp prop = startHarness();
   std::printf("device %s (sm_%d%d), cuBLASLt %zu\n", prop.name, prop.major, prop.minor, cublasLtGetVersion());
 
   {
