@@ -122,14 +122,18 @@ export function geluTanh(x: tf.Tensor): tf.Tensor {
   });
 }
 
+/** Whether x is [B, L, C] and t [1 or B, 1 or L, C]: the shapes the fused modulated kernels take (else the composite broadcasts). */
+function modulates(x: tf.Tensor, t: tf.Tensor): boolean {
+  const [B, L, C] = x.shape;
+  return x.rank === 3 && t.rank === 3 && (t.shape[0] === 1 || t.shape[0] === B) && (t.shape[1] === 1 || t.shape[1] === L) && t.shape[2] === C;
+}
+
 /**
  * layerNorm(x) · (1 + scale) + shift without affine weights (the modulated norms of a Wan block).
  * x: [B, L, C], scale and shift: [1 or B, 1 or L, C].
  */
 export function layerNormModulate(x: tf.Tensor, eps: number, scale: tf.Tensor, shift: tf.Tensor): tf.Tensor {
-  const [B, L, C] = x.shape;
-  const fits = (t: tf.Tensor) => t.rank === 3 && (t.shape[0] === 1 || t.shape[0] === B) && (t.shape[1] === 1 || t.shape[1] === L) && t.shape[2] === C;
-  if (x.rank === 3 && fits(scale) && scale.shape.join() === shift.shape.join() && fused(KERNELS.layerNormModulate)) {
+  if (modulates(x, scale) && scale.shape.join() === shift.shape.join() && fused(KERNELS.layerNormModulate)) {
     return tf.engine().runKernel(KERNELS.layerNormModulate, { x, scale, shift }, { eps }) as tf.Tensor;
   }
   return tf.tidy(() => tf.add(tf.mul(layerNorm(x, eps), tf.add(scale, 1)), shift));
@@ -140,9 +144,7 @@ export function layerNormModulate(x: tf.Tensor, eps: number, scale: tf.Tensor, s
  * x and y: [B, L, C], gate: [1 or B, 1 or L, C].
  */
 export function gatedResidual(x: tf.Tensor, y: tf.Tensor, gate?: tf.Tensor): tf.Tensor {
-  const [B, L, C] = x.shape;
-  const fits = !gate || (gate.rank === 3 && (gate.shape[0] === 1 || gate.shape[0] === B) && (gate.shape[1] === 1 || gate.shape[1] === L) && gate.shape[2] === C);
-  if (x.rank === 3 && x.shape.join() === y.shape.join() && fits && fused(KERNELS.gatedResidual)) {
+  if (x.rank === 3 && x.shape.join() === y.shape.join() && (!gate || modulates(x, gate)) && fused(KERNELS.gatedResidual)) {
     return tf.engine().runKernel(KERNELS.gatedResidual, gate ? { x, y, gate } : { x, y }) as tf.Tensor;
   }
   return fp32(() => tf.tidy(() => tf.add(x, gate ? tf.mul(y, gate) : y)));

@@ -56,13 +56,13 @@ function channels(backend: CudaBackend, t: tf.TensorInfo | undefined, cols: numb
 
 /**
  * (row of the modulation for token row r) = ⌊r / rowsPerMod⌋ mod modCount, for x [B, L, C] and
- * scale/shift [tb, Ls, C] with tb ∈ {1, B}, Ls ∈ {1, L}.
+ * a modulation input (scale/shift, gate; `name` in the error) [tb, Ls, C] with tb ∈ {1, B}, Ls ∈ {1, L}.
  */
-function modulationRows(x: tf.TensorInfo, mod: tf.TensorInfo, kernel: string): { rowsPerMod: number; modCount: number } {
+function modulationRows(x: tf.TensorInfo, mod: tf.TensorInfo, kernel: string, name: string): { rowsPerMod: number; modCount: number } {
   const [B, L, C] = x.shape;
   const [tb, Ls, Cm] = mod.shape;
   if (x.shape.length !== 3 || mod.shape.length !== 3 || Cm !== C || (tb !== 1 && tb !== B) || (Ls !== 1 && Ls !== L)) {
-    throw new BackendError(`${kernel}: scale/shift [${mod.shape}] must be [1 or ${B}, 1 or ${L}, ${C}] for x [${x.shape}]`);
+    throw new BackendError(`${kernel}: ${name} [${mod.shape}] must be [1 or ${B}, 1 or ${L}, ${C}] for x [${x.shape}]`);
   }
   if (Ls === 1) return tb === 1 ? { rowsPerMod: Math.max(1, B * L), modCount: 1 } : { rowsPerMod: Math.max(1, L), modCount: B };
   return { rowsPerMod: 1, modCount: tb * L };
@@ -135,7 +135,7 @@ export const fusedKernels: tf.KernelConfig[] = [
       if (scale.shape.join() !== shift.shape.join()) {
         throw new BackendError(`${KERNELS.layerNormModulate}: scale [${scale.shape}] and shift [${shift.shape}] differ in shape`);
       }
-      const { rowsPerMod, modCount } = modulationRows(x, scale, KERNELS.layerNormModulate);
+      const { rowsPerMod, modCount } = modulationRows(x, scale, KERNELS.layerNormModulate, 'scale/shift');
       const { rows, cols } = rowsOf(x);
       const temps: tf.TensorInfo[] = [];
       const sc = backend.ptr(asStorage(backend, scale, DeviceType.F32, temps));
@@ -156,7 +156,7 @@ export const fusedKernels: tf.KernelConfig[] = [
       const y = input(inputs, 'y', KERNELS.gatedResidual);
       if (x.shape.join() !== y.shape.join()) throw new BackendError(`${KERNELS.gatedResidual}: x [${x.shape}] and y [${y.shape}] differ in shape`);
       const gate = inputs.gate;
-      const { rowsPerMod, modCount } = gate ? modulationRows(x, gate, KERNELS.gatedResidual) : { rowsPerMod: 1, modCount: 1 };
+      const { rowsPerMod, modCount } = gate ? modulationRows(x, gate, KERNELS.gatedResidual, 'gate') : { rowsPerMod: 1, modCount: 1 };
       const { rows, cols } = rowsOf(x);
       const temps: tf.TensorInfo[] = [];
       const g = gate ? backend.ptr(asStorage(backend, gate, DeviceType.F32, temps)) : 0;
