@@ -1,5 +1,5 @@
-// What the cuBLASLt GEMM modules (gemm-lt.cu, gemm-fp8.cu) share: the process's handle and workspace, and the
-// descriptors each destroys with its owner.
+// What the cuBLASLt GEMM modules (gemm-lt.cu, gemm-fp8.cu) share: the process's handle and workspace, the
+// descriptors each destroys with its owner, and the checked steps of building them.
 #pragma once
 
 #include <cstddef>
@@ -23,6 +23,27 @@ struct LtContext {
  * starting with `who` (the caller's problem, for the message).
  */
 LtContext& ltContext(const std::string& who);
+
+// The checked steps of building a plan. P is the calling module's problem: a `throwFor(const P&, const std::string&)`
+// declared beside it (found by argument-dependent lookup) throws the CudaFailure naming that problem.
+template <typename P>
+void checkLt(cublasStatus_t s, const char* step, const P& p) {
+  if (s != CUBLAS_STATUS_SUCCESS) throwFor(p, std::string(step) + ": " + cublasGetStatusString(s));
+}
+
+// Attribute setters: the value's size is the attribute's (cuBLASLt rejects any other size).
+template <typename V, typename P>
+void setAttr(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr, V value, const char* step, const P& p) {
+  checkLt(cublasLtMatrixLayoutSetAttribute(l, attr, &value, sizeof(value)), step, p);
+}
+template <typename V, typename P>
+void setAttr(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, V value, const char* step, const P& p) {
+  checkLt(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)), step, p);
+}
+template <typename V, typename P>
+void setAttr(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, V value, const char* step, const P& p) {
+  checkLt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)), step, p);
+}
 
 /** A problem's matmul descriptor, its operand layouts and the chosen algorithm. Layouts are cuBLASLt's: a and b its operands, d both C and D. */
 struct LtPlan {

@@ -141,19 +141,6 @@ struct Problem {
 
 [[noreturn]] void throwFor(const Problem& p, const std::string& what) { throw CudaFailure("gemmFp8 [" + p.describe() + "]: " + what); }
 
-void checkLt(cublasStatus_t s, const char* step, const Problem& p) {
-  if (s != CUBLAS_STATUS_SUCCESS) throwFor(p, std::string(step) + ": " + cublasGetStatusString(s));
-}
-
-template <typename V>
-void setAttr(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, V value, const char* step, const Problem& p) {
-  checkLt(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)), step, p);
-}
-template <typename V>
-void setAttr(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, V value, const char* step, const Problem& p) {
-  checkLt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)), step, p);
-}
-
 /** ltContext (the handle and workspace gemmLt uses too) for one of this module's problems. */
 LtContext& contextFor(const Problem& p) { return ltContext("gemmFp8 [" + p.describe() + "]"); }
 

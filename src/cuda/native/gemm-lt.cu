@@ -78,10 +78,6 @@ struct Problem {
 
 [[noreturn]] void throwFor(const Problem& p, const std::string& what) { throw CudaFailure("gemmLt [" + p.describe() + "]: " + what); }
 
-void checkLt(cublasStatus_t s, const char* step, const Problem& p) {
-  if (s != CUBLAS_STATUS_SUCCESS) throwFor(p, std::string(step) + ": " + cublasGetStatusString(s));
-}
-
 /** Largest power of two ≤ 256 dividing the address and both byte strides (a stride of 0 constrains nothing). */
 uint32_t alignment(const void* ptr, int64_t strideBytes0, int64_t strideBytes1) {
   uint64_t bits = uint64_t(reinterpret_cast<uintptr_t>(ptr)) | 256u | uint64_t(strideBytes0) | uint64_t(strideBytes1);
@@ -106,20 +102,6 @@ struct Key {
 /** A key's descriptors and algorithm: a describes our B, b our A, d both C and D. */
 using Plan = LtPlan;
 using Preference = LtPreference;
-
-// Attribute setters: the value's size is the attribute's (cuBLASLt rejects any other size).
-template <typename V>
-void setAttr(cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t attr, V value, const char* step, const Problem& p) {
-  checkLt(cublasLtMatrixLayoutSetAttribute(l, attr, &value, sizeof(value)), step, p);
-}
-template <typename V>
-void setAttr(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, V value, const char* step, const Problem& p) {
-  checkLt(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)), step, p);
-}
-template <typename V>
-void setAttr(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, V value, const char* step, const Problem& p) {
-  checkLt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)), step, p);
-}
 
 /** A column-major layout rows × cols (leading dimension ld), `count` of them `stride` elements apart. */
 void makeLayout(cublasLtMatrixLayout_t& out, cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int32_t count, int64_t stride,
