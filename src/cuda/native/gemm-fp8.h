@@ -42,16 +42,8 @@ __host__ __device__ inline uint8_t encodeE4m3(float v) {
   if (a > 0x7f800000u) return 0x7f;
   if (a >= 0x43e00000u) return uint8_t(sign | 0x7e);  // 448 = 2⁸·1.75
   const int e = int(a >> 23) - 127;
-  if (e < -6) {
-    float mag;
-#ifdef __CUDA_ARCH__
-    mag = __uint_as_float(a);
-#else
-    std::memcpy(&mag, &a, 4);
-#endif
-    // |v|·2⁹ is exact (a power-of-two scaling of a value below 2⁻⁶); rintf rounds to nearest even
-    return uint8_t(sign | uint32_t(rintf(mag * 512.0f)));
-  }
+  // |v|·2⁹ is exact (a power-of-two scaling of a value below 2⁻⁶); rintf rounds to nearest even
+  if (e < -6) return uint8_t(sign | uint32_t(rintf(fabsf(v) * 512.0f)));
   uint32_t t = (uint32_t(e + 7) << 3) | ((a >> 20) & 7);
   const uint32_t rest = a & 0xfffffu;
   if (rest > 0x80000u || (rest == 0x80000u && (t & 1))) t++;
