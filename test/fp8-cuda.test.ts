@@ -21,6 +21,7 @@ import { decodeTensorBytes, float32ToBf16Bits } from '../weights/dtypes.js';
 import { READ_CHUNK_BYTES, loadWeights } from '../weights/load.js';
 import { SafetensorsFile, writeSafetensors, type RawTensorToWrite, type TensorToWrite } from '../weights/safetensors.js';
 import { CountingSource } from './helpers/counting-source.js';
+import { E4M3, nearestE4m3 } from './helpers/e4m3.js';
 import { valuesWithOutliers as values } from './helpers/test-values.js';
 import { roundBf16, type MockNative } from './cuda/mock-native.js';
 import { registerMockCuda } from './helpers/mock-cuda.js';
@@ -41,28 +42,16 @@ afterEach(async () => {
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const E4M3 = decodeTensorBytes('F8_E4M3', Uint8Array.from({ length: 256 }, (_, i) => i));
 const E5M2 = decodeTensorBytes('F8_E5M2', Uint8Array.from({ length: 256 }, (_, i) => i));
 
 /**
  * w quantized as ComfyUI's fp8_scaled files are: s = max|w| / 448 (float32), q = the e4m3fn code
- * nearest to w / s (codes 0x00..0x7e are the non-negative finite values, increasing); and the
- * dequantized twin decode(q) · s rounded to float32, the weight "dequantized up front".
+ * nearest to w / s; and the dequantized twin decode(q) · s rounded to float32, the weight
+ * "dequantized up front".
  */
 function quantize(w: Float32Array): { codes: Uint8Array; scale: number; twin: Float32Array } {
   const scale = Math.fround(w.reduce((m, v) => Math.max(m, Math.abs(v)), 0) / 448);
-  const codes = new Uint8Array(w.length);
-  for (let i = 0; i < w.length; i++) {
-    const x = Math.min(Math.abs(w[i] / scale), 448);
-    let lo = 0;
-    let hi = 0x7e;
-    while (hi - lo > 1) {
-      const mid = (lo + hi) >> 1;
-      if (E4M3[mid] <= x) lo = mid;
-      else hi = mid;
-    }
-    codes[i] = (x - E4M3[lo] <= E4M3[hi] - x ? lo : hi) | (w[i] < 0 ? 0x80 : 0);
-  }
+  const codes = Uint8Array.from(w, (v) => nearestE4m3(v / scale));
   return { codes, scale, twin: Float32Array.from(codes, (c) => E4M3[c] * scale) };
 }
 

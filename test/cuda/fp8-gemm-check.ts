@@ -23,13 +23,12 @@ import { tensorFromFp8 } from '../../src/backend/precision.js';
 import { selectBackend } from '../../src/backend/select.js';
 import { CudaBackend, configureCudaBackend, registerCudaBackendWith } from '../../src/cuda/index.js';
 import type { Fp8GemmMode } from '../../src/cuda/backend.js';
-import { decodeTensorBytes } from '../../weights/dtypes.js';
 import { createMockNative, encodeE4m3, roundBf16 } from './mock-native.js';
 import { relL2 } from '../helpers/compare.js';
+import { E4M3 } from '../helpers/e4m3.js';
 
 const MOCK = process.env.WAN_CUDA_MOCK === '1';
 const ITERS = Number(process.env.WAN_FP8_CHECK_ITERS ?? 10);
-const E4M3 = decodeTensorBytes('F8_E4M3', Uint8Array.from({ length: 256 }, (_, i) => i));
 
 let passed = 0;
 let failed = 0;
