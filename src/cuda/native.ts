@@ -117,9 +117,9 @@ export interface NativeCuda {
   /** x, y [rows, H, D] with rows = B·L (position = row mod L); cos, sin float32 [L, D]. */
   rope(x: number, cos: number, sin: number, y: number, rows: number, L: number, H: number, D: number, typeIn: DeviceType, typeOut: DeviceType): void;
   geluTanh(x: number, y: number, n: number, typeIn: DeviceType, typeOut: DeviceType): void;
-  /** out [rows, cols] = y + bias[col] + res (out may be y); bias [cols] and res [rows, cols] may be 0 (absent); each F32 or BF16. */
   /** out (float32) = x + y · gate[m] (x + y without a gate), m = ⌊r / rowsPerMod⌋ mod modCount for row r; each op rounded to float32. */
   gatedResidual(x: number, y: number, gate: number, out: number, rows: number, cols: number, rowsPerMod: number, modCount: number, typeX: DeviceType, typeY: DeviceType): void;
+  /** out [rows, cols] = y + bias[col] + res (out may be y); bias [cols] and res [rows, cols] may be 0 (absent); each F32 or BF16. */
   biasResidual(y: number, bias: number, res: number, out: number, rows: number, cols: number, typeY: DeviceType, typeBias: DeviceType, typeRes: DeviceType, typeOut: DeviceType): void;
   /** float32 q, k, v, out. */
   attention(q: number, k: number, v: number, out: number, B: number, Lq: number, Lk: number, H: number, D: number, Dv: number, scale: number): void;
