@@ -7,7 +7,7 @@
  * see the rounding the device does; the bf16 matmul, attention and convolution compute in float64
  * from the rounded operands (the device accumulates in float32) and round the result.
  */
-import type { CudnnInfo, DeviceInfo, DeviceMemory, NativeCuda } from '../../src/cuda/native.js';
+import { FP8_SCRATCH_HEAD, type CudnnInfo, type DeviceInfo, type DeviceMemory, type NativeCuda } from '../../src/cuda/native.js';
 import { decodeTensorBytes, float32ToBf16Bits } from '../../weights/dtypes.js';
 
 const SLOT = 2 ** 32;
@@ -753,7 +753,7 @@ export function createMockNative(): MockNative {
       head[0] = amax;
       head[4] = sx;
       head[8] = Math.fround(wScale);
-      const qx = view(scratch, (b, o) => new Uint8Array(b, o + 256, m * k));
+      const qx = view(scratch, (b, o) => new Uint8Array(b, o + FP8_SCRATCH_HEAD, m * k));
       for (let i = 0; i < m * k; i++) qx[i] = encodeE4m3(Math.fround(xs.get(i) / sx));
       const vx = decodeTensorBytes('F8_E4M3', qx);
       const vw = decodeTensorBytes('F8_E4M3', view(w, (b, o) => new Uint8Array(b, o, n * k)));
