@@ -6,6 +6,8 @@
 #include <cublasLt.h>
 #include <string>
 
+#include "gemm-lt.h"
+
 namespace wan {
 
 /** Bytes of the workspace every cuBLASLt matmul of the process gets (the algorithm search's limit too). */
@@ -23,6 +25,14 @@ struct LtContext {
  * starting with `who` (the caller's problem, for the message).
  */
 LtContext& ltContext(const std::string& who);
+
+/** cuBLASLt's epilogue for one of ours (gemm-lt.h's Epilogue). */
+inline cublasLtEpilogue_t ltEpilogue(Epilogue e) {
+  return e == Epilogue::Bias       ? CUBLASLT_EPILOGUE_BIAS
+         : e == Epilogue::Gelu     ? CUBLASLT_EPILOGUE_GELU
+         : e == Epilogue::GeluBias ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                   : CUBLASLT_EPILOGUE_DEFAULT;
+}
 
 // The checked steps of building a plan. P is the calling module's problem: a `throwFor(const P&, const std::string&)`
 // declared beside it (found by argument-dependent lookup) throws the CudaFailure naming that problem.

@@ -171,11 +171,7 @@ Plan& planFor(const Problem& p, bool withBias, const void* bias, const void* sca
   setAttr(plan->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, int8_t(p.fastAccum ? 1 : 0), "set CUBLASLT_MATMUL_DESC_FAST_ACCUM", p);
   setAttr(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, scaleA, "set CUBLASLT_MATMUL_DESC_A_SCALE_POINTER", p);
   setAttr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, scaleB, "set CUBLASLT_MATMUL_DESC_B_SCALE_POINTER", p);
-  cublasLtEpilogue_t epilogue = p.epilogue == Epilogue::Bias       ? CUBLASLT_EPILOGUE_BIAS
-                                : p.epilogue == Epilogue::Gelu     ? CUBLASLT_EPILOGUE_GELU
-                                : p.epilogue == Epilogue::GeluBias ? CUBLASLT_EPILOGUE_GELU_BIAS
-                                                                   : CUBLASLT_EPILOGUE_DEFAULT;
-  setAttr(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue, "set CUBLASLT_MATMUL_DESC_EPILOGUE", p);
+  setAttr(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, ltEpilogue(p.epilogue), "set CUBLASLT_MATMUL_DESC_EPILOGUE", p);
   if (withBias) {
     setAttr(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, CUDA_R_16BF, "set CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE", p);
     setAttr(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "set CUBLASLT_MATMUL_DESC_BIAS_POINTER", p);

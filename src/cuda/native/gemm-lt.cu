@@ -132,11 +132,7 @@ Plan& planFor(const Key& key, const void* bias, const Problem& p) {
   checkLt(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate", p);
   setAttr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, p.transB ? CUBLAS_OP_T : CUBLAS_OP_N, "set CUBLASLT_MATMUL_DESC_TRANSA", p);
   setAttr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, p.transA ? CUBLAS_OP_T : CUBLAS_OP_N, "set CUBLASLT_MATMUL_DESC_TRANSB", p);
-  cublasLtEpilogue_t epilogue = p.epilogue == Epilogue::Bias       ? CUBLASLT_EPILOGUE_BIAS
-                                : p.epilogue == Epilogue::Gelu     ? CUBLASLT_EPILOGUE_GELU
-                                : p.epilogue == Epilogue::GeluBias ? CUBLASLT_EPILOGUE_GELU_BIAS
-                                                                   : CUBLASLT_EPILOGUE_DEFAULT;
-  setAttr(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue, "set CUBLASLT_MATMUL_DESC_EPILOGUE", p);
+  setAttr(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, ltEpilogue(p.epilogue), "set CUBLASLT_MATMUL_DESC_EPILOGUE", p);
   if (bias) {
     setAttr(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, cudaType(p.biasType), "set CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE", p);
     setAttr(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "set CUBLASLT_MATMUL_DESC_BIAS_POINTER", p);
